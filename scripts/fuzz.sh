@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run each cargo-fuzz target for N seconds (default 20) from its committed corpus.
+# cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain
+# accept them, which is the only toolchain this project's machines have.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+secs=${1:-20}
+command -v cargo-fuzz >/dev/null || cargo install -q --locked cargo-fuzz
+cd "$repo/fuzz"
+for target in $(cargo fuzz list); do
+  mkdir -p "corpus/$target"
+  echo "fuzzing $target for ${secs}s"
+  RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$target" "corpus/$target" -- \
+    -max_total_time="$secs" -max_len=4096 -timeout=10 -print_final_stats=1 2>&1 | tail -4
+done
