@@ -1,0 +1,113 @@
+//! The audit trail: one JSON line per request, appended to a root-only file (and
+//! mirrored to the log). Secrets never reach it: typed operations carry secrets only
+//! on stdin, and the record says only that a secret was passed.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// One request's record.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Record {
+    pub ts: String,
+    /// `c<connection>-r<request id>`.
+    pub request: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+    pub op: String,
+    /// allowed-and-ran outcome (`ok`, `failed`, `timeout`, `client-gone`) or a refusal
+    /// (`denied`, `forbidden`, `bad-request`, `busy`, `error`).
+    pub outcome: String,
+    /// `file:line name` of the filter that allowed (or came closest to) it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The argv that ran (resolved executable first), or was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `true` when a secret went to the command's stdin (its content is never logged).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub secret_stdin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub duration_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Audit {
+    file: Option<Mutex<File>>,
+}
+
+impl Audit {
+    /// Append to `path` (created 0600), or only log when `None`.
+    pub fn open(path: Option<&Path>) -> std::io::Result<Audit> {
+        let file = match path {
+            Some(p) => Some(Mutex::new(
+                OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(libc::O_CLOEXEC).open(p)?,
+            )),
+            None => None,
+        };
+        Ok(Audit { file })
+    }
+
+    pub fn write(&self, mut r: Record) {
+        r.ts = rfc3339_now();
+        let mut line = serde_json::to_vec(&r).unwrap_or_default();
+        line.push(b'\n');
+        tracing::info!(target: "moord::audit", "{}", String::from_utf8_lossy(&line[..line.len() - 1]));
+        if let Some(f) = &self.file {
+            // One write of a whole line to an O_APPEND file: lines never interleave.
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = f.write_all(&line) {
+                tracing::error!("audit log write failed: {e}");
+            }
+        }
+    }
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339_now() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamp_shape() {
+        let t = super::rfc3339_now();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+}

@@ -1,0 +1,294 @@
+//! moord's settings: `/etc/moor/moord.toml` (root-owned, not group/other-writable,
+//! unknown keys refused), overridden by command-line flags.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ops::OPS;
+
+pub const DEFAULT_CONFIG: &str = "/etc/moor/moord.toml";
+pub const DEFAULT_SOCKET: &str = "/run/moor/moord.sock";
+
+/// Capabilities moord keeps (and so the tools it runs get): see docs/security.md.
+pub const DEFAULT_KEEP_CAPS: &[&str] = &[
+    "CAP_SYS_ADMIN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_SYS_RAWIO",
+    "CAP_IPC_LOCK",
+    "CAP_SETUID",
+    "CAP_SETGID",
+];
+
+/// The file, as written. Every field optional; flags and defaults fill the rest.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub socket: Option<PathBuf>,
+    /// Octal mode of the socket file, e.g. "0660".
+    pub socket_mode: Option<String>,
+    /// Group that owns the socket file.
+    pub socket_group: Option<u32>,
+    pub filters_path: Option<Vec<PathBuf>>,
+    pub exec_dirs: Option<Vec<PathBuf>>,
+    pub key_file: Option<PathBuf>,
+    pub audit_log: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_uids: Vec<u32>,
+    #[serde(default)]
+    pub allow_gids: Vec<u32>,
+    pub max_concurrent_ops: Option<usize>,
+    pub max_queued_ops: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub op_timeout_secs: Option<u64>,
+    pub max_op_timeout_secs: Option<u64>,
+    pub output_limit_bytes: Option<usize>,
+    pub handshake_timeout_ms: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+    pub keep_capabilities: Option<Vec<String>>,
+    #[serde(default)]
+    pub policy: Vec<PolicyEntry>,
+}
+
+/// Who may run which operations. A caller matches when its uid is `uid` or one of its
+/// groups (primary or supplementary, as the kernel reports them) is `gid`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Operation names, or "*" for every operation.
+    pub ops: Vec<String>,
+}
+
+/// The effective settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub socket: PathBuf,
+    pub socket_mode: u32,
+    pub socket_group: Option<u32>,
+    pub filters_path: Vec<PathBuf>,
+    pub exec_dirs: Vec<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub audit_log: Option<PathBuf>,
+    pub allow_uids: BTreeSet<u32>,
+    pub allow_gids: BTreeSet<u32>,
+    pub max_concurrent_ops: usize,
+    pub max_queued_ops: usize,
+    pub max_connections: usize,
+    pub op_timeout_secs: u64,
+    pub max_op_timeout_secs: u64,
+    pub output_limit_bytes: usize,
+    pub handshake_timeout_ms: u64,
+    pub idle_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub keep_capabilities: Vec<String>,
+    pub policy: Vec<PolicyEntry>,
+    /// The uid that must own the config, filter files and key file (0 in production).
+    pub trusted_owner: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Command-line overrides (the daemon's flags).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub socket: Option<PathBuf>,
+    pub filters_path: Option<Vec<PathBuf>>,
+    pub exec_dirs: Option<Vec<PathBuf>>,
+    pub allow_uids: Vec<u32>,
+    pub allow_gids: Vec<u32>,
+    pub key_file: Option<PathBuf>,
+    pub audit_log: Option<PathBuf>,
+    pub grants: Vec<PolicyEntry>,
+    pub trusted_owner: Option<u32>,
+}
+
+/// Refuse a file that someone other than the trusted owner could have written.
+pub fn check_trusted_file(path: &Path, trusted_owner: u32) -> Result<(), ConfigError> {
+    let m = std::fs::metadata(path).map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?;
+    if m.uid() != trusted_owner {
+        return Err(ConfigError::File {
+            path: path.into(),
+            message: format!("owned by uid {}, must be owned by uid {trusted_owner}", m.uid()),
+        });
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(ConfigError::File {
+            path: path.into(),
+            message: format!("mode {:04o} is writable by group or others", m.mode() & 0o7777),
+        });
+    }
+    Ok(())
+}
+
+/// Parse a grant flag: `uid:N=op,op` or `gid:N=op,op` (`*` for all operations).
+pub fn parse_grant(s: &str) -> Result<PolicyEntry, String> {
+    let (who, ops) = s.split_once('=').ok_or("expected uid:N=ops or gid:N=ops")?;
+    let (kind, id) = who.split_once(':').ok_or("expected uid:N or gid:N")?;
+    let id: u32 = id.parse().map_err(|_| format!("{id:?} is not a number"))?;
+    let ops: Vec<String> = ops.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect();
+    match kind {
+        "uid" => Ok(PolicyEntry { uid: Some(id), gid: None, ops }),
+        "gid" => Ok(PolicyEntry { uid: None, gid: Some(id), ops }),
+        _ => Err(format!("{kind:?} is neither uid nor gid")),
+    }
+}
+
+impl Config {
+    /// Build the effective settings from the file (if any) and the flags.
+    pub fn load(file: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> {
+        let trusted_owner = ov.trusted_owner.unwrap_or(0);
+        let fc = match file {
+            Some(path) => {
+                check_trusted_file(path, trusted_owner)?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?
+            }
+            None => FileConfig::default(),
+        };
+        let socket_mode = match &fc.socket_mode {
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| ConfigError::Invalid(format!("socket_mode {m:?} is not an octal mode")))?,
+            None => 0o660,
+        };
+        let mut policy = fc.policy;
+        policy.extend(ov.grants.iter().cloned());
+        for p in &policy {
+            if p.uid.is_some() == p.gid.is_some() {
+                return Err(ConfigError::Invalid("each policy entry names exactly one of uid or gid".into()));
+            }
+            for op in &p.ops {
+                if op != "*" && !OPS.iter().any(|e| e.name == op) {
+                    return Err(ConfigError::Invalid(format!("policy names unknown operation {op:?}")));
+                }
+            }
+        }
+        let filters_path = ov.filters_path.clone().or(fc.filters_path).unwrap_or_else(|| vec!["/etc/moor/filters.d".into()]);
+        let exec_dirs = ov
+            .exec_dirs
+            .clone()
+            .or(fc.exec_dirs)
+            .unwrap_or_else(|| moor_filters::config::DEFAULT_EXEC_DIRS.iter().map(PathBuf::from).collect());
+        for d in filters_path.iter().chain(&exec_dirs) {
+            if !d.is_absolute() {
+                return Err(ConfigError::Invalid(format!("{} is not an absolute path", d.display())));
+            }
+        }
+        let mut allow_uids: BTreeSet<u32> = fc.allow_uids.into_iter().collect();
+        allow_uids.extend(&ov.allow_uids);
+        let mut allow_gids: BTreeSet<u32> = fc.allow_gids.into_iter().collect();
+        allow_gids.extend(&ov.allow_gids);
+        let keep_capabilities =
+            fc.keep_capabilities.unwrap_or_else(|| DEFAULT_KEEP_CAPS.iter().map(|s| s.to_string()).collect());
+        let cfg = Config {
+            socket: ov.socket.clone().or(fc.socket).unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            socket_mode,
+            socket_group: fc.socket_group,
+            filters_path,
+            exec_dirs,
+            key_file: ov.key_file.clone().or(fc.key_file),
+            audit_log: ov.audit_log.clone().or(fc.audit_log),
+            allow_uids,
+            allow_gids,
+            max_concurrent_ops: fc.max_concurrent_ops.unwrap_or(16).max(1),
+            max_queued_ops: fc.max_queued_ops.unwrap_or(1024),
+            max_connections: fc.max_connections.unwrap_or(4096).max(1),
+            op_timeout_secs: fc.op_timeout_secs.unwrap_or(300),
+            max_op_timeout_secs: fc.max_op_timeout_secs.unwrap_or(3600),
+            output_limit_bytes: fc.output_limit_bytes.unwrap_or(16 << 20),
+            handshake_timeout_ms: fc.handshake_timeout_ms.unwrap_or(5000),
+            idle_timeout_secs: fc.idle_timeout_secs.unwrap_or(600),
+            shutdown_grace_secs: fc.shutdown_grace_secs.unwrap_or(30),
+            keep_capabilities,
+            policy,
+            trusted_owner,
+        };
+        Ok(cfg)
+    }
+
+    /// The operations a caller may run.
+    pub fn ops_for(&self, uid: u32, groups: &[u32]) -> BTreeSet<String> {
+        let mut ops = BTreeSet::new();
+        for p in &self.policy {
+            let hit = p.uid == Some(uid) || p.gid.is_some_and(|g| groups.contains(&g));
+            if hit {
+                for op in &p.ops {
+                    if op == "*" {
+                        ops.extend(OPS.iter().map(|e| e.name.to_string()));
+                    } else {
+                        ops.insert(op.clone());
+                    }
+                }
+            }
+        }
+        ops
+    }
+
+    /// May this caller connect at all?
+    pub fn may_connect(&self, uid: u32, groups: &[u32]) -> bool {
+        self.allow_uids.contains(&uid) || groups.iter().any(|g| self.allow_gids.contains(g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_flags_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("moord.toml");
+        std::fs::write(
+            &p,
+            "socket = \"/run/x.sock\"\nallow_gids = [990]\nsocket_mode = \"0660\"\n[[policy]]\ngid = 990\nops = [\"ping\", \"sysfs.write\"]\n",
+        )
+        .unwrap();
+        let me = std::fs::metadata(&p).unwrap().uid();
+        let ov = Overrides {
+            allow_uids: vec![1001],
+            grants: vec![parse_grant("uid:1001=exec").unwrap()],
+            trusted_owner: Some(me),
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&p), &ov).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/run/x.sock"));
+        assert!(c.may_connect(1001, &[1001]));
+        assert!(c.may_connect(5, &[5, 990]));
+        assert!(!c.may_connect(5, &[5]));
+        assert_eq!(c.ops_for(1001, &[990]).into_iter().collect::<Vec<_>>(), ["exec", "ping", "sysfs.write"]);
+        assert!(c.ops_for(7, &[7]).is_empty());
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("moord.toml");
+        std::fs::write(&p, "sokcet = \"/x\"\n").unwrap();
+        let me = std::fs::metadata(&p).unwrap().uid();
+        let ov = Overrides { trusted_owner: Some(me), ..Overrides::default() };
+        assert!(Config::load(Some(&p), &ov).is_err(), "unknown key");
+        std::fs::write(&p, "[[policy]]\nuid = 1\nops = [\"rm\"]\n").unwrap();
+        assert!(Config::load(Some(&p), &ov).is_err(), "unknown op");
+        std::fs::write(&p, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(Config::load(Some(&p), &ov).is_err(), "writable");
+        assert!(parse_grant("uid:x=ping").is_err());
+        assert!(parse_grant("user:1=ping").is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! moor-privhelper: moord, the privileged helper daemon, and its clients.
+//!
+//! Without the `server` feature this crate is the wire protocol ([`protocol`]), the
+//! typed operations ([`ops`]) and a blocking [`client`]: std and serde only, for the
+//! synchronous connector. With it (the default) it is also the daemon.
+
+pub mod client;
+pub mod ops;
+pub mod protocol;
+
+#[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod exec;
+#[cfg(feature = "server")]
+pub mod peer;
+#[cfg(feature = "server")]
+pub mod privs;
+#[cfg(feature = "server")]
+pub mod server;

@@ -1,0 +1,660 @@
+//! The daemon: accepts connections, authenticates (peer credentials, then an HMAC
+//! challenge), authorizes each request against the caller's policy, checks each
+//! planned command or write against the filters, runs it, audits it.
+//!
+//! [`serve_connection`] handles one connection over any stream, so the protocol is
+//! tested over `UnixStream::pair()` without root.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use moor_filters::{Class, LoadOptions, Loaded, RealSystem};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use zeroize::Zeroize;
+
+use crate::audit::{Audit, Record};
+use crate::config::{Config, check_trusted_file};
+use crate::exec::{self, Input, Output, Prepared};
+use crate::ops::{self, Plan, b64_encode};
+use crate::peer::Peer;
+use crate::protocol::{
+    self, CHAN_STDIN, ClientMsg, ErrorBody, ErrorCode, ExecResult, Frame, FrameError, ServerMsg, encode_data, encode_json,
+};
+
+/// Everything a reload replaces at once.
+#[derive(Debug)]
+pub struct Settings {
+    pub config: Config,
+    pub filters: Loaded,
+    pub key: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("filters: {0}")]
+    Filters(String),
+    #[error("key file {path}: {message}")]
+    Key { path: String, message: String },
+    #[error("audit log: {0}")]
+    Audit(std::io::Error),
+}
+
+impl Settings {
+    /// Load filters and key for `config`; any error refuses the whole set.
+    pub fn load(config: Config) -> Result<Settings, SetupError> {
+        let filters = moor_filters::load(&config.filters_path, &LoadOptions { trusted_owner: config.trusted_owner });
+        if !filters.is_clean() {
+            let errs: Vec<String> = filters.errors().map(ToString::to_string).collect();
+            return Err(SetupError::Filters(errs.join("; ")));
+        }
+        if filters.set.filters.is_empty() {
+            return Err(SetupError::Filters(format!(
+                "no filters loaded from {:?}: moord would deny everything",
+                config.filters_path
+            )));
+        }
+        let key = match &config.key_file {
+            Some(p) => Some(read_key(p, config.trusted_owner)?),
+            None => None,
+        };
+        Ok(Settings { config, filters, key })
+    }
+}
+
+/// The key file: root-owned, not writable by others, readable by the callers' group.
+fn read_key(path: &Path, trusted_owner: u32) -> Result<zeroize::Zeroizing<Vec<u8>>, SetupError> {
+    let err = |message: String| SetupError::Key { path: path.display().to_string(), message };
+    check_trusted_file(path, trusted_owner).map_err(|e| err(e.to_string()))?;
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.mode() & 0o004 != 0 {
+        return Err(err("readable by others: only root and the callers' group may read it".into()));
+    }
+    let key = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| err(e.to_string()))?);
+    if key.len() < 16 {
+        return Err(err(format!("{} bytes; at least 16 random bytes are needed", key.len())));
+    }
+    Ok(key)
+}
+
+/// Shared daemon state.
+#[derive(Debug)]
+pub struct State {
+    settings: RwLock<Arc<Settings>>,
+    audit: Audit,
+    ops_permits: Arc<Semaphore>,
+    queued: AtomicUsize,
+    connections: AtomicUsize,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    next_conn: AtomicU64,
+    stopping: AtomicBool,
+    stop: Notify,
+}
+
+/// A guard that counts one in-flight request.
+struct InFlight<'a>(&'a State);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl State {
+    pub fn new(settings: Settings) -> Result<Arc<State>, SetupError> {
+        let audit = Audit::open(settings.config.audit_log.as_deref()).map_err(SetupError::Audit)?;
+        let permits = settings.config.max_concurrent_ops;
+        Ok(Arc::new(State {
+            settings: RwLock::new(Arc::new(settings)),
+            audit,
+            ops_permits: Arc::new(Semaphore::new(permits)),
+            queued: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            next_conn: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            stop: Notify::new(),
+        }))
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swap in a new configuration, filter set and key at once.
+    pub fn replace(&self, s: Settings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Stop accepting and tell connections to finish.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.stop.notify_waiters();
+    }
+
+    /// Wait until no request is in flight, up to `grace`. Returns whether it drained.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = self.idle.notified();
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.in_flight() == 0;
+            }
+        }
+    }
+}
+
+/// Accept connections until shutdown. fd exhaustion and other accept errors are
+/// logged and survived.
+pub async fn accept_loop(listener: UnixListener, state: Arc<State>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = state.stop.notified() => return,
+        };
+        if state.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}; pausing briefly");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let max = state.settings().config.max_connections;
+        if state.connections.load(Ordering::SeqCst) >= max {
+            tracing::warn!("connection limit {max} reached; refusing a connection");
+            tokio::spawn(async move {
+                let mut s = stream;
+                let _ = s.write_all(&encode_json(&ServerMsg::Error(ErrorBody::new(ErrorCode::Busy, "too many connections")))).await;
+            });
+            continue;
+        }
+        let peer = match crate::peer::peer_of(&stream) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("cannot read peer credentials ({e}); refusing");
+                continue;
+            }
+        };
+        let st = state.clone();
+        tokio::spawn(async move { serve_connection(stream, peer, st).await });
+    }
+}
+
+/// Per-connection state shared by its reader and its request tasks.
+struct Conn {
+    id: u64,
+    peer: Peer,
+    ops: BTreeSet<String>,
+    out: mpsc::Sender<Vec<u8>>,
+    /// Requests in flight by id, with the stdin sink of streaming ones and a cancel.
+    requests: Mutex<HashMap<u64, Req>>,
+    gone: AtomicBool,
+}
+
+struct Req {
+    stdin: Option<mpsc::Sender<Vec<u8>>>,
+    cancel: Arc<Notify>,
+    streaming: bool,
+}
+
+impl Conn {
+    async fn send(&self, msg: &ServerMsg) {
+        let _ = self.out.send(encode_json(msg)).await;
+    }
+
+    fn record(&self, id: u64, op: &str) -> Record {
+        Record {
+            request: format!("c{}-r{id}", self.id),
+            uid: self.peer.uid,
+            gid: self.peer.gid,
+            pid: self.peer.pid,
+            op: op.to_string(),
+            ..Record::default()
+        }
+    }
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Frame, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = protocol::check_len(u32::from_be_bytes(len))?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    protocol::decode_body(body)
+}
+
+/// A request frame, with `args` kept as raw text so secrets can be parsed straight
+/// into zeroizing types.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: u64,
+    op: String,
+    #[serde(borrow)]
+    args: Option<&'a RawValue>,
+}
+
+/// Serve one connection: handshake, then requests until the client goes away.
+pub async fn serve_connection<S>(stream: S, peer: Peer, state: Arc<State>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    state.connections.fetch_add(1, Ordering::SeqCst);
+    let conn_id = state.next_conn.fetch_add(1, Ordering::SeqCst);
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let settings = state.settings();
+    let cfg = &settings.config;
+    let refuse = |code, msg: String| encode_json(&ServerMsg::Error(ErrorBody::new(code, msg)));
+
+    // Refused before any byte of the request is read.
+    if !cfg.may_connect(peer.uid, &peer.groups) {
+        tracing::warn!(uid = peer.uid, gid = peer.gid, pid = peer.pid, "caller not allowed to connect");
+        let _ = wr.write_all(&refuse(ErrorCode::Forbidden, format!("uid {} / groups {:?} may not use moord", peer.uid, peer.groups))).await;
+        state.connections.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let handshake = async {
+        let nonce = protocol::random_nonce().map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        let hello = ServerMsg::Hello {
+            version: protocol::PROTOCOL_VERSION,
+            server: format!("moord {}", env!("CARGO_PKG_VERSION")),
+            nonce: protocol::to_hex(&nonce),
+            auth: if settings.key.is_some() { "hmac-sha256".into() } else { "none".into() },
+        };
+        wr.write_all(&encode_json(&hello)).await.map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        let frame = read_frame(&mut rd).await.map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("handshake: {e}")))?;
+        let Frame::Json(j) = frame else {
+            return Err(ErrorBody::new(ErrorCode::BadRequest, "expected an auth message"));
+        };
+        let msg: ClientMsg = serde_json::from_slice(&j).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("auth message: {e}")))?;
+        let ClientMsg::Auth { cnonce, mac } = msg else {
+            return Err(ErrorBody::new(ErrorCode::BadRequest, "expected an auth message"));
+        };
+        let cnonce = protocol::from_hex(&cnonce).filter(|c| c.len() >= 16).ok_or_else(|| ErrorBody::new(ErrorCode::BadRequest, "cnonce must be at least 16 bytes of hex"))?;
+        let server_mac = match &settings.key {
+            Some(key) => {
+                let ok = mac.as_deref().is_some_and(|m| protocol::verify_proof(&protocol::client_proof(key, &nonce, &cnonce), m));
+                if !ok {
+                    return Err(ErrorBody::new(ErrorCode::AuthFailed, "HMAC proof missing or wrong"));
+                }
+                Some(protocol::to_hex(&protocol::server_proof(key, &nonce, &cnonce)))
+            }
+            None => None,
+        };
+        Ok(server_mac)
+    };
+    let deadline = Duration::from_millis(cfg.handshake_timeout_ms);
+    let server_mac = match tokio::time::timeout(deadline, handshake).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            tracing::warn!(uid = peer.uid, pid = peer.pid, "handshake failed: {}", e.message);
+            let _ = wr.write_all(&encode_json(&ServerMsg::Error(e))).await;
+            state.connections.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        Err(_) => {
+            let _ = wr.write_all(&refuse(ErrorCode::BadRequest, "handshake timed out".into())).await;
+            state.connections.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+    };
+    let ops = cfg.ops_for(peer.uid, &peer.groups);
+    let welcome = ServerMsg::Welcome { mac: server_mac, uid: peer.uid, gid: peer.gid, pid: peer.pid, ops: ops.iter().cloned().collect() };
+    if wr.write_all(&encode_json(&welcome)).await.is_err() {
+        state.connections.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+
+    // Writer task: frames from request tasks go out in order.
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let conn = Arc::new(Conn { id: conn_id, peer, ops, out: tx, requests: Mutex::new(HashMap::new()), gone: AtomicBool::new(false) });
+    let idle = Duration::from_secs(cfg.idle_timeout_secs);
+    drop(settings);
+
+    loop {
+        let busy = !conn.requests.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        let next = async {
+            if busy { Ok(read_frame(&mut rd).await) } else { tokio::time::timeout(idle, read_frame(&mut rd)).await }
+        };
+        let frame = tokio::select! {
+            f = next => f,
+            _ = state.stop.notified() => break,
+        };
+        let frame = match frame {
+            Err(_) => {
+                conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, "idle timeout"))).await;
+                break;
+            }
+            Ok(Err(FrameError::Closed)) => break,
+            Ok(Err(FrameError::TooLarge(n))) => {
+                conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::TooLarge, format!("frame of {n} bytes")))).await;
+                break;
+            }
+            Ok(Err(e)) => {
+                conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, e.to_string()))).await;
+                break;
+            }
+            Ok(Ok(f)) => f,
+        };
+        match frame {
+            Frame::Data { id, chan, bytes } => {
+                if chan != CHAN_STDIN {
+                    continue;
+                }
+                let sink = conn.requests.lock().unwrap_or_else(|p| p.into_inner()).get(&id).and_then(|r| r.stdin.clone());
+                if let Some(sink) = sink {
+                    if bytes.is_empty() {
+                        // End of stdin: dropping the sender closes the child's stdin.
+                        if let Some(r) = conn.requests.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                            r.stdin = None;
+                        }
+                    } else {
+                        // Backpressure: wait until the child takes the data.
+                        let _ = sink.send(bytes).await;
+                    }
+                }
+            }
+            Frame::Json(mut j) => {
+                let parsed = serde_json::from_slice::<RawRequest<'_>>(&j);
+                let req = match parsed {
+                    Ok(r) if r.kind == "request" => Ok((r.id, r.op, r.args.map(|a| zeroize::Zeroizing::new(a.get().to_string())))),
+                    Ok(r) => Err(format!("unexpected message type {:?}", r.kind)),
+                    Err(e) => Err(format!("not a request: {e}")),
+                };
+                j.zeroize();
+                match req {
+                    Err(msg) => {
+                        conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, msg))).await;
+                        break;
+                    }
+                    Ok((id, op, args)) => {
+                        let cancel = Arc::new(Notify::new());
+                        let duplicate = {
+                            let mut reqs = conn.requests.lock().unwrap_or_else(|p| p.into_inner());
+                            let dup = reqs.contains_key(&id);
+                            if !dup {
+                                reqs.insert(id, Req { stdin: None, cancel: cancel.clone(), streaming: false });
+                            }
+                            dup
+                        };
+                        if duplicate {
+                            let msg = format!("request {id} is already in flight");
+                            conn.send(&err_response(id, ErrorCode::DuplicateId, msg, None)).await;
+                            continue;
+                        }
+                        state.in_flight.fetch_add(1, Ordering::SeqCst);
+                        let (st, c) = (state.clone(), conn.clone());
+                        tokio::spawn(async move {
+                            let _guard = InFlight(&st);
+                            let args = args.unwrap_or_else(|| zeroize::Zeroizing::new("null".into()));
+                            handle_request(&st, &c, id, &op, &args, &cancel).await;
+                            c.requests.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                        });
+                    }
+                }
+            }
+        }
+    }
+    // The client is gone (or we are stopping): stop streams, let the rest finish.
+    conn.gone.store(true, Ordering::SeqCst);
+    for r in conn.requests.lock().unwrap_or_else(|p| p.into_inner()).values_mut() {
+        r.stdin = None;
+        if r.streaming {
+            r.cancel.notify_one();
+        }
+    }
+    drop(conn);
+    let _ = writer.await;
+    state.connections.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn err_response(id: u64, code: ErrorCode, message: String, closest: Option<String>) -> ServerMsg {
+    ServerMsg::Response { id, ok: false, result: None, error: Some(ErrorBody { code, message, closest_filter: closest }) }
+}
+
+fn filter_label(f: &moor_filters::FilterRef) -> String {
+    format!("{}:{} {}", f.file.display(), f.line, f.name)
+}
+
+/// Plan, authorize, check, run and audit one request.
+async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &str, cancel: &Notify) {
+    let start = Instant::now();
+    let mut rec = conn.record(id, op);
+    let settings = state.settings();
+    let cfg = &settings.config;
+    let finish = |mut rec: Record, outcome: &str, reason: Option<String>| {
+        rec.outcome = outcome.to_string();
+        rec.reason = reason;
+        rec.duration_us = start.elapsed().as_micros() as u64;
+        state.audit.write(rec);
+    };
+
+    let plan = match ops::plan(op, args) {
+        Ok(p) => p,
+        Err(e) => {
+            let code = if matches!(e, ops::OpError::Unknown(_)) { ErrorCode::UnknownOp } else { ErrorCode::BadRequest };
+            conn.send(&err_response(id, code, e.to_string(), None)).await;
+            return finish(rec, "bad-request", Some(e.to_string()));
+        }
+    };
+    if !conn.ops.contains(op) {
+        let msg = format!("policy does not allow uid {} to run {op}", conn.peer.uid);
+        conn.send(&err_response(id, ErrorCode::Forbidden, msg.clone(), None)).await;
+        return finish(rec, "forbidden", Some(msg));
+    }
+    if state.stopping.load(Ordering::SeqCst) {
+        conn.send(&err_response(id, ErrorCode::ShuttingDown, "moord is stopping".into(), None)).await;
+        return finish(rec, "error", Some("shutting down".into()));
+    }
+    match plan {
+        Plan::Ping => {
+            conn.send(&ServerMsg::Response { id, ok: true, result: Some(json!({})), error: None }).await;
+            finish(rec, "ok", None);
+        }
+        Plan::ReadFile { path } => {
+            rec.path = Some(path.clone());
+            let argv = vec!["cat".to_string(), path.clone()];
+            let d = settings.filters.set.decide(&argv, &cfg.exec_dirs, &RealSystem);
+            let allowed_by = d.filter.as_ref().filter(|f| d.allowed() && f.class == Class::ReadFileFilter);
+            let Some(f) = allowed_by else {
+                let reason = d.reason.clone().unwrap_or_else(|| "only a ReadFileFilter may allow file.read".into());
+                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().map(filter_label))).await;
+                return finish(rec, "denied", Some(reason));
+            };
+            rec.filter = Some(filter_label(f));
+            let limit = cfg.output_limit_bytes;
+            match read_limited(&path, limit) {
+                Ok((content, truncated)) => {
+                    conn.send(&ServerMsg::Response { id, ok: true, result: Some(json!({"content": b64_encode(&content), "truncated": truncated})), error: None }).await;
+                    finish(rec, "ok", None);
+                }
+                Err(e) => {
+                    conn.send(&err_response(id, ErrorCode::Io, format!("{path}: {e}"), None)).await;
+                    finish(rec, "failed", Some(e.to_string()));
+                }
+            }
+        }
+        Plan::WriteFile { path, value } => {
+            rec.path = Some(path.clone());
+            rec.value = Some(value.clone());
+            let d = settings.filters.set.decide_write(&path, &value);
+            let Some(f) = d.filter.as_ref().filter(|_| d.allowed) else {
+                let reason = d.reason.clone().unwrap_or_default();
+                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().map(filter_label))).await;
+                return finish(rec, "denied", Some(reason));
+            };
+            rec.filter = Some(filter_label(f));
+            match write_attribute(&path, &value) {
+                Ok(()) => {
+                    conn.send(&ServerMsg::Response { id, ok: true, result: Some(json!({})), error: None }).await;
+                    finish(rec, "ok", None);
+                }
+                Err(e) => {
+                    conn.send(&err_response(id, ErrorCode::Io, format!("{path}: {e}"), None)).await;
+                    finish(rec, "failed", Some(e.to_string()));
+                }
+            }
+        }
+        Plan::Exec(p) => {
+            rec.secret_stdin = p.secret_stdin.is_some();
+            let d = settings.filters.set.decide(&p.argv, &cfg.exec_dirs, &RealSystem);
+            if !d.allowed() {
+                rec.argv = Some(p.argv.clone());
+                rec.filter = d.closest.as_ref().or(d.filter.as_ref()).map(filter_label);
+                let reason = d.reason.clone().unwrap_or_else(|| "denied".into());
+                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().map(filter_label))).await;
+                return finish(rec, "denied", Some(reason));
+            }
+            let (Some(f), Some(argv)) = (d.filter.as_ref(), d.exec.clone()) else {
+                return finish(rec, "error", Some("allowed without a command".into()));
+            };
+            rec.filter = Some(filter_label(f));
+            rec.argv = Some(argv.clone());
+            // Bounded concurrency: wait in a bounded queue for a slot.
+            if state.queued.fetch_add(1, Ordering::SeqCst) >= cfg.max_queued_ops {
+                state.queued.fetch_sub(1, Ordering::SeqCst);
+                conn.send(&err_response(id, ErrorCode::Busy, "too many operations queued".into(), None)).await;
+                return finish(rec, "busy", None);
+            }
+            let permit = state.ops_permits.clone().acquire_owned().await;
+            state.queued.fetch_sub(1, Ordering::SeqCst);
+            let Ok(_permit) = permit else {
+                return finish(rec, "error", Some("semaphore closed".into()));
+            };
+            let timeout = Duration::from_secs(cfg.max_op_timeout_secs)
+                .min(p.timeout_ms.map(Duration::from_millis).unwrap_or(Duration::from_secs(cfg.op_timeout_secs)));
+            let prepared = Prepared { argv, env: d.env.clone(), run_as: f.run_as.clone() };
+            let (input, output, pump) = if p.stream {
+                let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>(8);
+                let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(16);
+                if let Some(r) = conn.requests.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                    r.stdin = Some(in_tx);
+                    r.streaming = true;
+                }
+                conn.send(&ServerMsg::Started { id }).await;
+                let out = conn.out.clone();
+                let pump = tokio::spawn(async move {
+                    while let Some((chan, bytes)) = out_rx.recv().await {
+                        if out.send(encode_data(id, chan, &bytes)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                (Input::Stream(in_rx), Output::Stream(out_tx), Some(pump))
+            } else {
+                let input = match (p.secret_stdin, p.stdin) {
+                    (Some(s), _) => Input::Secret(s),
+                    (None, Some(b)) => Input::Bytes(b),
+                    (None, None) => Input::Null,
+                };
+                (input, Output::Capture { limit: cfg.output_limit_bytes }, None)
+            };
+            if conn.gone.load(Ordering::SeqCst) && p.stream {
+                return finish(rec, "client-gone", None);
+            }
+            let result = exec::run(&prepared, input, output, timeout, cancel).await;
+            if let Some(pump) = pump {
+                let _ = pump.await;
+                let _ = conn.out.send(encode_data(id, protocol::CHAN_STDOUT, &[])).await;
+                let _ = conn.out.send(encode_data(id, protocol::CHAN_STDERR, &[])).await;
+            }
+            match result {
+                Err(e) => {
+                    conn.send(&err_response(id, ErrorCode::ExecFailed, e.to_string(), None)).await;
+                    finish(rec, "failed", Some(e.to_string()));
+                }
+                Ok(fin) => {
+                    rec.exit_code = fin.exit_code;
+                    rec.signal = fin.signal;
+                    let res = ExecResult {
+                        exit_code: fin.exit_code,
+                        signal: fin.signal,
+                        stdout: b64_encode(&fin.stdout),
+                        stderr: b64_encode(&fin.stderr),
+                        stdout_truncated: fin.stdout_truncated,
+                        stderr_truncated: fin.stderr_truncated,
+                        duration_ms: fin.duration.as_millis() as u64,
+                        filter: filter_label(f),
+                    };
+                    if fin.timed_out {
+                        let msg = format!("killed after {} ms", timeout.as_millis());
+                        conn.send(&ServerMsg::Response { id, ok: false, result: serde_json::to_value(&res).ok(), error: Some(ErrorBody::new(ErrorCode::Timeout, msg.clone())) }).await;
+                        return finish(rec, "timeout", Some(msg));
+                    }
+                    let outcome = if conn.gone.load(Ordering::SeqCst) || fin.cancelled {
+                        "client-gone"
+                    } else if fin.exit_code == Some(0) {
+                        "ok"
+                    } else {
+                        "failed"
+                    };
+                    conn.send(&ServerMsg::Response { id, ok: true, result: serde_json::to_value(&res).ok(), error: None }).await;
+                    finish(rec, outcome, None);
+                }
+            }
+        }
+    }
+}
+
+/// Read at most `limit` bytes, without following a final symlink.
+fn read_limited(path: &str, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)?;
+    let mut buf = Vec::new();
+    f.take(limit as u64 + 1).read_to_end(&mut buf)?;
+    let truncated = buf.len() > limit;
+    buf.truncate(limit);
+    Ok((buf, truncated))
+}
+
+/// Write a kernel attribute: the file must exist (no create, no truncate), and a
+/// final symlink is not followed.
+fn write_attribute(path: &str, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)?;
+    f.write_all(value.as_bytes())
+}
+
+/// Convenience for tests and the binary: the caller's view of a JSON value.
+pub fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
