@@ -24,7 +24,7 @@ pub enum ClientError {
     ServerAuth,
     #[error("moord requires an HMAC key (--key-file)")]
     KeyRequired,
-    #[error("{}: {}{}", .0.code_str(), .0.message, .0.closest_filter.as_ref().map(|c| format!(" (closest filter: {c})")).unwrap_or_default())]
+    #[error("{}: {}", .0.code_str(), .0.message)]
     Remote(ErrorBody),
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -63,9 +63,10 @@ def _auto_execs(texts):
     out = []
     for text in texts:
         for raw in text.splitlines():
-            if ":" not in raw or raw.lstrip().startswith(("#", ";", "[")):
+            delims = [i for i in (raw.find(":"), raw.find("=")) if i >= 0]
+            if not delims or raw.lstrip().startswith(("#", ";", "[")):
                 continue
-            value = raw.split(":", 1)[1]
+            value = raw[min(delims) + 1 :]
             parts = [p.strip() for p in value.split(",")]
             if len(parts) < 2:
                 continue
@@ -202,6 +203,7 @@ def command_cases():
         c,
         F(f"a: CommandFilter, {T}/nowhere/cat, root", "b: CommandFilter, cat, nobody"),
         ["cat", "x"],
+        execs=[f"{T}/bin/cat"],
         expect="allow",
     )
     add(
@@ -209,6 +211,7 @@ def command_cases():
         c,
         F(f"a: CommandFilter, {T}/nowhere/cat, root", f"b: CommandFilter, {T}/nowhere2/cat, nobody"),
         ["cat", "x"],
+        execs=[],
         expect="noexec",
     )
     two = {"exec_dirs": [f"{T}/bin1", f"{T}/bin2"]}
@@ -919,7 +922,8 @@ def env_cases():
     add("env-substring-exec-noexec", c, F(f"t: EnvFilter, {T}/venv/bin/tool, root, A=1, other"), ["A=1", "other"], omit=["other"], expect="noexec", tags=["loader"])
     add("env-no-command", c, F("e: EnvFilter, env, root, A="), ["env", "A=x", "env", "sh"], expect="allow", tags=["adversarial", "loader"])
     add("env-no-command-2", c, F("e: EnvFilter, env, root, A="), ["A=x", "env"], expect="allow", tags=["adversarial", "loader"])
-    add("env-dup-in-filter", c, F("e: EnvFilter, env, root, A=1, A=2, tool"), ["A=1", "tool", "x"], expect="allow", tags=["loader"])
+    add("env-dup-in-filter", c, F("e: EnvFilter, env, root, A=1, A=2, tool"), ["A=1", "A=2", "x"], expect="noexec", tags=["loader"], note="exec_path becomes 'A=2'")
+    add("env-dup-in-filter-exec", c, F("e: EnvFilter, env, root, A=1, A=2, tool"), ["A=1", "A=2", "x"], extra_execs=[f"{T}/bin/A=2"], expect="allow", tags=["loader"])
     add("env-dup-in-filter-2", c, F("e: EnvFilter, env, root, A=1, A=2, tool"), ["A=1", "tool"], expect="deny", tags=["loader"])
     add("env-no-vars", c, F("e: EnvFilter, env, root, tool"), ["tool"], expect="deny")
     add("env-not-env-exec", c, F("e: EnvFilter, mytool, root, A=x"), ["A=x", "mytool", "y"], expect="allow")
@@ -1081,6 +1085,7 @@ def chain_cases():
         ["nice", "-5", "cat"],
         "allow",
         text=F("nice: ChainingRegExpFilter, nice, root, nice, -?\\d+", f"a: CommandFilter, {T}/nowhere/cat, root", "b: CommandFilter, cat, root"),
+        execs=[f"{T}/bin/nice", f"{T}/bin/cat"],
     )
     CC(
         "chain-leaf-alt-shadow",
@@ -1119,7 +1124,7 @@ def loader_cases():
     add("load-dup-case", c, F("Cat: CommandFilter, cat, root", "cAT: CommandFilter, cat, nobody"), ["cat"], expect="allow", tags=L)
     add("load-lowercase-key", c, F("CAT: CommandFilter, cat, root"), ["cat"], expect="allow", tags=L)
     add("load-equals-delim", c, F("cat = CommandFilter, cat, root"), ["cat"], expect="allow", tags=L)
-    add("load-continuation", c, "[Filters]\ncat: CommandFilter,\n    cat, root\n", ["cat"], expect="allow", tags=L)
+    add("load-continuation", c, "[Filters]\ncat: CommandFilter,\n    cat, root\n", ["cat"], execs=[f"{T}/bin/cat"], expect="allow", tags=L)
     add("load-continuation-blank", c, "[Filters]\ncat: CommandFilter, cat,\n\n    root\n", ["cat"], expect="allow", tags=L)
     add("load-continuation-regex", c, "[Filters]\nr: RegExpFilter, tool, root,\n  tool,\n  a+\n", ["tool", "aa"], expect="allow", tags=L)
     add("load-comments", c, "# c\n; c\n[Filters]\n# cat: CommandFilter, cat, root\n  ; x\nls: CommandFilter, ls, root\n", ["cat"], expect="deny", tags=L)
@@ -1159,7 +1164,7 @@ def loader_cases():
     add("load-key-with-colon-value", c, F("r: RegExpFilter, tool, root, tool, a:b"), ["tool", "a:b"], expect="allow", tags=L)
     add("load-first-delim-equals", c, F("r = RegExpFilter, tool, root, tool, a:b"), ["tool", "a:b"], expect="allow", tags=L)
     add("load-key-eq-in-value", c, F("r: RegExpFilter, tool, root, tool, a=b"), ["tool", "a=b"], expect="allow", tags=L)
-    add("load-percent-no-interp", c, F("r: RegExpFilter, tool, root, tool, %(x)s"), ["tool", "%(x)s"], expect="allow", tags=L)
+    add("load-percent-no-interp", c, F("r: RegExpFilter, tool, root, tool, %(x)s"), ["tool", "%xs"], expect="allow", tags=L)
     add("load-long-line", c, F("r: RegExpFilter, tool, root, tool, " + "a" * 20000), ["tool", "a" * 20000], expect="allow", tags=L)
     add("load-unicode-value", c, F("r: RegExpFilter, tool, root, tool, é+"), ["tool", "éé"], expect="allow", tags=L)
     add("load-spaces-around-pieces", c, F("r:   RegExpFilter  ,  tool  ,  root  ,  tool  ,  a b  "), ["tool", "a b"], expect="allow", tags=L)
