@@ -330,107 +330,92 @@ impl Filter {
     }
 
     /// Match `argv` as rootwrap's `f.match(userargs)` does. EnvFilter may pop a leading
-    /// `env` from `argv`, which later filters then see, exactly as in rootwrap.
+    /// `env` from `argv`, which later filters then see, exactly as in rootwrap. A miss
+    /// carries no text (deciding stays allocation-free); [`Filter::explain`] words it.
     pub fn matches(&self, argv: &mut Vec<String>, ctx: &MatchContext<'_>) -> Result<(), Miss> {
         match &self.spec {
-            Spec::Command => {
+            Spec::Command | Spec::Chaining => {
                 if self.command_matches(argv.first()) {
                     Ok(())
                 } else {
-                    Err(Miss::command(self, argv))
+                    Err(Miss::new(0, Why::Command))
                 }
             }
             Spec::RegExp(patterns) => {
                 if argv.is_empty() || argv.len() != patterns.len() {
                     let named = match (patterns.first(), argv.first()) {
-                        (Some(p), Some(a)) => full_match(p, a).is_ok(),
+                        (Some(p), Some(a)) => matches!(p.full_match(a), Ok(true)),
                         _ => false,
                     };
-                    return Err(Miss::new(
-                        if named { 30 } else { 0 },
-                        format!("expects {} argument(s) including the command, got {}", patterns.len(), argv.len()),
-                    ));
+                    return Err(Miss::new(if named { 30 } else { 0 }, Why::Count { want: patterns.len(), at_least: false }));
                 }
                 match_patterns(patterns, argv)
             }
             Spec::ChainingRegExp(patterns) => {
                 if argv.is_empty() || patterns.len() > argv.len() {
-                    return Err(Miss::new(
-                        0,
-                        format!("expects at least {} argument(s) before the chained command", patterns.len()),
-                    ));
+                    return Err(Miss::new(0, Why::Count { want: patterns.len() + 1, at_least: true }));
                 }
                 match_patterns(patterns, &argv[..patterns.len()])
             }
             Spec::Path(constraints) => self.path_matches(constraints, argv, ctx),
-            Spec::Kill { target, signals } => self.kill_matches(target, signals, argv, ctx),
+            Spec::Kill { target, signals } => kill_matches(target, signals, argv, ctx),
             Spec::ReadFile { path } => {
                 if argv.len() == 2 && argv[0] == "cat" && argv[1] == *path {
                     Ok(())
                 } else if argv.first().is_some_and(|a| a == "cat") {
-                    Err(Miss::new(40, format!("only `cat {path}` is allowed")))
+                    Err(Miss::new(40, Why::ReadFileOnly))
                 } else {
-                    Err(Miss::new(0, "not `cat`".into()))
+                    Err(Miss::new(0, Why::Command))
                 }
             }
             Spec::Ip => ip_matches(argv),
             Spec::Env { vars } => self.env_matches(vars, argv),
-            Spec::Chaining => {
-                if self.command_matches(argv.first()) {
-                    Ok(())
-                } else {
-                    Err(Miss::command(self, argv))
-                }
-            }
             Spec::IpNetnsExec => {
-                if self.run_as != "root" || argv.len() < 4 {
-                    return Err(Miss::new(0, "needs `ip netns exec NS COMMAND…` run as root".into()));
-                }
-                if argv[0] == "ip" && NETNS_WORDS.contains(&argv[1].as_str()) && EXEC_WORDS.contains(&argv[2].as_str()) {
+                if self.run_as == "root"
+                    && argv.len() >= 4
+                    && argv[0] == "ip"
+                    && NETNS_WORDS.contains(&argv[1].as_str())
+                    && EXEC_WORDS.contains(&argv[2].as_str())
+                {
                     Ok(())
                 } else {
-                    Err(Miss::new(0, "not `ip netns exec`".into()))
+                    Err(Miss::new(0, Why::NotNetnsExec))
                 }
             }
-            Spec::WriteFile { .. } => Err(Miss::new(0, "WriteFileFilter only allows sysfs writes, not commands".into())),
+            Spec::WriteFile { .. } => Err(Miss::new(0, Why::WriteOnly)),
         }
     }
 
     fn path_matches(&self, constraints: &[PathConstraint], argv: &[String], ctx: &MatchContext<'_>) -> Result<(), Miss> {
         if argv.len() < 2 || !self.command_matches(argv.first()) {
-            return Err(Miss::command(self, argv));
+            return Err(Miss::new(0, Why::Command));
         }
         if argv.len() - 1 != constraints.len() {
-            return Err(Miss::new(
-                30,
-                format!("expects {} argument(s) after the command, got {}", constraints.len(), argv.len() - 1),
-            ));
+            return Err(Miss::new(30, Why::Count { want: constraints.len() + 1, at_least: false }));
         }
         for (i, (c, v)) in constraints.iter().zip(&argv[1..]).enumerate() {
             let n = i + 1;
+            let score = 40 + n as u32;
             match c {
                 PathConstraint::Pass => {}
                 PathConstraint::Equal(s) => {
                     if s != v {
-                        return Err(Miss::new(40 + n as u32, format!("argument {n} must be {s:?}, got {v:?}")));
+                        return Err(Miss::new(score, Why::NotEqual(n)));
                     }
                 }
                 PathConstraint::Within(base) => {
                     // DEVIATION: rootwrap resolves relative values against the caller's
                     // working directory; moor refuses them.
                     if !v.starts_with('/') {
-                        return Err(Miss::new(40 + n as u32, format!("argument {n} {v:?} is not an absolute path")));
+                        return Err(Miss::new(score, Why::Relative(n)));
                     }
                     let Some(real) = ctx.sys.realpath(v) else {
-                        return Err(Miss::new(40 + n as u32, format!("argument {n} {v:?} cannot be resolved (symlink loop)")));
+                        return Err(Miss::new(score, Why::Loop(n)));
                     };
                     // DEVIATION: rootwrap uses os.path.commonprefix, a string prefix, so
                     // `/base2` is "within" `/base`. moor compares whole components.
                     if !path_within(&real, base) {
-                        return Err(Miss::new(
-                            40 + n as u32,
-                            format!("argument {n} {v:?} resolves to {real:?}, which is not inside {base:?}"),
-                        ));
+                        return Err(Miss::new(score, Why::Outside(n)));
                     }
                 }
             }
@@ -438,70 +423,9 @@ impl Filter {
         Ok(())
     }
 
-    fn kill_matches(&self, target: &str, signals: &[String], argv: &[String], ctx: &MatchContext<'_>) -> Result<(), Miss> {
-        if argv.first().is_none_or(|a| a != "kill") {
-            return Err(Miss::new(0, "not `kill`".into()));
-        }
-        let pid = match argv.len() {
-            3 => {
-                if !signals.contains(&argv[1]) {
-                    return Err(Miss::new(30, format!("signal {:?} is not one of {signals:?}", argv[1])));
-                }
-                &argv[2]
-            }
-            2 => {
-                if !signals.is_empty() {
-                    return Err(Miss::new(30, format!("a signal from {signals:?} is required")));
-                }
-                &argv[1]
-            }
-            _ => return Err(Miss::new(20, "expects `kill [SIGNAL] PID`".into())),
-        };
-        // DEVIATION: Python's int() also takes ' 12 ', '+12', '1_2' and Unicode digits
-        // while the raw string goes to kill(1); moor wants plain ASCII digits.
-        let pid_num = if !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit()) {
-            pid.parse::<u32>().ok()
-        } else {
-            None
-        };
-        let Some(pid_num) = pid_num else {
-            return Err(Miss::new(35, format!("pid {pid:?} is not a plain decimal number")));
-        };
-        // DEVIATION: when /proc/PID/exe is not a file rootwrap falls back to argv[0] of
-        // /proc/PID/cmdline, which the process controls. moor refuses instead.
-        let Some(mut program) = ctx.sys.proc_exe(pid_num) else {
-            return Err(Miss::new(35, format!("no process {pid_num} (or its executable cannot be read)")));
-        };
-        if let Some(i) = program.find('\0') {
-            program.truncate(i);
-        }
-        if let Some(p) = program.strip_suffix(" (deleted)") {
-            program = p.to_string();
-        }
-        if !ctx.sys.is_file(Path::new(&program)) {
-            return Err(Miss::new(
-                35,
-                format!("process {pid_num} runs {program:?}, which is no longer a file (rootwrap would trust its cmdline)"),
-            ));
-        }
-        let ok = if target.starts_with('/') {
-            program == target
-        } else {
-            // rootwrap checks the directory against $PATH; moor uses exec_dirs, which
-            // rootwrap.conf's default takes from the same $PATH.
-            let (dir, base) = program.rsplit_once('/').map(|(d, b)| (if d.is_empty() { "/" } else { d }, b)).unwrap_or(("", &program));
-            program.starts_with('/') && base == target && ctx.exec_dirs.iter().any(|d| d.as_os_str() == dir)
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Miss::new(36, format!("process {pid_num} runs {program:?}, not {target:?}")))
-        }
-    }
-
     fn env_matches(&self, vars: &[(String, String)], argv: &mut Vec<String>) -> Result<(), Miss> {
         if argv.is_empty() {
-            return Err(Miss::new(0, "empty command".into()));
+            return Err(Miss::new(0, Why::Command));
         }
         // rootwrap pops a leading `env` from the caller's list itself; later filters and
         // the final command see the shortened list. Reproduced on purpose.
@@ -509,37 +433,99 @@ impl Filter {
             argv.remove(0);
         }
         if argv.len() < self.args.len() {
-            return Err(Miss::new(
-                0,
-                format!("expects at least {} argument(s) after `env`, got {}", self.args.len(), argv.len()),
-            ));
+            return Err(Miss::new(0, Why::Count { want: self.args.len(), at_least: true }));
         }
-        let user: Vec<(&str, &str)> = leading_env(argv).collect();
-        let mut user_names: Vec<&str> = user.iter().map(|(n, _)| *n).collect();
-        user_names.sort_unstable();
-        user_names.dedup();
-        let command = argv.get(user_names.len());
-        let mut filter_names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
-        filter_names.sort_unstable();
-        if !self.command_matches(command) {
-            return Err(Miss::new(0, format!("command after the variables is not {:?}", basename(&self.exec_path))));
+        // rootwrap compares the *set* of leading NAME= names with the filter's (whose
+        // names are distinct). Equal sets mean the command sits right after them.
+        let user = || argv.iter().map_while(|a| a.split_once('='));
+        let same_names = !vars.is_empty()
+            && user().all(|(n, _)| vars.iter().any(|(m, _)| m == n))
+            && vars.iter().all(|(m, _)| user().any(|(n, _)| n == m));
+        if !same_names {
+            let named = argv.iter().any(|a| self.command_matches(Some(a)));
+            return Err(Miss::new(if named { 30 } else { 0 }, Why::EnvNames));
         }
-        if filter_names.is_empty() || user_names != filter_names {
-            return Err(Miss::new(
-                30,
-                format!("variables must be exactly {filter_names:?}, got {user_names:?}"),
-            ));
+        if !self.command_matches(argv.get(vars.len())) {
+            return Err(Miss::new(0, Why::Command));
         }
         // DEVIATION: rootwrap compares names only; moor pins each value to the filter's
         // (an empty value in the filter admits only an empty value).
-        for (n, v) in &user {
-            if let Some((_, want)) = vars.iter().find(|(m, _)| m == n)
-                && want != v
-            {
-                return Err(Miss::new(35, format!("variable {n} must be {want:?}, got {v:?}")));
+        for (n, v) in user() {
+            if vars.iter().any(|(m, want)| m == n && want != v) {
+                return Err(Miss::new(35, Why::EnvValue));
             }
         }
         Ok(())
+    }
+
+    /// Words for a miss of this filter on `argv` (the command as the caller gave it).
+    pub fn explain(&self, why: &Why, argv: &[String], ctx: &MatchContext<'_>) -> String {
+        let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or("");
+        let what = |i: usize| if i == 0 { "command".to_string() } else { format!("argument {i}") };
+        let patterns = match &self.spec {
+            Spec::RegExp(p) | Spec::ChainingRegExp(p) => p.as_slice(),
+            _ => &[],
+        };
+        match why {
+            Why::Command => format!("command {:?} is not {:?}", arg(0), basename(&self.exec_path)),
+            Why::Count { want, at_least: false } => {
+                format!("expects {want} argument(s) including the command, got {}", argv.len())
+            }
+            Why::Count { want, at_least: true } => format!("expects at least {want} argument(s), got {}", argv.len()),
+            Why::Pattern(i) => format!(
+                "{} {:?} does not match /{}/",
+                what(*i),
+                arg(*i),
+                patterns.get(*i).map(Regex::as_str).unwrap_or("")
+            ),
+            Why::StepLimit(i) => format!("{} {:?}: pattern exceeded its backtracking limit", what(*i), arg(*i)),
+            Why::DotDot(i) => format!("{} {:?} has a `..` path component", what(*i), arg(*i)),
+            Why::NotEqual(i) => match &self.spec {
+                Spec::Path(c) => match c.get(i - 1) {
+                    Some(PathConstraint::Equal(s)) => format!("argument {i} must be {s:?}, got {:?}", arg(*i)),
+                    _ => format!("argument {i} does not match"),
+                },
+                _ => format!("argument {i} does not match"),
+            },
+            Why::Relative(i) => format!("argument {i} {:?} is not an absolute path", arg(*i)),
+            Why::Loop(i) => format!("argument {i} {:?} cannot be resolved (symlink loop)", arg(*i)),
+            Why::Outside(i) => {
+                let base = match &self.spec {
+                    Spec::Path(c) => match c.get(i - 1) {
+                        Some(PathConstraint::Within(b)) => b.as_str(),
+                        _ => "",
+                    },
+                    _ => "",
+                };
+                let real = ctx.sys.realpath(arg(*i)).unwrap_or_default();
+                format!("argument {i} {:?} resolves to {real:?}, which is not inside {base:?}", arg(*i))
+            }
+            Why::Kill(k) => k.clone(),
+            Why::ReadFileOnly => match &self.spec {
+                Spec::ReadFile { path } => format!("only `cat {path}` is allowed"),
+                _ => "only one file may be read".into(),
+            },
+            Why::IpBatch(i) => format!("argument {i} {:?} is ip's batch mode, which can run `netns exec`", arg(*i)),
+            Why::IpNetnsExec => "`ip netns exec` is not allowed by IpFilter".into(),
+            Why::EnvNames => match &self.spec {
+                Spec::Env { vars } => format!(
+                    "variables must be exactly {:?}",
+                    vars.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+                ),
+                _ => "variables do not match".into(),
+            },
+            Why::EnvValue => match &self.spec {
+                Spec::Env { vars } => format!(
+                    "variable values are pinned: {}",
+                    vars.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(" ")
+                ),
+                _ => "variable values do not match".into(),
+            },
+            Why::NotNetnsExec => "needs `ip netns exec NS COMMAND…` run as root".into(),
+            Why::WriteOnly => "WriteFileFilter only allows file writes, not commands".into(),
+            Why::NoChained => "no command to chain".into(),
+            Why::Chain(s) => s.clone(),
+        }
     }
 
     /// The arguments a chaining filter hands to the leaf check (`exec_args`).
@@ -609,40 +595,119 @@ pub struct MatchContext<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Miss {
     pub score: u32,
-    pub reason: String,
+    pub why: Why,
 }
 
 impl Miss {
-    pub fn new(score: u32, reason: String) -> Miss {
-        Miss { score, reason }
+    pub fn new(score: u32, why: Why) -> Miss {
+        Miss { score, why }
     }
+}
 
-    fn command(f: &Filter, argv: &[String]) -> Miss {
-        Miss::new(
-            0,
-            format!("command {:?} is not {:?}", argv.first().map(String::as_str).unwrap_or(""), basename(&f.exec_path)),
-        )
-    }
+/// The kinds of miss; argument indices refer to the caller's argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    Command,
+    Count { want: usize, at_least: bool },
+    Pattern(usize),
+    StepLimit(usize),
+    DotDot(usize),
+    NotEqual(usize),
+    Relative(usize),
+    Loop(usize),
+    Outside(usize),
+    /// KillFilter misses are rare and already worded.
+    Kill(String),
+    ReadFileOnly,
+    IpBatch(usize),
+    IpNetnsExec,
+    EnvNames,
+    EnvValue,
+    NotNetnsExec,
+    WriteOnly,
+    NoChained,
+    /// A chaining filter whose chained command passed no leaf filter, worded.
+    Chain(String),
 }
 
 pub const NETNS_WORDS: [&str; 3] = ["net", "netn", "netns"];
 pub const EXEC_WORDS: [&str; 4] = ["e", "ex", "exe", "exec"];
 
+fn kill_matches(target: &str, signals: &[String], argv: &[String], ctx: &MatchContext<'_>) -> Result<(), Miss> {
+    let miss = |score, text: String| Err(Miss::new(score, Why::Kill(text)));
+    if argv.first().is_none_or(|a| a != "kill") {
+        return Err(Miss::new(0, Why::Command));
+    }
+    let pid = match argv.len() {
+        3 => {
+            if !signals.contains(&argv[1]) {
+                return miss(30, format!("signal {:?} is not one of {signals:?}", argv[1]));
+            }
+            &argv[2]
+        }
+        2 => {
+            if !signals.is_empty() {
+                return miss(30, format!("a signal from {signals:?} is required"));
+            }
+            &argv[1]
+        }
+        _ => return miss(20, "expects `kill [SIGNAL] PID`".into()),
+    };
+    // DEVIATION: Python's int() also takes ' 12 ', '+12', '1_2' and Unicode digits
+    // while the raw string goes to kill(1); moor wants plain ASCII digits.
+    let pid_num = if !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit()) {
+        pid.parse::<u32>().ok()
+    } else {
+        None
+    };
+    let Some(pid_num) = pid_num else {
+        return miss(35, format!("pid {pid:?} is not a plain decimal number"));
+    };
+    // DEVIATION: when /proc/PID/exe is not a file rootwrap falls back to argv[0] of
+    // /proc/PID/cmdline, which the process controls. moor refuses instead.
+    let Some(mut program) = ctx.sys.proc_exe(pid_num) else {
+        return miss(35, format!("no process {pid_num} (or its executable cannot be read)"));
+    };
+    if let Some(i) = program.find('\0') {
+        program.truncate(i);
+    }
+    if let Some(p) = program.strip_suffix(" (deleted)") {
+        program = p.to_string();
+    }
+    if !ctx.sys.is_file(Path::new(&program)) {
+        return miss(
+            35,
+            format!("process {pid_num} runs {program:?}, which is no longer a file (rootwrap would trust its cmdline)"),
+        );
+    }
+    let ok = if target.starts_with('/') {
+        program == target
+    } else {
+        // rootwrap checks the directory against $PATH; moor uses exec_dirs, which
+        // rootwrap.conf's default takes from the same $PATH.
+        let (dir, base) = match program.rsplit_once('/') {
+            Some(("", b)) => ("/", b),
+            Some((d, b)) => (d, b),
+            None => ("", program.as_str()),
+        };
+        program.starts_with('/') && base == target && ctx.exec_dirs.iter().any(|d| d.as_os_str() == dir)
+    };
+    if ok { Ok(()) } else { miss(36, format!("process {pid_num} runs {program:?}, not {target:?}")) }
+}
+
 fn ip_matches(argv: &[String]) -> Result<(), Miss> {
     if argv.first().is_none_or(|a| a != "ip") {
-        return Err(Miss::new(0, "not `ip`".into()));
+        return Err(Miss::new(0, Why::Command));
     }
     // rootwrap looks at the first netns word only. DEVIATION: moor looks at every pair
     // and refuses batch mode (`ip -b FILE`, `-batch`, `--batch`), whose file may hold
     // `netns exec NS sh`.
-    for (i, w) in argv.iter().enumerate().skip(1) {
-        if is_ip_batch_option(w) {
-            return Err(Miss::new(30, format!("argument {i} {w:?} is ip's batch mode, which can run `netns exec`")));
-        }
+    if let Some(i) = argv.iter().skip(1).position(|w| is_ip_batch_option(w)) {
+        return Err(Miss::new(30, Why::IpBatch(i + 1)));
     }
     for (a, b) in argv[1..].iter().zip(argv.iter().skip(2)) {
         if NETNS_WORDS.contains(&a.as_str()) && EXEC_WORDS.contains(&b.as_str()) {
-            return Err(Miss::new(30, "`ip netns exec` is not allowed by IpFilter".into()));
+            return Err(Miss::new(30, Why::IpNetnsExec));
         }
     }
     Ok(())
@@ -655,14 +720,6 @@ fn is_ip_batch_option(w: &str) -> bool {
     !opt.is_empty() && "batch".starts_with(opt)
 }
 
-fn full_match(p: &Regex, arg: &str) -> Result<(), Miss> {
-    match p.full_match(arg) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Miss::new(0, String::new())),
-        Err(MatchError::StepLimit) => Err(Miss::new(0, "pattern exceeded its backtracking limit".into())),
-    }
-}
-
 /// True when some `/`-separated component of `arg` is `..`.
 pub fn has_dotdot(arg: &str) -> bool {
     arg.split('/').any(|c| c == "..")
@@ -671,14 +728,14 @@ pub fn has_dotdot(arg: &str) -> bool {
 fn match_patterns(patterns: &[Regex], argv: &[String]) -> Result<(), Miss> {
     for (i, (p, a)) in patterns.iter().zip(argv).enumerate() {
         let base = if i == 0 { 0 } else { 40 + 2 * i as u32 };
-        if let Err(m) = full_match(p, a) {
-            let why = if m.reason.is_empty() { "does not match" } else { m.reason.as_str() };
-            let what = if i == 0 { "command".to_string() } else { format!("argument {i}") };
-            return Err(Miss::new(base, format!("{what} {a:?} {why} /{}/", p.as_str())));
+        match p.full_match(a) {
+            Ok(true) => {}
+            Ok(false) => return Err(Miss::new(base, Why::Pattern(i))),
+            Err(MatchError::StepLimit) => return Err(Miss::new(base, Why::StepLimit(i))),
         }
         // DEVIATION: rootwrap lets `/dev/.*` admit `/dev/../etc/shadow`.
         if has_dotdot(a) {
-            return Err(Miss::new(base + 1, format!("argument {i} {a:?} has a `..` path component")));
+            return Err(Miss::new(base + 1, Why::DotDot(i)));
         }
     }
     Ok(())

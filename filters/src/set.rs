@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::filter::{Class, Filter, MatchContext, Miss, Origin, has_dotdot};
+use crate::filter::{Class, Filter, MatchContext, Miss, Origin, Why, has_dotdot};
 use crate::system::System;
 
 /// All loaded filters in rootwrap's order: directory, file, line.
@@ -115,13 +115,11 @@ impl FilterSet {
             return Decision::deny(format!("argument {i} contains a NUL byte"), None);
         }
         let ctx = MatchContext { exec_dirs, sys };
-        let candidates: Vec<usize> =
-            (0..self.filters.len()).filter(|&i| self.filters[i].class != Class::WriteFileFilter).collect();
         // rootwrap matches against one list object that EnvFilter may shorten.
         let mut userargs = argv.to_vec();
-        let mut misses = Vec::new();
+        let mut best = Best::default();
         let mut first_noexec = None;
-        match self.match_list(&candidates, &mut userargs, &ctx, &mut misses, &mut first_noexec) {
+        match self.match_list(None, &mut userargs, &ctx, &mut best, &mut first_noexec) {
             Some(hit) => self.allow(hit, &userargs, &ctx),
             None => {
                 if let Some(i) = first_noexec {
@@ -137,56 +135,57 @@ impl FilterSet {
                     d.filter = Some(FilterRef::of(f));
                     return d;
                 }
-                self.explain_denial(argv, &misses)
+                self.explain_denial(argv, best, &ctx)
             }
         }
     }
 
-    /// rootwrap's `match_filter` over the filters at `idxs`.
+    /// rootwrap's `match_filter` over every filter (`leaf_of: None`) or over the leaf
+    /// filters of a chaining filter with that `run_as`.
     fn match_list(
         &self,
-        idxs: &[usize],
+        leaf_of: Option<&str>,
         userargs: &mut Vec<String>,
         ctx: &MatchContext<'_>,
-        misses: &mut Vec<(usize, Miss)>,
+        best: &mut Best,
         first_noexec: &mut Option<usize>,
     ) -> Option<Hit> {
-        for &i in idxs {
-            let f = &self.filters[i];
+        for (i, f) in self.filters.iter().enumerate() {
+            if f.class == Class::WriteFileFilter {
+                continue;
+            }
+            if let Some(user) = leaf_of
+                && (f.run_as != user || f.class.is_chaining())
+            {
+                continue;
+            }
             if let Err(m) = f.matches(userargs, ctx) {
-                misses.push((i, m));
+                best.offer(i, m);
                 continue;
             }
             let mut leaf = None;
             if f.class.is_chaining() {
                 let mut args = f.chained_args(userargs);
                 if args.is_empty() {
-                    misses.push((i, Miss::new(20, "no command to chain".into())));
+                    best.offer(i, Miss::new(20, Why::NoChained));
                     continue;
                 }
-                let leaves: Vec<usize> = idxs
-                    .iter()
-                    .copied()
-                    .filter(|&j| self.filters[j].run_as == f.run_as && !self.filters[j].class.is_chaining())
-                    .collect();
-                let mut inner = Vec::new();
+                let mut inner = Best::default();
                 let mut inner_noexec = None;
-                match self.match_list(&leaves, &mut args, ctx, &mut inner, &mut inner_noexec) {
+                match self.match_list(Some(&f.run_as), &mut args, ctx, &mut inner, &mut inner_noexec) {
                     Some(h) => leaf = Some((h.index, args)),
                     None => {
-                        let why = match inner_noexec {
-                            Some(j) => format!("leaf filter {:?} has no executable", self.filters[j].name),
-                            None => best_miss(&inner)
-                                .map(|(j, m)| format!("closest leaf {:?}: {}", self.filters[j].name, m.reason))
-                                .unwrap_or_else(|| "no leaf filter names it".into()),
-                        };
-                        misses.push((
-                            i,
-                            Miss::new(
-                                60,
-                                format!("chained command {:?} passes no {} leaf filter ({why})", args[0], f.run_as),
+                        let why = match (inner_noexec, inner.found) {
+                            (Some(j), _) => format!("leaf filter {:?} has no executable", self.filters[j].name),
+                            (None, Some((j, m))) => format!(
+                                "closest leaf {:?}: {}",
+                                self.filters[j].name,
+                                self.filters[j].explain(&m.why, &args, ctx)
                             ),
-                        ));
+                            (None, None) => "no leaf filter names it".into(),
+                        };
+                        let text = format!("chained command {:?} passes no {} leaf filter ({why})", args[0], f.run_as);
+                        best.offer(i, Miss::new(60, Why::Chain(text)));
                         continue;
                     }
                 }
@@ -236,13 +235,13 @@ impl FilterSet {
         }
     }
 
-    fn explain_denial(&self, argv: &[String], misses: &[(usize, Miss)]) -> Decision {
+    fn explain_denial(&self, argv: &[String], best: Best, ctx: &MatchContext<'_>) -> Decision {
         let cmd = &argv[0];
-        match best_miss(misses) {
+        match best.found {
             Some((i, m)) if m.score > 0 => {
                 let f = &self.filters[i];
                 Decision::deny(
-                    format!("closest filter {:?} ({}, {}): {}", f.name, f.origin, f.class, m.reason),
+                    format!("closest filter {:?} ({}, {}): {}", f.name, f.origin, f.class, f.explain(&m.why, argv, ctx)),
                     Some(FilterRef::of(f)),
                 )
             }
@@ -290,14 +289,18 @@ impl FilterSet {
     }
 }
 
-fn best_miss(misses: &[(usize, Miss)]) -> Option<(usize, &Miss)> {
-    let mut best: Option<(usize, &Miss)> = None;
-    for (i, m) in misses {
-        if best.is_none_or(|(_, b)| m.score > b.score) {
-            best = Some((*i, m));
+/// The closest miss so far (first of the highest score).
+#[derive(Default)]
+struct Best {
+    found: Option<(usize, Miss)>,
+}
+
+impl Best {
+    fn offer(&mut self, i: usize, m: Miss) {
+        if self.found.as_ref().is_none_or(|(_, b)| m.score > b.score) {
+            self.found = Some((i, m));
         }
     }
-    best
 }
 
 fn path_string(p: &Path) -> String {
