@@ -1,0 +1,122 @@
+//! Arbitrary bytes through moord's protocol decoders: as a stream of frames
+//! (`read_frame` / `decode_body`), each JSON frame as a client message (`ClientMsg`) and
+//! a server message, and each request's `op`/`args` through `ops::plan`, as moord does
+//! with what a client sends. Nothing may panic, and what decodes must be consistent.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use moor_privhelper::ops::{self, OPS, Plan};
+use moor_privhelper::protocol::{self, CHAN_STDERR, ClientMsg, Frame, MAX_FRAME, ServerMsg};
+use serde_json::Value;
+
+/// Check what a plan promises the daemon.
+fn check_plan(p: &Plan) {
+    match p {
+        Plan::Ping => {}
+        Plan::Exec(e) => {
+            assert!(!e.argv.is_empty(), "exec plan with an empty argv");
+            assert!(
+                e.argv.iter().all(|a| !a.contains('\0')),
+                "exec plan with a NUL"
+            );
+            assert!(
+                !(e.stream && (e.stdin.is_some() || e.secret_stdin.is_some())),
+                "streamed exec with inline stdin"
+            );
+        }
+        Plan::ReadFile { path } => assert!(ops::is_canonical_path(path), "file.read of {path:?}"),
+        Plan::WriteFile { path, value } => {
+            assert!(
+                path.starts_with("/sys/") && ops::is_canonical_path(path),
+                "sysfs.write to {path:?}"
+            );
+            assert!(
+                value.len() <= 4096 && !value.contains('\0'),
+                "sysfs.write value"
+            );
+        }
+    }
+}
+
+/// One JSON message body, as moord and its clients would see it.
+fn json_message(body: &[u8]) {
+    if let Ok(msg) = serde_json::from_slice::<ClientMsg>(body) {
+        // What decodes re-encodes to the same message.
+        let frame = protocol::encode_json(&msg);
+        match protocol::read_frame(&mut &frame[..]) {
+            Ok(Frame::Json(j)) => {
+                let again: ClientMsg =
+                    serde_json::from_slice(&j).expect("re-encoded message decodes");
+                assert_eq!(again, msg, "client message round trip");
+            }
+            other => panic!("re-encoded message is not one JSON frame: {other:?}"),
+        }
+        match &msg {
+            ClientMsg::Request { op, args, .. } => {
+                if let Ok(p) = ops::plan(op, &args.to_string()) {
+                    check_plan(&p);
+                }
+            }
+            ClientMsg::Auth { cnonce, mac } => {
+                let _ = protocol::from_hex(cnonce);
+                if let Some(m) = mac {
+                    let expected =
+                        protocol::client_proof(b"0123456789abcdef", &[0; 32], cnonce.as_bytes());
+                    let _ = protocol::verify_proof(&expected, m);
+                }
+            }
+        }
+    }
+    let _ = serde_json::from_slice::<ServerMsg>(body);
+    // moord keeps `args` as raw JSON text and plans from it.
+    if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body)
+        && let Some(op) = m.get("op").and_then(Value::as_str)
+    {
+        let args = m
+            .get("args")
+            .map_or_else(|| "null".to_string(), Value::to_string);
+        if let Ok(p) = ops::plan(op, &args) {
+            check_plan(&p);
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // 1. A stream of frames, as moord reads a connection.
+    let mut rest = data;
+    for _ in 0..64 {
+        match protocol::read_frame(&mut rest) {
+            Ok(Frame::Json(j)) => json_message(&j),
+            Ok(Frame::Data { id, chan, bytes }) => {
+                assert!(chan <= CHAN_STDERR, "data frame on channel {chan}");
+                assert!(bytes.len() < MAX_FRAME);
+                let f = protocol::encode_data(id, chan, &bytes);
+                let again =
+                    protocol::read_frame(&mut &f[..]).expect("re-encoded data frame decodes");
+                assert_eq!(
+                    again,
+                    Frame::Data { id, chan, bytes },
+                    "data frame round trip"
+                );
+            }
+            Err(_) => break,
+        }
+    }
+    // 2. The input as one frame body, and as one message.
+    if let Ok(Frame::Json(j)) = protocol::decode_body(data.to_vec()) {
+        json_message(&j);
+    }
+    json_message(data);
+    // 3. Raw `op NUL args` text straight into the planner (not necessarily JSON).
+    if let Ok(text) = std::str::from_utf8(data) {
+        let (op, args) = text.split_once('\0').unwrap_or(("exec", text));
+        if let Ok(p) = ops::plan(op, args) {
+            check_plan(&p);
+        }
+        for e in OPS {
+            if let Ok(p) = (e.plan)(args) {
+                check_plan(&p);
+            }
+        }
+    }
+});
