@@ -30,8 +30,8 @@ pub struct FileConfig {
     pub socket: Option<PathBuf>,
     /// Octal mode of the socket file, e.g. "0660".
     pub socket_mode: Option<String>,
-    /// Group that owns the socket file.
-    pub socket_group: Option<u32>,
+    /// Group that owns the socket file: a name or a number.
+    pub socket_group: Option<NameOrId>,
     pub filters_path: Option<Vec<PathBuf>>,
     pub exec_dirs: Option<Vec<PathBuf>>,
     pub key_file: Option<PathBuf>,
@@ -40,6 +40,12 @@ pub struct FileConfig {
     pub allow_uids: Vec<u32>,
     #[serde(default)]
     pub allow_gids: Vec<u32>,
+    /// Groups allowed to connect, by name (resolved at load).
+    #[serde(default)]
+    pub allow_groups: Vec<String>,
+    /// Users allowed to connect, by name (resolved at load).
+    #[serde(default)]
+    pub allow_users: Vec<String>,
     pub max_concurrent_ops: Option<usize>,
     pub max_queued_ops: Option<usize>,
     pub max_connections: Option<usize>,
@@ -54,15 +60,42 @@ pub struct FileConfig {
     pub policy: Vec<PolicyEntry>,
 }
 
-/// Who may run which operations. A caller matches when its uid is `uid` or one of its
-/// groups (primary or supplementary, as the kernel reports them) is `gid`.
+/// A group or user given by name or number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum NameOrId {
+    Id(u32),
+    Name(String),
+}
+
+/// Who may run which operations. A caller matches when its uid is `uid` (or the
+/// user named `user`) or one of its groups (primary or supplementary, as the kernel
+/// reports them) is `gid` (or the group named `group`). Names are resolved at load.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyEntry {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    pub user: Option<String>,
+    pub group: Option<String>,
     /// Operation names, or "*" for every operation.
     pub ops: Vec<String>,
+}
+
+fn gid_of(name: &str) -> Result<u32, ConfigError> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+        .ok_or_else(|| ConfigError::Invalid(format!("no group named {name:?}")))
+}
+
+fn uid_of(name: &str) -> Result<u32, ConfigError> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+        .ok_or_else(|| ConfigError::Invalid(format!("no user named {name:?}")))
 }
 
 /// The effective settings.
@@ -139,8 +172,8 @@ pub fn parse_grant(s: &str) -> Result<PolicyEntry, String> {
     let id: u32 = id.parse().map_err(|_| format!("{id:?} is not a number"))?;
     let ops: Vec<String> = ops.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect();
     match kind {
-        "uid" => Ok(PolicyEntry { uid: Some(id), gid: None, ops }),
-        "gid" => Ok(PolicyEntry { uid: None, gid: Some(id), ops }),
+        "uid" => Ok(PolicyEntry { uid: Some(id), gid: None, user: None, group: None, ops }),
+        "gid" => Ok(PolicyEntry { uid: None, gid: Some(id), user: None, group: None, ops }),
         _ => Err(format!("{kind:?} is neither uid nor gid")),
     }
 }
@@ -168,9 +201,16 @@ impl Config {
         };
         let mut policy = fc.policy;
         policy.extend(ov.grants.iter().cloned());
-        for p in &policy {
-            if p.uid.is_some() == p.gid.is_some() {
-                return Err(ConfigError::Invalid("each policy entry names exactly one of uid or gid".into()));
+        for p in &mut policy {
+            let named = [p.uid.is_some(), p.gid.is_some(), p.user.is_some(), p.group.is_some()];
+            if named.iter().filter(|x| **x).count() != 1 {
+                return Err(ConfigError::Invalid("each policy entry names exactly one of uid, gid, user or group".into()));
+            }
+            if let Some(u) = p.user.take() {
+                p.uid = Some(uid_of(&u)?);
+            }
+            if let Some(g) = p.group.take() {
+                p.gid = Some(gid_of(&g)?);
             }
             for op in &p.ops {
                 if op != "*" && !OPS.iter().any(|e| e.name == op) {
@@ -191,14 +231,25 @@ impl Config {
         }
         let mut allow_uids: BTreeSet<u32> = fc.allow_uids.into_iter().collect();
         allow_uids.extend(&ov.allow_uids);
+        for u in &fc.allow_users {
+            allow_uids.insert(uid_of(u)?);
+        }
         let mut allow_gids: BTreeSet<u32> = fc.allow_gids.into_iter().collect();
         allow_gids.extend(&ov.allow_gids);
+        for g in &fc.allow_groups {
+            allow_gids.insert(gid_of(g)?);
+        }
+        let socket_group = match fc.socket_group {
+            Some(NameOrId::Id(g)) => Some(g),
+            Some(NameOrId::Name(n)) => Some(gid_of(&n)?),
+            None => None,
+        };
         let keep_capabilities =
             fc.keep_capabilities.unwrap_or_else(|| DEFAULT_KEEP_CAPS.iter().map(|s| s.to_string()).collect());
         let cfg = Config {
             socket: ov.socket.clone().or(fc.socket).unwrap_or_else(|| DEFAULT_SOCKET.into()),
             socket_mode,
-            socket_group: fc.socket_group,
+            socket_group,
             filters_path,
             exec_dirs,
             key_file: ov.key_file.clone().or(fc.key_file),
@@ -255,7 +306,7 @@ mod tests {
         let p = dir.path().join("moord.toml");
         std::fs::write(
             &p,
-            "socket = \"/run/x.sock\"\nallow_gids = [990]\nsocket_mode = \"0660\"\n[[policy]]\ngid = 990\nops = [\"ping\", \"sysfs.write\"]\n",
+            "socket = \"/run/x.sock\"\nallow_gids = [990]\nallow_groups = [\"root\"]\nsocket_group = \"root\"\nsocket_mode = \"0660\"\n[[policy]]\ngid = 990\nops = [\"ping\", \"sysfs.write\"]\n[[policy]]\ngroup = \"root\"\nops = [\"ping\"]\n",
         )
         .unwrap();
         let me = std::fs::metadata(&p).unwrap().uid();
@@ -272,6 +323,9 @@ mod tests {
         assert!(!c.may_connect(5, &[5]));
         assert_eq!(c.ops_for(1001, &[990]).into_iter().collect::<Vec<_>>(), ["exec", "ping", "sysfs.write"]);
         assert!(c.ops_for(7, &[7]).is_empty());
+        assert!(c.may_connect(7, &[7, 0]), "allow_groups by name");
+        assert_eq!(c.socket_group, Some(0));
+        assert_eq!(c.ops_for(7, &[0]).into_iter().collect::<Vec<_>>(), ["ping"]);
     }
 
     #[test]
