@@ -1,0 +1,183 @@
+//! `pyre`: Python-`re`-syntax regular expressions, matched the way moor needs.
+//!
+//! oslo.rootwrap's `RegExpFilter` checks each argument with Python's
+//! `re.match(pattern + '$', arg)`. moor parses the same syntax (CPython 3.11's
+//! `re`, str patterns) with the same compile errors, but matches with stricter
+//! semantics, keeping this invariant for every pattern `p` and text `s`:
+//!
+//! ```text
+//! Regex::new(p)?.full_match(s) == Ok(true)  ==>  re.match(p + '$', s) is truthy
+//! ```
+//!
+//! * The whole text must match the whole pattern (`a|b` is anchored for both
+//!   branches); `$` matches only at the very end (not before a final `\n`)
+//!   unless `(?m)` is on.
+//! * Character classes are ASCII: `\d` = `[0-9]`, `\w` = `[A-Za-z0-9_]`,
+//!   `\s` = `[ \t\n\r\f\v]`; `\D`, `\W`, `\S`, negated sets holding a shorthand
+//!   class, negated sets under IGNORECASE and `\b`/`\B` next to a non-ASCII char
+//!   never match non-ASCII text (Python's Unicode classes might disagree).
+//!   IGNORECASE folds ASCII letters only. Under `(?a)` Python itself is ASCII and
+//!   moor follows it exactly.
+//! * Every character test is three-valued (yes / no / "depends on Unicode data
+//!   moor lacks"). In the main pattern "depends" means no. In the body of a
+//!   negative lookaround it means yes (the body must over-approximate Python's),
+//!   flipping again in nested negative lookarounds. Where Python commits to its
+//!   first match (atomic groups, possessive repeats, and every lookaround when the
+//!   pattern has backreferences), moor must reproduce that first match exactly,
+//!   so "depends" there denies the whole match.
+//!
+//! Patterns Python rejects are rejected with [`PyreErrorKind::Syntax`]; some
+//! patterns Python accepts are refused with [`PyreErrorKind::Unsupported`]
+//! (callers treat both as "never matches"): `\N{...}`, conditional groups,
+//! non-ASCII group names, the `(?t)` flag, repeat counts above 10000, nesting
+//! deeper than 200, programs above 100000 instructions, and backreferences inside
+//! (or to groups inside) negative lookarounds.
+//!
+//! Matching is a backtracking search over an explicit stack with a step budget
+//! (`step_limit` plus 8 steps per byte of text); exceeding it returns
+//! [`MatchError::StepLimit`] (callers deny). Without backreferences, failed
+//! (instruction, position) states are remembered, so catastrophic patterns run
+//! in polynomial time.
+
+mod chars;
+mod compile;
+mod exec;
+mod parse;
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Default budget of matcher steps (see [`Regex::with_step_limit`]).
+pub const DEFAULT_STEP_LIMIT: u64 = 1_000_000;
+
+/// Whether Python would reject the pattern too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PyreErrorKind {
+    /// Python's `re.compile` raises too.
+    Syntax,
+    /// Python accepts the pattern; moor refuses it.
+    Unsupported,
+}
+
+/// A pattern moor will not match with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyreError {
+    pub kind: PyreErrorKind,
+    /// Offset in chars into the pattern, like Python's `re.error.pos`.
+    pub pos: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PyreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            PyreErrorKind::Syntax => write!(f, "{} at position {}", self.message, self.pos),
+            PyreErrorKind::Unsupported => {
+                write!(
+                    f,
+                    "unsupported by moor: {} at position {}",
+                    self.message, self.pos
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for PyreError {}
+
+/// Why a match could not be decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchError {
+    /// The step budget ran out (callers deny).
+    StepLimit,
+}
+
+impl fmt::Display for MatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MatchError::StepLimit => f.write_str("regular expression step limit exceeded"),
+        }
+    }
+}
+
+impl std::error::Error for MatchError {}
+
+/// A compiled pattern.
+#[derive(Clone)]
+pub struct Regex {
+    pattern: String,
+    prog: Arc<compile::Program>,
+    step_limit: u64,
+    has_lookaround: bool,
+    has_backrefs: bool,
+}
+
+impl fmt::Debug for Regex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Regex")
+            .field("pattern", &self.pattern)
+            .field("step_limit", &self.step_limit)
+            .field("instructions", &self.prog.insts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Regex {
+    /// Compiles `pattern` with [`DEFAULT_STEP_LIMIT`].
+    ///
+    /// # Errors
+    ///
+    /// [`PyreErrorKind::Syntax`] where Python's `re.compile` raises too,
+    /// [`PyreErrorKind::Unsupported`] for patterns moor refuses.
+    pub fn new(pattern: &str) -> Result<Regex, PyreError> {
+        Regex::with_step_limit(pattern, DEFAULT_STEP_LIMIT)
+    }
+
+    /// Compiles `pattern`; each match may take `step_limit` steps plus 8 per
+    /// byte of text.
+    ///
+    /// # Errors
+    ///
+    /// As [`Regex::new`].
+    pub fn with_step_limit(pattern: &str, step_limit: u64) -> Result<Regex, PyreError> {
+        let parsed = parse::parse(pattern)?;
+        let prog = compile::compile(&parsed)?;
+        Ok(Regex {
+            pattern: pattern.to_owned(),
+            prog: Arc::new(prog),
+            step_limit,
+            has_lookaround: parsed.has_lookaround,
+            has_backrefs: parsed.has_backrefs,
+        })
+    }
+
+    /// Does the whole of `text` match (with moor's semantics, see the module docs)?
+    ///
+    /// # Errors
+    ///
+    /// [`MatchError::StepLimit`] when the step budget runs out; callers deny.
+    pub fn full_match(&self, text: &str) -> Result<bool, MatchError> {
+        exec::full_match(&self.prog, text, self.step_limit)
+    }
+
+    /// The pattern as given.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Does the pattern use lookahead or lookbehind?
+    #[must_use]
+    pub fn has_lookaround(&self) -> bool {
+        self.has_lookaround
+    }
+
+    /// Does the pattern use backreferences?
+    #[must_use]
+    pub fn has_backrefs(&self) -> bool {
+        self.has_backrefs
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -177,12 +177,12 @@ impl FilterSet {
                     None => {
                         let why = match (inner_noexec, inner.found) {
                             (Some(j), _) => format!("leaf filter {:?} has no executable", self.filters[j].name),
-                            (None, Some((j, m))) => format!(
+                            (None, Some((j, m))) if m.score > 0 => format!(
                                 "closest leaf {:?}: {}",
                                 self.filters[j].name,
                                 self.filters[j].explain(&m.why, &args, ctx)
                             ),
-                            (None, None) => "no leaf filter names it".into(),
+                            (None, _) => format!("no {} filter allows {:?} as given", f.run_as, args[0]),
                         };
                         let text = format!("chained command {:?} passes no {} leaf filter ({why})", args[0], f.run_as);
                         best.offer(i, Miss::new(60, Why::Chain(text)));

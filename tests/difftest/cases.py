@@ -271,6 +271,18 @@ def command_cases():
         exec_dirs=[f"{T}/nonexistent", f"{T}/bin2"],
         expect="allow",
     )
+    add("cmd-execdir-trailing-slash", c, cat, ["cat", "x"], exec_dirs=[f"{T}/bin/"], expect="allow")
+    add("cmd-execdir-double-slash", c, cat, ["cat", "x"], exec_dirs=[f"{T}//bin"], expect="allow")
+    add("cmd-execdir-dot", c, cat, ["cat", "x"], exec_dirs=[f"{T}/./bin"], expect="allow")
+    add(
+        "cmd-execdir-symlinked-dir",
+        c,
+        cat,
+        ["cat", "x"],
+        exec_dirs=[f"{T}/linkbin"],
+        setup=[{"op": "symlink", "target": f"{T}/bin", "path": f"{T}/linkbin"}],
+        expect="allow",
+    )
     add(
         "cmd-relative-with-slash",
         c,
@@ -725,6 +737,7 @@ def kill_cases():
     rel = F("kill_dnsmasq: KillFilter, root, dnsmasq")
     K("kill-relative-in-path", rel, ["kill", "@PID:p@"], "allow", exec_dirs=[f"{T}/sbin"])
     K("kill-relative-not-in-path", rel, ["kill", "@PID:p@"], "deny", exec_dirs=[f"{T}/bin"])
+    K("kill-relative-execdir-slash", rel, ["kill", "@PID:p@"], "deny", exec_dirs=[f"{T}/sbin/"])
     K("kill-relative-wrong-name", F("k: KillFilter, root, radvd"), ["kill", "@PID:p@"], "deny", exec_dirs=[f"{T}/sbin"])
     K(
         "kill-deleted-spoof",
@@ -1195,7 +1208,7 @@ class Gen:
         if op is sre_c.NOT_LITERAL:
             return "x" if chr(av) != "x" else "y"
         if op is sre_c.ANY:
-            return r.choice("sdab01")
+            return r.choice("..sdab01")
         if op is sre_c.IN:
             return self.in_(av)
         if op is sre_c.BRANCH:
@@ -1335,13 +1348,13 @@ def real_file_cases(shared):
                 exe = parts[1]
                 base = os.path.basename(exe)
                 R(cls, [base, "-v", "/var/lib/x"], note=name)
-                R(cls, [base], note=name)
-                R(cls, [exe, "--help"], note=name)
                 R(cls, [base + "\n", "x"], note=name)
                 if "/" not in exe:
                     R(cls, ["/usr/bin/" + exe, "x"], note=name)
                     R(cls, [base, "x"], ex=[e for e in execs if not e.endswith("/" + exe)], note=name + " noexec")
-                R(cls, [base + "x"], note=name)
+                else:
+                    R(cls, [exe, "--help"], note=name)
+                R(cls, [base + "x"], note=name + " wrong command")
             elif cls in ("RegExpFilter", "ChainingRegExpFilter") and len(parts) >= 3:
                 pats = parts[3:]
                 ex = [example_for(p, rng_seed + i) for i, p in enumerate(pats)]
@@ -1362,7 +1375,7 @@ def real_file_cases(shared):
                             m[j] = head + "/" + sub[0] + "/../" + (sub[1] if len(sub) > 1 else "x") if sub[0] else m[j] + "/../x"
                             R(cls, m + tail, note=name + " dotdot", extra_tags=["adversarial"])
                             m2 = list(ex)
-                            m2[j] = head + "/" + rest.split("/")[0] + "/../../../etc/shadow"
+                            m2[j] = ex[j].rstrip("/") + "/../../../etc/shadow"
                             R(cls, m2 + tail, note=name + " dotdot2", extra_tags=["adversarial"])
                         if re.search("[0-9]", ex[j]):
                             m = list(ex)

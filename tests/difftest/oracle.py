@@ -389,10 +389,13 @@ def regex_devs(pattern, arg, devs):
         return
     try:
         full = re.fullmatch(pattern, arg) is not None
-        full_ascii = re.fullmatch(pattern, arg, re.ASCII) is not None
     except re.error:
         devs.add("strict-load")  # e.g. `a\` compiles only with the `$` appended
         return
+    try:
+        full_ascii = re.fullmatch(pattern, arg, re.ASCII) is not None
+    except (re.error, ValueError):  # (?u) in the pattern
+        full_ascii = full
     info = PatInfo(pattern)
     if has_dotdot(arg):
         devs.add("dotdot")
@@ -848,14 +851,41 @@ def main():
     procs = Procs()
     results = []
     harness = []
+    phases = {}
+    t_phase = time.time()
+
+    def phase(name):
+        nonlocal t_phase
+        now = time.time()
+        phases[name] = round(now - t_phase, 1)
+        t_phase = now
+
     try:
         mats = []
+        shared = {}  # identical fixtures without processes share one directory
         for i, case in enumerate(cases):
+            key = None
+            if not any(op.get("op") == "spawn" for op in case["setup"]):
+                key = json.dumps([case["dirs"], case["execs"], case["setup"], case["exec_dirs"]], sort_keys=True)
             try:
-                mats.append(materialise(case, os.path.join(root, f"c{i:05d}"), procs))
+                if key is not None and key in shared:
+                    tdir = shared[key]
+                    mats.append({
+                        "dirs": [os.path.join(tdir, f"filters{j}") for j in range(len(case["dirs"]))],
+                        "exec_dirs": subst(case["exec_dirs"], tdir),
+                        "argv": subst(case["argv"], tdir, {}),
+                        "cwd": subst(case["cwd"], tdir) if case.get("cwd") else tdir,
+                        "tdir": tdir,
+                    })
+                    continue
+                tdir = os.path.join(root, f"c{i:05d}")
+                mats.append(materialise(case, tdir, procs))
+                if key is not None:
+                    shared[key] = tdir
             except Exception as e:  # noqa: BLE001
                 mats.append(None)
                 harness.append((case["id"], f"materialise: {type(e).__name__}: {e}"))
+        phase("materialise")
         rws = []
         slow = []
         for case, m in zip(cases, mats):
@@ -870,12 +900,14 @@ def main():
             if dt > 2:
                 slow.append((case["id"], round(dt, 1)))
             rws.append((rw, fl, f, probs))
+        phase("rootwrap")
         moors = [None] * len(cases)
         if not a.rootwrap_only:
             with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as ex:
                 futs = {ex.submit(run_moor, a.moor, m): i for i, m in enumerate(mats) if m is not None}
                 for fut in concurrent.futures.as_completed(futs):
                     moors[futs[fut]] = fut.result()
+        phase("moor")
         for i, case in enumerate(cases):
             m = mats[i]
             if m is None:
@@ -891,7 +923,7 @@ def main():
                     except Exception:  # noqa: BLE001
                         v = Verdict()
                         v.fail("HARNESS", traceback.format_exc(limit=4))
-                entry["moor"] = {k: moors[i].get(k) for k in ("outcome", "rc", "filter", "class", "run_as", "exec", "env", "chained", "reason", "errors")}
+                entry["moor"] = {k: moors[i].get(k) for k in ("outcome", "rc", "secs", "filter", "class", "run_as", "exec", "env", "chained", "reason", "errors")}
                 entry["verdict"] = {
                     "problems": v.problems,
                     "explained_by": sorted(v.explained_by),
@@ -899,6 +931,7 @@ def main():
                     "exact": v.exact,
                 }
             results.append(entry)
+        phase("compare")
     finally:
         procs.stop()
         if a.keep:
@@ -907,6 +940,7 @@ def main():
             shutil.rmtree(root, ignore_errors=True)
 
     ok = summarise(results, harness, a, slow)
+    print(f"timings (s): {phases}")
     if a.report:
         with open(a.report, "w", encoding="utf-8") as fh:
             json.dump({"results": results, "harness": harness}, fh, indent=1, ensure_ascii=True, default=str)
@@ -957,11 +991,16 @@ def summarise(results, harness, a, slow):
     # Coverage requirements.
     if n < a.min_cases:
         problems["COVERAGE"].append(("-", f"only {n} cases, need {a.min_cases}", None))
-    for cls in CLASSES:
+    for cls in CLASSES if not a.only else ():
         c = by_class.get(cls, collections.Counter())
         if c["rw:allow"] == 0 or (c["rw:deny"] + c["rw:noexec"] + c["rw:exception"]) == 0:
             problems["COVERAGE"].append((cls, f"class needs allow and deny cases: {dict(c)}", None))
     order = ["SOUNDNESS", "DISAGREE", "LENIENT", "EXPECT", "HARNESS", "COVERAGE"]
+    tmp_re = re.compile(r"/tmp/moor-difftest-[^/]+/c\d+")
+
+    def signature(msg):
+        # Group findings that differ only in the case directory or in a pid.
+        return re.sub(r"\d{3,}", "N", tmp_re.sub("@T@", msg))
     fatal = {"SOUNDNESS", "DISAGREE", "EXPECT", "HARNESS", "COVERAGE"}
     for kind in order:
         items = problems.get(kind, [])
@@ -969,14 +1008,20 @@ def summarise(results, harness, a, slow):
             continue
         if kind in fatal:
             ok = False
-        p(f"\n{kind}: {len(items)} case(s){'' if kind in fatal else ' (warning)'}")
-        for cid, msg, r in items[:60]:
-            line = f"  {cid}: {msg}"
+        groups = collections.OrderedDict()
+        for cid, msg, r in items:
+            groups.setdefault(signature(msg), []).append((cid, msg, r))
+        p(f"\n{kind}: {len(items)} case(s) in {len(groups)} group(s){'' if kind in fatal else ' (warning)'}")
+        for gi, (sig, members) in enumerate(groups.items()):
+            if gi >= 80:
+                p(f"  ... and {len(groups) - 80} more groups (see --report)")
+                break
+            cid, msg, r = members[0]
+            more = f" (+{len(members) - 1} more like it: {', '.join(c for c, _, _ in members[1:4])}{', ...' if len(members) > 4 else ''})" if len(members) > 1 else ""
+            line = f"  {cid}: {tmp_re.sub('@T@', msg)}{more}"
             if r is not None:
-                line += f"\n      argv={short(r['argv'], 200)}"
+                line += f"\n      argv={short([tmp_re.sub('@T@', x) for x in r['argv']], 200)}"
             p(line)
-        if len(items) > 60:
-            p(f"  ... and {len(items) - 60} more (see --report)")
     p(f"\ndifftest: {'PASS' if ok else 'FAIL'}: "
       + ", ".join(f"{k} {len(problems.get(k, []))}" for k in order))
     return ok

@@ -36,7 +36,7 @@ set -euo pipefail
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO=$(cd "$LAB_DIR/../.." && pwd -P)
 GUEST_DIR=$LAB_DIR/guest
-CACHE=${MOOR_LAB_CACHE:-$REPO/target/lab}
+CACHE=$(realpath -m "${MOOR_LAB_CACHE:-$REPO/target/lab}")
 MIRROR=${MOOR_LAB_MIRROR:-http://deb.debian.org/debian}
 SECMIRROR=${MOOR_LAB_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 SUITE=bookworm
@@ -182,6 +182,10 @@ write_overlay() { # $1 = guest root dir
   # iscsid.startup points at systemctl (absent): the daemon is started by /init / lab-svc
   sed -i 's|^iscsid.startup = .*|iscsid.startup = /usr/sbin/iscsid|' "$r/etc/iscsi/iscsid.conf"
   echo "InitiatorName=iqn.1993-08.org.debian:01:moor-lab" > "$r/etc/iscsi/initiatorname.iscsi"
+  # a fixed NVMe host identity (nvme-cli would otherwise derive a new one at every boot)
+  mkdir -p "$r/etc/nvme"
+  echo "nqn.2014-08.org.nvmexpress:uuid:6d6f6f72-6c61-4200-8000-000000000001" > "$r/etc/nvme/hostnqn"
+  echo "6d6f6f72-6c61-4200-8000-000000000001" > "$r/etc/nvme/hostid"
   echo moorlab > "$r/etc/hostname"
   printf '127.0.0.1 localhost moorlab\n::1 localhost\n' > "$r/etc/hosts"
   # the daemon's group and an unprivileged test user (moortest is NOT in group moor by default)
@@ -417,7 +421,12 @@ cmd_run() {
     [ $dup = 1 ] || real+=("$d")
   done
 
+  local old
+  for old in "${TMPDIR:-/tmp}"/moor-lab.*/; do   # run dirs of SIGKILLed runs
+    [ -f "$old/pid" ] && ! kill -0 "$(cat "$old/pid")" 2>/dev/null && rm -rf "$old"
+  done
   RUN=$(mktemp -d "${TMPDIR:-/tmp}/moor-lab.XXXXXX")
+  echo $$ > "$RUN/pid"
   trap cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
@@ -506,13 +515,18 @@ cmd_run() {
     elif [ -z "$boot" ]; then
       rc=125
       log "ERROR: the VM did not boot (qemu rc=$qrc, accel=$ACCEL) - the lab cannot run here"
+      [ "$ACCEL" != kvm ] || log "hint: KVM was used ($ACCEL_WHY); MOOR_LAB_ACCEL=tcg forces software emulation"
     else
       rc=125
       log "ERROR: the VM died before the command reported a status (qemu rc=$qrc, accel=$ACCEL)"
     fi
     if [ -s "$RUN/qemu.err" ]; then log "qemu stderr:"; cat "$RUN/qemu.err" >&2; fi
-    log "console tail ($RUN/console.log):"
-    tail -n 60 "$RUN/console.log" >&2 2>/dev/null || true
+    if [ -s "$RUN/console.log" ]; then
+      log "console tail (the kernel boots with loglevel=3: errors only):"
+      tail -n 60 "$RUN/console.log" >&2 || true
+    else
+      log "console log empty (quiet boot: no kernel errors were printed)"
+    fi
   fi
   return "$rc"
 }

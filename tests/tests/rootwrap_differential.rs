@@ -29,14 +29,21 @@ use std::time::{Duration, Instant, SystemTime};
 const ROOTWRAP_VERSION: &str = "7.10.0";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => {
             let d = PathBuf::from(d);
-            if d.is_absolute() { d } else { repo_root().join(d) }
+            if d.is_absolute() {
+                d
+            } else {
+                repo_root().join(d)
+            }
         }
         None => repo_root().join("target"),
     }
@@ -103,7 +110,11 @@ fn python_has_rootwrap(python: &Path) -> bool {
 fn oracle_python() -> PathBuf {
     if let Some(p) = std::env::var_os("MOOR_DIFFTEST_PYTHON") {
         let p = PathBuf::from(p);
-        assert!(python_has_rootwrap(&p), "MOOR_DIFFTEST_PYTHON={} lacks oslo.rootwrap {ROOTWRAP_VERSION}", p.display());
+        assert!(
+            python_has_rootwrap(&p),
+            "MOOR_DIFFTEST_PYTHON={} lacks oslo.rootwrap {ROOTWRAP_VERSION}",
+            p.display()
+        );
         return p;
     }
     let target = target_dir();
@@ -132,7 +143,11 @@ fn oracle_python() -> PathBuf {
             ),
         }
     };
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv", &mut logf);
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv",
+        &mut logf,
+    );
     run(
         Command::new(&python).args([
             "-m",
@@ -171,7 +186,11 @@ fn moor_bin() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     let bin = target_dir().join("debug").join("moor");
-    assert!(bin.is_file(), "{} not found after cargo build", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} not found after cargo build",
+        bin.display()
+    );
     bin
 }
 
@@ -187,12 +206,20 @@ fn moor_agrees_with_oslo_rootwrap() {
         .stdin(Stdio::null())
         .output()
         .expect("run cases.py");
-    assert!(cases.status.success(), "cases.py failed:\n{}", String::from_utf8_lossy(&cases.stderr));
+    assert!(
+        cases.status.success(),
+        "cases.py failed:\n{}",
+        String::from_utf8_lossy(&cases.stderr)
+    );
     eprint!("{}", String::from_utf8_lossy(&cases.stderr));
 
     let report = target_dir().join("difftest-report.json");
     let mut cmd = Command::new(&python);
-    cmd.arg(dir.join("oracle.py")).arg("--moor").arg(&moor).arg("--report").arg(&report);
+    cmd.arg(dir.join("oracle.py"))
+        .arg("--moor")
+        .arg(&moor)
+        .arg("--report")
+        .arg(&report);
     if let Some(only) = std::env::var_os("MOOR_DIFFTEST_ONLY") {
         cmd.arg("--only").arg(only).args(["--min-cases", "0"]);
     }
@@ -221,5 +248,8 @@ fn moor_agrees_with_oslo_rootwrap() {
         "moor disagrees with oslo.rootwrap {ROOTWRAP_VERSION} (details: {}):\n{stdout}\n{stderr}",
         report.display()
     );
-    assert!(stdout.contains("difftest: PASS"), "oracle.py did not report PASS:\n{stdout}");
+    assert!(
+        stdout.contains("difftest: PASS"),
+        "oracle.py did not report PASS:\n{stdout}"
+    );
 }

@@ -1,0 +1,665 @@
+# shellcheck shell=bash
+# tests/lab/lib/targets.sh - scenario library of the moor lab, sourced INSIDE the guest:
+#
+#   #!/bin/bash
+#   . "$(dirname "$0")/../lib/targets.sh"
+#
+# Sourcing it turns on `set -Eeuo pipefail`, an ERR trap that names the failing command and
+# line, and an EXIT trap that runs what `lab_defer` registered and then force-cleans
+# (lab_cleanup_all) when the scenario fails. Do not replace the EXIT trap: use lab_defer.
+# Everything is plain configfs/sysfs (fast under TCG) except where noted. See docs/lab.md.
+#
+# generic   log MSG · fail MSG · lab_defer 'CMD' (run at exit, LIFO) · wait_for PATH [TIMEOUT] · wait_gone PATH [TIMEOUT]
+#           wait_until TIMEOUT CMD... · settle [TIMEOUT] · assert_eq EXP ACT [MSG]
+#           assert_ne A B [MSG] · expect_rc RC CMD... · io_roundtrip DEV [MIB] [PATTERN_OUT]
+#           size_of DEV · wait_size DEV BYTES [TIMEOUT]
+#           (wait_until evaluates its arguments once: poll a function, not "$(...)")
+#           assert_no_leftovers · assert_no_targets · lab_cleanup_all · lab_baseline
+# LIO iSCSI lio_target_create IQN [--portal ADDR:PORT]... [--chap U P] [--mutual-chap U P]
+#                          [--discovery-chap U P] [--discovery-mutual-chap U P]
+#           lio_lun_add IQN LUN SIZE_MB [--name N] [--type block|fileio|ramdisk]
+#           lio_lun_resize IQN LUN SIZE_MB · lio_lun_unmap IQN LUN · lio_lun_remap IQN LUN NAME
+#           lio_backstore IQN LUN (-> name) · lio_backstore_file NAME (-> backing file)
+#           lio_acl_add IQN INITIATOR_IQN · lio_portal_down IQN ADDR[:PORT] · lio_portal_up ...
+#           lio_teardown
+# iSCSI initiator  iscsi_initiator_name · iscsi_discover PORTAL [--chap U P] [--mutual-chap U P]
+#           iscsi_node_chap IQN PORTAL U P [U_IN P_IN] · iscsi_login IQN PORTAL
+#           iscsi_logout IQN [PORTAL] · iscsi_session IQN PORTAL (-> sessionN)
+#           iscsi_disk IQN PORTAL LUN [TIMEOUT] (-> sdX, via sysfs session -> HCTL)
+#           iscsi_cleanup
+# nvmet     nvmet_subsys_create NQN [--allow-host HOSTNQN]... [--serial S] [--model M]
+#           nvmet_ns_add NQN NSID SIZE_MB [--uuid U] [--nguid G] · nvmet_ns_resize NQN NSID SIZE_MB
+#           nvmet_ns_remove NQN NSID · nvmet_port_add PORTID ADDR PORT
+#           nvmet_port_link PORTID NQN · nvmet_port_unlink PORTID NQN · nvmet_teardown
+# NVMe host nvme_ns_dev NQN NSID [TIMEOUT] (-> nvmeXnY) · nvme_cleanup
+# scsi_debug  scsi_debug_load [PARAM=VAL]... · scsi_debug_hosts · scsi_debug_disks
+#           scsi_debug_unload
+
+set -Eeuo pipefail
+
+LAB_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+export LAB_DIR
+LAB_DIR=$(dirname "$LAB_LIB_DIR")   # tests/lab (for scenarios)
+LAB_STATE=${LAB_STATE:-/run/moor-lab}       # bookkeeping (guest tmpfs)
+LAB_DATA=${LAB_DATA:-/var/tmp/moor-lab}     # backing files (the guest's root fs is RAM)
+LIO=/sys/kernel/config/target
+NVMET=/sys/kernel/config/nvmet
+LAB_T0=${EPOCHREALTIME:-0}
+mkdir -p "$LAB_STATE" "$LAB_DATA"
+
+# ------------------------------------------------------------------------------ generic
+log() { # log MSG... : "[  12.34s] MSG" on stdout, time since the library was sourced
+  local now=${EPOCHREALTIME:-0}
+  printf '[%7.2fs] %s\n' "$(awk -v a="$LAB_T0" -v b="$now" 'BEGIN{print b-a}')" "$*"
+}
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+lab__on_err() { # rc line command
+  local i stack=""
+  for ((i = 1; i < ${#FUNCNAME[@]}; i++)); do
+    stack+=" <- ${FUNCNAME[$i]}@${BASH_SOURCE[$i]##*/}:${BASH_LINENO[$((i - 1))]}"
+  done
+  printf 'ERROR: "%s" exited %s (line %s%s)\n' "$3" "$1" "$2" "$stack" >&2
+}
+LAB_DEFERRED=()
+lab_defer() { LAB_DEFERRED+=("$*"); } # lab_defer 'CMD ARGS' : run at exit (LIFO), pass or fail
+lab__on_exit() {
+  local rc=$? i
+  trap - ERR
+  for ((i = ${#LAB_DEFERRED[@]} - 1; i >= 0; i--)); do eval "${LAB_DEFERRED[$i]}" || true; done
+  if [ $rc != 0 ] && [ -z "${LAB_NO_AUTOCLEAN:-}" ]; then
+    echo "scenario failed (rc=$rc): cleaning up" >&2
+    lab_cleanup_all >&2 || true
+  fi
+  return $rc
+}
+trap 'lab__on_err $? $LINENO "$BASH_COMMAND"' ERR
+trap lab__on_exit EXIT
+
+settle() { udevadm settle -t "${1:-30}" || true; }
+
+wait_until() { # wait_until TIMEOUT_S CMD... : poll CMD every 0.1 s
+  local limit=$1; shift
+  local end=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || { echo "timeout (${limit}s) waiting for: $*" >&2; return 1; }
+    sleep 0.1
+  done
+}
+wait_for() { wait_until "${2:-30}" test -e "$1"; }    # wait_for PATH [TIMEOUT]
+wait_gone() { wait_until "${2:-30}" lab__absent "$1"; } # wait_gone PATH [TIMEOUT]
+lab__absent() { [ ! -e "$1" ]; }
+
+assert_eq() { # assert_eq EXPECTED ACTUAL [MSG]
+  [ "$1" = "$2" ] || fail "${3:-assert_eq}: expected '$1', got '$2'"
+}
+assert_ne() { [ "$1" != "$2" ] || fail "${3:-assert_ne}: both are '$1'"; }
+expect_rc() { # expect_rc RC CMD... : CMD must exit with RC ("nz" = any non-zero)
+  local want=$1 rc=0; shift
+  "$@" || rc=$?
+  if [ "$want" = nz ]; then [ $rc != 0 ] || fail "expected a failure from: $*"
+  else [ "$rc" = "$want" ] || fail "expected rc $want, got $rc from: $*"; fi
+}
+
+size_of() { blockdev --getsize64 "$1"; }                 # size_of DEV -> bytes
+lab__size_is() { [ "$(blockdev --getsize64 "$1" 2>/dev/null)" = "$2" ]; }
+wait_size() { wait_until "${3:-30}" lab__size_is "$1" "$2"; } # wait_size DEV BYTES [TIMEOUT]
+
+io_roundtrip() { # io_roundtrip DEV [MIB=1] [PATTERN_FILE] : O_DIRECT write+read+compare at offset 0
+  local dev=$1 mib=${2:-1} pat=${3:-$LAB_STATE/pattern.$$}
+  head -c $((mib * 1048576)) /dev/urandom > "$pat"
+  dd if="$pat" of="$dev" bs=1M count="$mib" oflag=direct conv=fsync status=none
+  dd if="$dev" bs=1M count="$mib" iflag=direct status=none | cmp - "$pat" \
+    || fail "data read back from $dev differs"
+  [ -n "${3:-}" ] || rm -f "$pat"
+}
+
+lab_baseline() { # record the sd* disks present now (assert_no_leftovers ignores them)
+  find /sys/block -maxdepth 1 -name 'sd*' -printf '%f\n' | sort > "$LAB_STATE/baseline.sd"
+}
+[ -f "$LAB_STATE/baseline.sd" ] || lab_baseline
+
+lab__sd_now() { find /sys/block -maxdepth 1 -name 'sd*' -printf '%f\n' | sort; }
+lab__ls() { # DIR [find tests...] : names of DIR's entries on one line; empty (never an error) when DIR is missing
+  local d=$1; shift
+  [ -d "$d" ] || return 0
+  find "$d" -mindepth 1 -maxdepth 1 "$@" -printf '%f\n' 2>/dev/null | sort | paste -sd' ' - || true
+}
+assert_no_leftovers() { # no extra sd*, iSCSI sessions, dm maps, NVMe controllers
+  local bad="" x
+  x=$(comm -13 "$LAB_STATE/baseline.sd" <(lab__sd_now) | paste -sd' ' -)
+  [ -z "$x" ] || bad+=" sd-disks:[$x]"
+  x=$(lab__ls /sys/class/iscsi_session)
+  [ -z "$x" ] || bad+=" iscsi-sessions:[$x]"
+  x=$(dmsetup ls 2>/dev/null | awk '!/^No devices found/ {print $1}' | paste -sd' ' -)
+  [ -z "$x" ] || bad+=" dm-maps:[$x]"
+  x=$(lab__ls /sys/class/nvme)
+  [ -z "$x" ] || bad+=" nvme-controllers:[$x]"
+  [ -z "$bad" ] || fail "leftovers:$bad"
+}
+assert_no_targets() { # no LIO/nvmet config, no scsi_debug, no lab loop devices
+  local bad="" x
+  x=$(lab__ls "$LIO/iscsi" -type d ! -name discovery_auth)
+  [ -z "$x" ] || bad+=" lio-targets:[$x]"
+  x=$(for d in "$LIO"/core/*_[0-9]*; do lab__ls "$d" -type d; done | paste -sd' ' -)
+  [ -z "$x" ] || bad+=" lio-backstores:[$x]"
+  x=$(lab__ls "$NVMET/subsystems")$(lab__ls "$NVMET/ports")
+  [ -z "$x" ] || bad+=" nvmet:[$x]"
+  [ ! -d /sys/module/scsi_debug ] || bad+=" scsi_debug-loaded"
+  x=$(losetup -n -O NAME,BACK-FILE 2>/dev/null | awk -v d="$LAB_DATA" 'index($2, d)==1 {print $1}' | paste -sd' ' -)
+  [ -z "$x" ] || bad+=" loop:[$x]"
+  [ -z "$bad" ] || fail "target leftovers:$bad"
+}
+
+lab_cleanup_all() { # best effort: tear down everything the lab knows about
+  set +e
+  multipath -F >/dev/null 2>&1
+  iscsi_cleanup
+  nvme_cleanup
+  dmsetup remove_all >/dev/null 2>&1
+  lio_teardown
+  nvmet_teardown
+  scsi_debug_unload >/dev/null 2>&1
+  set -e
+  return 0
+}
+
+lab__uuid() { cat /proc/sys/kernel/random/uuid; }
+lab__loop_for() { # backing file -> its loop device (empty when none)
+  losetup -n -O NAME -j "$1" 2>/dev/null | head -n 1
+}
+lab__mkfile() { # path size_mb
+  mkdir -p "$(dirname "$1")"
+  truncate -s "${2}M" "$1"
+}
+
+# ------------------------------------------------------------------------------ LIO iSCSI
+# One TPG per portal (tpgt_1 = first --portal, tpgt_2 = second ...), each exporting the same
+# LUNs: a portal failure (lio_portal_down) then is one TPG disabled, which drops exactly the
+# sessions through that portal, as a dead path would. Backstores are kept under core/<type>_0/.
+lio__modules() { modprobe -a target_core_mod iscsi_target_mod target_core_file target_core_iblock; }
+lio__tpgs() { find "$LIO/iscsi/$1" -mindepth 1 -maxdepth 1 -name 'tpgt_*' 2>/dev/null | sort -V; }
+lio__state() { echo "$LAB_STATE/lio/$1"; }
+
+lio_target_create() {
+  local iqn=$1; shift
+  local portals=() chap=() mchap=() dchap=() dmchap=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --portal) portals+=("$2"); shift 2 ;;
+      --chap) chap=("$2" "$3"); shift 3 ;;
+      --mutual-chap) mchap=("$2" "$3"); shift 3 ;;
+      --discovery-chap) dchap=("$2" "$3"); shift 3 ;;
+      --discovery-mutual-chap) dmchap=("$2" "$3"); shift 3 ;;
+      *) fail "lio_target_create: unknown option $1" ;;
+    esac
+  done
+  [ ${#portals[@]} -gt 0 ] || portals=(127.0.0.1:3260)
+  [ ${#mchap[@]} = 0 ] || [ ${#chap[@]} = 2 ] || fail "lio_target_create: --mutual-chap needs --chap"
+  lio__modules
+  local t=$LIO/iscsi/$iqn st i=0 p tpg
+  [ ! -e "$t" ] || fail "lio_target_create: $iqn exists"
+  mkdir -p "$t"
+  st=$(lio__state "$iqn"); rm -rf "$st"; mkdir -p "$st"
+  for p in "${portals[@]}"; do
+    i=$((i + 1)); tpg=$t/tpgt_$i
+    mkdir "$tpg"
+    mkdir "$tpg/np/$p"
+    echo 0 > "$tpg/attrib/demo_mode_write_protect"
+    echo 1 > "$tpg/attrib/generate_node_acls"
+    echo 1 > "$tpg/attrib/cache_dynamic_acls"
+    if [ ${#chap[@]} = 2 ]; then
+      echo 1 > "$tpg/attrib/authentication"
+      echo -n "${chap[0]}" > "$tpg/auth/userid"        # demo-mode (no ACL) credentials
+      echo -n "${chap[1]}" > "$tpg/auth/password"
+      if [ ${#mchap[@]} = 2 ]; then
+        echo -n "${mchap[0]}" > "$tpg/auth/userid_mutual"
+        echo -n "${mchap[1]}" > "$tpg/auth/password_mutual"
+      fi
+    else
+      echo 0 > "$tpg/attrib/authentication"
+    fi
+    echo 1 > "$tpg/enable"
+    echo "$p" > "$st/portal.$i"
+  done
+  [ ${#chap[@]} = 0 ] || printf '%s\n' "${chap[@]}" > "$st/chap"
+  [ ${#mchap[@]} = 0 ] || printf '%s\n' "${mchap[@]}" > "$st/mutual-chap"
+  if [ ${#dchap[@]} = 2 ]; then
+    local da=$LIO/iscsi/discovery_auth
+    echo -n "${dchap[0]}" > "$da/userid"
+    echo -n "${dchap[1]}" > "$da/password"
+    if [ ${#dmchap[@]} = 2 ]; then
+      echo -n "${dmchap[0]}" > "$da/userid_mutual"
+      echo -n "${dmchap[1]}" > "$da/password_mutual"
+    fi
+    echo 1 > "$da/enforce_discovery_auth"
+  fi
+}
+
+lio__hba_of() { case "$1" in block) echo iblock_0 ;; fileio) echo fileio_0 ;; ramdisk) echo rd_mcp_0 ;; *) fail "backstore type $1?" ;; esac; }
+lio__backstore_dir() { # name -> core/<hba>/<name>
+  local d
+  for d in "$LIO"/core/*/"$1"; do [ -d "$d" ] && { echo "$d"; return 0; }; done
+  return 1
+}
+lio_backstore_file() { # NAME -> the backing file (block/fileio), empty for ramdisk
+  cat "$LAB_STATE/lio/backstores/$1/file" 2>/dev/null || true
+}
+
+lio_backstore_create() { # NAME SIZE_MB [block|fileio|ramdisk] : a backstore without a LUN
+  local name=$1 mb=$2 type=${3:-block} hba dir file="" loop="" bs=$LAB_STATE/lio/backstores/$1
+  lio__modules
+  hba=$(lio__hba_of "$type")
+  dir=$LIO/core/$hba/$name
+  [ ! -e "$dir" ] || fail "backstore $name exists"
+  case "$type" in
+    block)   # iblock on a loop device: the size follows the loop device (resizable)
+      file=$LAB_DATA/$name.img; lab__mkfile "$file" "$mb"
+      loop=$(losetup -f --show "$file")
+      mkdir -p "$dir"; echo "udev_path=$loop" > "$dir/control" ;;
+    fileio)  # fileio on a plain file: fixed size
+      file=$LAB_DATA/$name.img; lab__mkfile "$file" "$mb"
+      mkdir -p "$dir"; echo "fd_dev_name=$file,fd_dev_size=$((mb * 1048576))" > "$dir/control" ;;
+    ramdisk)
+      modprobe target_core_mod
+      mkdir -p "$dir"; echo "rd_pages=$((mb * 256))" > "$dir/control" ;;
+  esac
+  echo 1 > "$dir/enable"
+  # a unit serial gives the LUN a stable VPD 0x80/0x83 identity (WWID, by-id links, multipath)
+  lab__uuid > "$dir/wwn/vpd_unit_serial"
+  mkdir -p "$bs"
+  echo "$type" > "$bs/type"; echo "$file" > "$bs/file"; echo "$loop" > "$bs/loop"
+}
+
+lio__map() { # IQN LUN NAME : export backstore NAME as LUN in every TPG (+ every ACL)
+  local iqn=$1 lun=$2 name=$3 dir tpg acl
+  dir=$(lio__backstore_dir "$name") || fail "no backstore $name"
+  for tpg in $(lio__tpgs "$iqn"); do
+    [ ! -e "$tpg/lun/lun_$lun" ] || fail "$iqn ${tpg##*/} already has LUN $lun"
+    mkdir "$tpg/lun/lun_$lun"
+    ln -s "$dir" "$tpg/lun/lun_$lun/$name"
+    for acl in "$tpg"/acls/*; do
+      [ -d "$acl" ] || continue
+      mkdir "$acl/lun_$lun"
+      ln -s "$tpg/lun/lun_$lun" "$acl/lun_$lun/map"
+    done
+  done
+}
+
+lio_lun_add() { # IQN LUN SIZE_MB [--name N] [--type block|fileio|ramdisk]
+  local iqn=$1 lun=$2 mb=$3; shift 3
+  local name="" type=block
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --name) name=$2; shift 2 ;;
+      --type) type=$2; shift 2 ;;
+      *) fail "lio_lun_add: unknown option $1" ;;
+    esac
+  done
+  [ -d "$LIO/iscsi/$iqn" ] || fail "lio_lun_add: no target $iqn"
+  if [ -z "$name" ]; then name=$(echo "${iqn##*:}" | tr -c 'A-Za-z0-9_\n-' _)_lun$lun; fi
+  lio_backstore_create "$name" "$mb" "$type"
+  lio__map "$iqn" "$lun" "$name"
+}
+
+lio_backstore() { # IQN LUN -> name of the backstore exported as LUN (from tpgt_1)
+  local l
+  for l in "$LIO/iscsi/$1/tpgt_1/lun/lun_$2"/*; do
+    [ -L "$l" ] && { basename "$(readlink -f "$l")"; return 0; }
+  done
+  fail "lio_backstore: $1 has no LUN $2"
+}
+
+lio_lun_resize() { # IQN LUN SIZE_MB : grow/shrink the backing of a --type block LUN
+  local name bs
+  name=$(lio_backstore "$1" "$2"); bs=$LAB_STATE/lio/backstores/$name
+  [ "$(cat "$bs/type")" = block ] || fail "lio_lun_resize: LUN $2 of $1 is $(cat "$bs/type"); only --type block LUNs resize"
+  truncate -s "${3}M" "$(cat "$bs/file")"
+  losetup -c "$(cat "$bs/loop")"
+}
+
+lio_lun_unmap() { # IQN LUN : remove the LUN from every TPG/ACL (the backstore stays)
+  # NB: with LUN 0 unmapped, LIO answers for LUN 0 with its virtual read-only LUN 0: reads
+  # return zeros, writes fail (DATA PROTECT / EIO). Other LUNs answer LUN NOT SUPPORTED.
+  local iqn=$1 lun=$2 tpg acl l
+  for tpg in $(lio__tpgs "$iqn"); do
+    for acl in "$tpg"/acls/*; do
+      [ -d "$acl/lun_$lun" ] || continue
+      for l in "$acl/lun_$lun"/*; do [ -L "$l" ] && rm "$l"; done
+      rmdir "$acl/lun_$lun"
+    done
+    [ -d "$tpg/lun/lun_$lun" ] || continue
+    for l in "$tpg/lun/lun_$lun"/*; do [ -L "$l" ] && rm "$l"; done
+    rmdir "$tpg/lun/lun_$lun"
+  done
+}
+
+lio_lun_remap() { lio__map "$1" "$2" "$3"; } # IQN LUN BACKSTORE_NAME
+
+lio_acl_add() { # IQN INITIATOR_IQN : only listed initiators may log in from now on
+  local iqn=$1 init=$2 st tpg lun
+  st=$(lio__state "$iqn")
+  for tpg in $(lio__tpgs "$iqn"); do
+    echo 0 > "$tpg/attrib/generate_node_acls"
+    mkdir "$tpg/acls/$init"
+    if [ -f "$st/chap" ]; then
+      echo -n "$(sed -n 1p "$st/chap")" > "$tpg/acls/$init/auth/userid"
+      echo -n "$(sed -n 2p "$st/chap")" > "$tpg/acls/$init/auth/password"
+    fi
+    if [ -f "$st/mutual-chap" ]; then
+      echo -n "$(sed -n 1p "$st/mutual-chap")" > "$tpg/acls/$init/auth/userid_mutual"
+      echo -n "$(sed -n 2p "$st/mutual-chap")" > "$tpg/acls/$init/auth/password_mutual"
+    fi
+    for lun in "$tpg"/lun/lun_*; do
+      [ -d "$lun" ] || continue
+      mkdir "$tpg/acls/$init/${lun##*/}"
+      ln -s "$lun" "$tpg/acls/$init/${lun##*/}/map"
+    done
+  done
+}
+
+lio__tpg_of_portal() { # IQN ADDR[:PORT] -> tpg dir
+  local tpg np
+  for tpg in $(lio__tpgs "$1"); do
+    for np in "$tpg"/np/*; do
+      case "${np##*/}" in "$2"|"$2":*) echo "$tpg"; return 0 ;; esac
+    done
+  done
+  fail "no portal $2 on $1"
+}
+lio_portal_down() { local t; t=$(lio__tpg_of_portal "$1" "$2"); echo 0 > "$t/enable"; } # drops its sessions
+lio_portal_up() { local t; t=$(lio__tpg_of_portal "$1" "$2"); echo 1 > "$t/enable"; }
+
+lio_teardown() { # remove every iSCSI target, backstore and loop device the lab created
+  local t tpg acl l d bs loop f
+  [ -d "$LIO" ] || { rm -rf "$LAB_STATE/lio"; return 0; }
+  for t in "$LIO"/iscsi/iqn.* "$LIO"/iscsi/eui.* "$LIO"/iscsi/naa.*; do
+    [ -d "$t" ] || continue
+    for tpg in "$t"/tpgt_*; do
+      [ -d "$tpg" ] || continue
+      echo 0 > "$tpg/enable" 2>/dev/null || true
+      for acl in "$tpg"/acls/*; do
+        [ -d "$acl" ] || continue
+        for d in "$acl"/lun_*; do
+          [ -d "$d" ] || continue
+          for l in "$d"/*; do [ -L "$l" ] && rm -f "$l"; done
+          rmdir "$d"
+        done
+        rmdir "$acl"
+      done
+      for d in "$tpg"/lun/lun_*; do
+        [ -d "$d" ] || continue
+        for l in "$d"/*; do [ -L "$l" ] && rm -f "$l"; done
+        rmdir "$d"
+      done
+      for d in "$tpg"/np/*; do [ -d "$d" ] && rmdir "$d"; done
+      rmdir "$tpg"
+    done
+    rmdir "$t"
+  done
+  local da=$LIO/iscsi/discovery_auth
+  [ ! -d "$da" ] || echo 0 > "$da/enforce_discovery_auth"
+  # other fabrics (tcm_fc, loopback, ...) are not handled here: let targetcli clear them
+  if [ -n "$(find "$LIO" -mindepth 2 -maxdepth 2 -type d ! -path "$LIO/core/*" ! -path "$LIO/iscsi/*" 2>/dev/null)" ]; then
+    targetcli clearconfig confirm=True >/dev/null 2>&1 || true
+  fi
+  for d in "$LIO"/core/*_[0-9]*/*; do
+    if [ ! -d "$d" ] || [ "${d##*/}" = alua ]; then continue; fi
+    rmdir "$d" 2>/dev/null || echo "lio_teardown: cannot remove backstore $d" >&2
+  done
+  for d in "$LIO"/core/*_[0-9]*; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+  for bs in "$LAB_STATE"/lio/backstores/*; do
+    [ -d "$bs" ] || continue
+    loop=$(cat "$bs/loop" 2>/dev/null || true)
+    [ -z "$loop" ] || losetup -d "$loop" 2>/dev/null || true
+    f=$(cat "$bs/file" 2>/dev/null || true)
+    [ -z "$f" ] || rm -f "$f"
+  done
+  rm -rf "$LAB_STATE/lio"
+  return 0
+}
+
+# ------------------------------------------------------------------------------ iSCSI initiator
+iscsi_initiator_name() { sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi; }
+
+iscsi_discover() { # PORTAL [--chap U P] [--mutual-chap U P] : sendtargets discovery (prints it)
+  local portal=$1; shift
+  local n=discovery.sendtargets.auth
+  iscsiadm -m discoverydb -t sendtargets -p "$portal" -o delete >/dev/null 2>&1 || true
+  iscsiadm -m discoverydb -t sendtargets -p "$portal" -o new >/dev/null
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --chap)
+        iscsiadm -m discoverydb -t st -p "$portal" -o update -n $n.authmethod -v CHAP
+        iscsiadm -m discoverydb -t st -p "$portal" -o update -n $n.username -v "$2"
+        iscsiadm -m discoverydb -t st -p "$portal" -o update -n $n.password -v "$3"
+        shift 3 ;;
+      --mutual-chap)
+        iscsiadm -m discoverydb -t st -p "$portal" -o update -n $n.username_in -v "$2"
+        iscsiadm -m discoverydb -t st -p "$portal" -o update -n $n.password_in -v "$3"
+        shift 3 ;;
+      *) fail "iscsi_discover: unknown option $1" ;;
+    esac
+  done
+  iscsiadm -m discoverydb -t sendtargets -p "$portal" --discover
+}
+
+iscsi_node_chap() { # IQN PORTAL USER PASS [USER_IN PASS_IN] : CHAP settings of a node record
+  local n=node.session.auth
+  iscsiadm -m node -T "$1" -p "$2" -o update -n $n.authmethod -v CHAP
+  iscsiadm -m node -T "$1" -p "$2" -o update -n $n.username -v "$3"
+  iscsiadm -m node -T "$1" -p "$2" -o update -n $n.password -v "$4"
+  if [ $# -ge 6 ]; then
+    iscsiadm -m node -T "$1" -p "$2" -o update -n $n.username_in -v "$5"
+    iscsiadm -m node -T "$1" -p "$2" -o update -n $n.password_in -v "$6"
+  fi
+}
+iscsi_login() { iscsiadm -m node -T "$1" -p "$2" --login >/dev/null; }
+iscsi_logout() { # IQN [PORTAL]
+  if [ $# -ge 2 ]; then iscsiadm -m node -T "$1" -p "$2" --logout >/dev/null
+  else iscsiadm -m node -T "$1" --logout >/dev/null; fi
+}
+
+iscsi_session() { # IQN ADDR:PORT -> sessionN (from sysfs), fails when there is none
+  local s c addr port
+  for s in /sys/class/iscsi_session/session*; do
+    [ -e "$s" ] || continue
+    [ "$(cat "$s/targetname")" = "$1" ] || continue
+    for c in "$s"/device/connection*/iscsi_connection/connection*; do
+      addr=$(cat "$c/persistent_address" 2>/dev/null || true)
+      port=$(cat "$c/persistent_port" 2>/dev/null || true)
+      if [ "$addr:$port" = "$2" ] || [ "[$addr]:$port" = "$2" ]; then
+        echo "${s##*/}"; return 0
+      fi
+    done
+  done
+  return 1
+}
+lab__session_lun_disk() { # sessionN LUN -> sdX (H:C:T:L under the session's SCSI target)
+  local d
+  for d in /sys/class/iscsi_session/"$1"/device/target*/*:*:*:"$2"/block/*; do
+    [ -e "$d" ] && { echo "${d##*/}"; return 0; }
+  done
+  return 1
+}
+iscsi_disk() { # IQN ADDR:PORT LUN [TIMEOUT=30] -> sdX, waiting for the SCSI scan + udev
+  local s end=$((SECONDS + ${4:-30})) dev
+  while :; do
+    if s=$(iscsi_session "$1" "$2") && dev=$(lab__session_lun_disk "$s" "$3") \
+       && [ -b "/dev/$dev" ]; then
+      settle 10
+      echo "$dev"; return 0
+    fi
+    [ $SECONDS -lt $end ] || fail "iscsi_disk: no disk for $1 $2 LUN $3 after ${4:-30}s"
+    sleep 0.1
+  done
+}
+iscsi_cleanup() { # log out of everything, forget all node and discovery records
+  iscsiadm -m node --logoutall=all >/dev/null 2>&1 || true
+  iscsiadm -m node -o delete >/dev/null 2>&1 || true
+  iscsiadm -m discoverydb -t st -o delete >/dev/null 2>&1 || true
+  rm -rf /etc/iscsi/nodes/* /etc/iscsi/send_targets/* 2>/dev/null || true
+  settle 10
+  return 0
+}
+
+# ------------------------------------------------------------------------------ nvmet (NVMe-oF target)
+nvmet__modules() { modprobe -a nvmet nvmet_tcp nvme_tcp nvme_fabrics; }
+
+nvmet_subsys_create() { # NQN [--allow-host HOSTNQN]... [--serial S] [--model M]
+  local nqn=$1; shift
+  local hosts=() serial="" model="" h s
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --allow-host) hosts+=("$2"); shift 2 ;;
+      --serial) serial=$2; shift 2 ;;
+      --model) model=$2; shift 2 ;;
+      *) fail "nvmet_subsys_create: unknown option $1" ;;
+    esac
+  done
+  nvmet__modules
+  s=$NVMET/subsystems/$nqn
+  mkdir "$s"
+  [ -z "$serial" ] || echo "$serial" > "$s/attr_serial"
+  [ -z "$model" ] || echo "$model" > "$s/attr_model"
+  if [ ${#hosts[@]} = 0 ]; then
+    echo 1 > "$s/attr_allow_any_host"
+  else
+    echo 0 > "$s/attr_allow_any_host"
+    for h in "${hosts[@]}"; do
+      [ -d "$NVMET/hosts/$h" ] || mkdir "$NVMET/hosts/$h"
+      ln -s "$NVMET/hosts/$h" "$s/allowed_hosts/$h"
+    done
+  fi
+}
+
+nvmet_ns_add() { # NQN NSID SIZE_MB [--uuid U] [--nguid G] : namespace on a loop device
+  local nqn=$1 nsid=$2 mb=$3; shift 3
+  local uuid="" nguid="" ns file loop
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --uuid) uuid=$2; shift 2 ;;
+      --nguid) nguid=$2; shift 2 ;;
+      *) fail "nvmet_ns_add: unknown option $1" ;;
+    esac
+  done
+  ns=$NVMET/subsystems/$nqn/namespaces/$nsid
+  file=$LAB_DATA/nvmet-$(echo "$nqn" | tr -c 'A-Za-z0-9_\n-' _)-ns$nsid.img
+  lab__mkfile "$file" "$mb"
+  loop=$(losetup -f --show "$file")
+  mkdir "$ns"
+  echo -n "$loop" > "$ns/device_path"
+  [ -z "$uuid" ] || echo "$uuid" > "$ns/device_uuid"
+  [ -z "$nguid" ] || echo "$nguid" > "$ns/device_nguid"
+  echo 1 > "$ns/enable"
+  mkdir -p "$LAB_STATE/nvmet"
+  printf '%s\n%s\n' "$file" "$loop" > "$LAB_STATE/nvmet/$nqn.$nsid"
+}
+nvmet_ns_file() { sed -n 1p "$LAB_STATE/nvmet/$1.$2"; } # NQN NSID -> backing file
+
+nvmet_ns_resize() { # NQN NSID SIZE_MB : grow the backing + tell the target (AEN to hosts)
+  local st=$LAB_STATE/nvmet/$1.$2 ns=$NVMET/subsystems/$1/namespaces/$2
+  truncate -s "${3}M" "$(sed -n 1p "$st")"
+  losetup -c "$(sed -n 2p "$st")"
+  [ ! -e "$ns/revalidate_size" ] || echo 1 > "$ns/revalidate_size"
+}
+
+nvmet_ns_remove() { # NQN NSID
+  local st=$LAB_STATE/nvmet/$1.$2 ns=$NVMET/subsystems/$1/namespaces/$2
+  echo 0 > "$ns/enable"
+  rmdir "$ns"
+  if [ -f "$st" ]; then
+    losetup -d "$(sed -n 2p "$st")" 2>/dev/null || true
+    rm -f "$(sed -n 1p "$st")" "$st"
+  fi
+}
+
+nvmet_port_add() { # PORTID ADDR PORT : an NVMe/TCP port (ipv6 when ADDR has a ':')
+  local p=$NVMET/ports/$1
+  nvmet__modules
+  mkdir "$p"
+  echo tcp > "$p/addr_trtype"
+  case "$2" in *:*) echo ipv6 > "$p/addr_adrfam" ;; *) echo ipv4 > "$p/addr_adrfam" ;; esac
+  echo "$2" > "$p/addr_traddr"
+  echo "$3" > "$p/addr_trsvcid"
+}
+nvmet_port_link() { ln -s "$NVMET/subsystems/$2" "$NVMET/ports/$1/subsystems/$2"; }  # PORTID NQN
+nvmet_port_unlink() { rm "$NVMET/ports/$1/subsystems/$2"; }                          # PORTID NQN
+
+nvmet_teardown() { # remove every port, subsystem, host and namespace backing
+  local p l s ns h st
+  [ -d "$NVMET" ] || { rm -rf "$LAB_STATE/nvmet"; return 0; }
+  for p in "$NVMET"/ports/*; do
+    [ -d "$p" ] || continue
+    for l in "$p"/subsystems/* "$p"/referrals/*; do [ -L "$l" ] && rm -f "$l"; [ -d "$l" ] && rmdir "$l"; done
+    rmdir "$p"
+  done
+  for s in "$NVMET"/subsystems/*; do
+    [ -d "$s" ] || continue
+    for l in "$s"/allowed_hosts/*; do [ -L "$l" ] && rm -f "$l"; done
+    for ns in "$s"/namespaces/*; do
+      [ -d "$ns" ] || continue
+      echo 0 > "$ns/enable" 2>/dev/null || true
+      rmdir "$ns"
+    done
+    rmdir "$s"
+  done
+  for h in "$NVMET"/hosts/*; do [ -d "$h" ] && rmdir "$h"; done
+  for st in "$LAB_STATE"/nvmet/*; do
+    [ -f "$st" ] || continue
+    losetup -d "$(sed -n 2p "$st")" 2>/dev/null || true
+    rm -f "$(sed -n 1p "$st")"
+  done
+  rm -rf "$LAB_STATE/nvmet"
+  return 0
+}
+
+# ------------------------------------------------------------------------------ NVMe host side
+nvme_ns_dev() { # NQN NSID [TIMEOUT=30] -> nvmeXnY (the namespace's block device), waiting for it
+  local end=$((SECONDS + ${3:-30})) sub b
+  while :; do
+    for sub in /sys/class/nvme-subsystem/*; do
+      [ "$(cat "$sub/subsysnqn" 2>/dev/null)" = "$1" ] || continue
+      for b in "$sub"/nvme*n*; do
+        [ -e "$b/nsid" ] && [ "$(cat "$b/nsid")" = "$2" ] && [ -b "/dev/${b##*/}" ] \
+          && { settle 10; echo "${b##*/}"; return 0; }
+      done
+    done
+    [ $SECONDS -lt $end ] || fail "nvme_ns_dev: no namespace $2 of $1 after ${3:-30}s"
+    sleep 0.1
+  done
+}
+nvme_cleanup() { nvme disconnect-all >/dev/null 2>&1 || true; settle 10; return 0; }
+
+# ------------------------------------------------------------------------------ scsi_debug
+scsi_debug_hosts() { # hostN of every scsi_debug host
+  local h
+  for h in /sys/class/scsi_host/host*; do
+    [ "$(cat "$h/proc_name" 2>/dev/null)" = scsi_debug ] && echo "${h##*/}"
+  done
+  return 0
+}
+scsi_debug_disks() { # sdX of every scsi_debug disk
+  local h d
+  for h in $(scsi_debug_hosts); do
+    for d in /sys/class/scsi_host/"$h"/device/target*/*:*:*:*/block/*; do
+      [ -e "$d" ] && echo "${d##*/}"
+    done
+  done
+  return 0
+}
+scsi_debug_load() { # [PARAM=VAL]... (default dev_size_mb=16) : load and wait for the disks
+  [ ! -d /sys/module/scsi_debug ] || fail "scsi_debug is already loaded"
+  [ $# -gt 0 ] || set -- dev_size_mb=16
+  modprobe scsi_debug "$@"
+  wait_until 30 lab__sd_disks_present
+  settle 30
+}
+lab__sd_disks_present() { [ -n "$(scsi_debug_disks)" ] && [ -b "/dev/$(scsi_debug_disks | head -n 1)" ]; }
+scsi_debug_unload() { # delete its devices, then rmmod (retried: udev/multipathd may hold it)
+  [ -d /sys/module/scsi_debug ] || return 0
+  local d
+  for d in $(scsi_debug_disks); do echo 1 > "/sys/block/$d/device/delete" 2>/dev/null || true; done
+  settle 10
+  wait_until 20 rmmod scsi_debug
+}

@@ -1,0 +1,1835 @@
+//! Integration tests of moord, the privileged helper daemon, as a real process.
+//!
+//! Every test starts its own `moord` on a socket in a fresh temporary directory, with
+//! its own filter directory (0755, files 0644), HMAC key file (0640), audit log and
+//! config file, and kills it when done ([`Daemon`]'s `Drop`). Clients are the blocking
+//! Rust client (`moor_privhelper::client`), the `moor` CLI (also run as other users,
+//! uid 65534, through `setpriv`), raw sockets for malformed input, and the Python
+//! client's unittest suite (`clients/python`).
+//!
+//! Must run as root (peer-credential, process-group and uid tests need it).
+//!
+//! Binaries: `$MOORD_BIN` and `$MOOR_BIN`, or `target/debug/{moord,moor}` built once
+//! per test run with `cargo build -p moor-privhelper -p moor-connector`. Set
+//! `MOOR_TEST_KEEP=1` to keep the temporary directories (moord's log is `moord.log`).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use moor_privhelper::client::{Client, ClientError};
+use moor_privhelper::ops::{ExecArgs, b64_decode};
+use moor_privhelper::protocol::{self, ErrorCode, Frame, FrameError, MAX_FRAME};
+use serde_json::{Value, json};
+
+// ------------------------------------------------------------------ binaries
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                repo_root().join(d)
+            }
+        }
+        None => repo_root().join("target"),
+    }
+}
+
+#[derive(Debug)]
+struct Bins {
+    moord: PathBuf,
+    moor: PathBuf,
+}
+
+/// `$MOORD_BIN`/`$MOOR_BIN`, or both built once with cargo.
+fn bins() -> &'static Bins {
+    static BINS: OnceLock<Bins> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let (env_d, env_c) = (std::env::var_os("MOORD_BIN"), std::env::var_os("MOOR_BIN"));
+        if env_d.is_none() || env_c.is_none() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(cargo)
+                .args([
+                    "build",
+                    "-p",
+                    "moor-privhelper",
+                    "-p",
+                    "moor-connector",
+                    "--bins",
+                ])
+                .current_dir(repo_root())
+                .stdin(Stdio::null())
+                .output()
+                .expect("run cargo build");
+            assert!(
+                out.status.success(),
+                "cargo build -p moor-privhelper -p moor-connector failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let moord = env_d
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target_dir().join("debug/moord"));
+        let moor = env_c
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target_dir().join("debug/moor"));
+        assert!(moord.is_file(), "{} not found", moord.display());
+        assert!(moor.is_file(), "{} not found", moor.display());
+        Bins { moord, moor }
+    })
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the moord integration tests must run as root (uid and process-group checks)"
+    );
+}
+
+// ------------------------------------------------------------------ polling, /proc
+
+/// Poll `f` every 20 ms until it returns `Some`, failing after `secs`.
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ProcStat {
+    pid: i32,
+    comm: String,
+    state: char,
+    ppid: i32,
+    pgrp: i32,
+}
+
+fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (open, close) = (s.find('(')?, s.rfind(')')?);
+    let comm = s[open + 1..close].to_string();
+    let mut rest = s[close + 2..].split(' ');
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        comm,
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
+fn all_procs() -> Vec<ProcStat> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_stat)
+        .collect()
+}
+
+/// Live (not zombie) processes in process group `pgrp`.
+fn live_in_group(pgrp: i32) -> Vec<ProcStat> {
+    all_procs()
+        .into_iter()
+        .filter(|p| p.pgrp == pgrp && p.state != 'Z' && p.state != 'X')
+        .collect()
+}
+
+/// Children of `ppid` running `comm`.
+fn children_named(ppid: i32, comm: &str) -> Vec<ProcStat> {
+    all_procs()
+        .into_iter()
+        .filter(|p| p.ppid == ppid && p.comm == comm && p.state != 'Z')
+        .collect()
+}
+
+fn vm_rss_kib(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+// ------------------------------------------------------------------ the daemon
+
+const FILTERS: &str = "\
+# moord integration tests
+[Filters]
+echo: CommandFilter, echo, root
+printf: CommandFilter, printf, root
+cat: CommandFilter, cat, root
+sleep: CommandFilter, sleep, root
+head: RegExpFilter, head, root, head, -c, [0-9]+, /dev/zero
+dd: RegExpFilter, dd, root, dd, of=/dev/null, bs=1M
+blockdev: RegExpFilter, blockdev, root, blockdev, --getsize64, /dev/sd[a-z]+
+forker: CommandFilter, moor-test-forker, root
+";
+
+/// `file:line name` of filter `name` in [`FILTERS`] as loaded from `file`.
+fn filter_label(file: &Path, name: &str) -> String {
+    let line = FILTERS
+        .lines()
+        .position(|l| l.starts_with(&format!("{name}:")))
+        .expect("filter in FILTERS")
+        + 1;
+    format!("{}:{line} {name}", file.display())
+}
+
+/// Prints its pid (= its process group) and its two children's, then waits for them.
+const FORKER: &str = "#!/bin/sh\necho \"$$\"\n/usr/bin/sleep 300 &\necho \"$!\"\n/usr/bin/sleep 300 &\necho \"$!\"\nwait\n";
+
+#[derive(Debug, Clone)]
+struct Opts {
+    allow_uids: Vec<u32>,
+    allow_gids: Vec<u32>,
+    grants: Vec<String>,
+    key: bool,
+    /// Group of the key file (mode 0640), for callers who read it through a group.
+    key_group: Option<u32>,
+    filters: String,
+    /// Extra TOML for moord.toml (the socket is always mode 0666 so that other uids
+    /// reach moord's own peer check).
+    config: String,
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts {
+            allow_uids: vec![0],
+            allow_gids: Vec::new(),
+            grants: vec!["uid:0=*".into()],
+            key: true,
+            key_group: None,
+            filters: FILTERS.into(),
+            config: String::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+    filters_file: PathBuf,
+    key_file: PathBuf,
+    key: Vec<u8>,
+    audit: PathBuf,
+    log: PathBuf,
+}
+
+fn write_mode(path: &Path, data: &[u8], mode: u32) {
+    fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut v))
+        .expect("read /dev/urandom");
+    v
+}
+
+impl Daemon {
+    fn start(o: Opts) -> Daemon {
+        require_root();
+        let b = bins();
+        let dir = tempfile::Builder::new()
+            .prefix("moord-test-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        let fdir = dir.join("filters.d");
+        let xdir = dir.join("bin");
+        for d in [&fdir, &xdir] {
+            fs::create_dir(d).expect("mkdir");
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let filters_file = fdir.join("test.filters");
+        write_mode(&filters_file, o.filters.as_bytes(), 0o644);
+        write_mode(&xdir.join("moor-test-forker"), FORKER.as_bytes(), 0o755);
+        let key_file = dir.join("moord.key");
+        let key = random_bytes(32);
+        write_mode(&key_file, &key, 0o640);
+        if let Some(g) = o.key_group {
+            std::os::unix::fs::chown(&key_file, Some(0), Some(g)).expect("chown key");
+        }
+        let config = dir.join("moord.toml");
+        write_mode(
+            &config,
+            format!("socket_mode = \"0666\"\n{}", o.config).as_bytes(),
+            0o644,
+        );
+        let socket = dir.join("moord.sock");
+        let audit = dir.join("audit.log");
+        let log = dir.join("moord.log");
+        let mut cmd = Command::new(&b.moord);
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--filters-path")
+            .arg(&fdir)
+            .arg("--exec-dirs")
+            .arg(format!("{},/usr/bin,/bin", xdir.display()))
+            .arg("--audit-log")
+            .arg(&audit);
+        if o.key {
+            cmd.arg("--key-file").arg(&key_file);
+        }
+        for u in &o.allow_uids {
+            cmd.arg("--allow-uid").arg(u.to_string());
+        }
+        for g in &o.allow_gids {
+            cmd.arg("--allow-gid").arg(g.to_string());
+        }
+        for g in &o.grants {
+            cmd.arg("--grant").arg(g);
+        }
+        let logf = fs::File::create(&log).expect("log file");
+        cmd.stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("dup"))
+            .stderr(logf)
+            .env("MOORD_LOG", "info");
+        let child = cmd.spawn().expect("spawn moord");
+        let mut d = Daemon {
+            child,
+            dir,
+            socket,
+            filters_file,
+            key_file,
+            key,
+            audit,
+            log,
+        };
+        d.wait_ready();
+        d
+    }
+
+    /// Ready = a connection gets `hello`: the accept loop runs, so the signal handlers
+    /// are installed (the socket accepts into its backlog before that).
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                panic!("moord exited at start with {st}:\n{}", self.log_text());
+            }
+            if let Ok(mut s) = UnixStream::connect(&self.socket) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                if matches!(protocol::read_frame(&mut s), Ok(Frame::Json(_))) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moord did not accept on {} within 20 s:\n{}",
+                self.socket.display(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.socket, Some(&self.key))
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log_text()))
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn audit_lines(&self) -> Vec<Value> {
+        fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// Wait for an audit record matching `pred` (records are written after the answer).
+    fn audit_wait(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_for(10, what, || {
+            self.audit_lines().into_iter().find(|r| pred(r))
+        })
+    }
+
+    /// Run the `moor` CLI against this daemon (as root, with the key).
+    fn moor(&self, args: &[&str]) -> Output {
+        Command::new(&bins().moor)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--key-file")
+            .arg(&self.key_file)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run moor")
+    }
+
+    /// Wait for moord to exit (after a signal) and return its status.
+    fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moord did not exit within {secs} s:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Count of log lines containing `needle`.
+    fn log_count(&self, needle: &str) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::env::var_os("MOOR_TEST_KEEP").is_some() || std::thread::panicking() {
+            eprintln!(
+                "moord test dir kept: {} (log: {})",
+                self.dir.display(),
+                self.log.display()
+            );
+            if std::thread::panicking() {
+                eprintln!("---- moord log\n{}", self.log_text());
+            }
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn remote_code(r: &Result<impl std::fmt::Debug, ClientError>) -> Option<ErrorCode> {
+    match r {
+        Err(ClientError::Remote(b)) => Some(b.code),
+        Err(ClientError::Refused(c, _)) => Some(*c),
+        _ => None,
+    }
+}
+
+fn exec_args(argv: &[&str]) -> ExecArgs {
+    ExecArgs {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        ..ExecArgs::default()
+    }
+}
+
+fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+// ------------------------------------------------------------------ raw protocol
+
+/// A socket spoken to frame by frame.
+#[derive(Debug)]
+struct Raw {
+    s: UnixStream,
+}
+
+impl Raw {
+    fn connect(d: &Daemon) -> Raw {
+        let s = UnixStream::connect(&d.socket).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        Raw { s }
+    }
+
+    /// Connect, read `hello`, send `auth` with `mac` computed by `mac_of(nonce, cnonce)`.
+    fn start_auth(d: &Daemon, mac: impl FnOnce(&[u8], &[u8]) -> Option<String>) -> Raw {
+        let mut r = Raw::connect(d);
+        let hello = r.msg();
+        assert_eq!(hello["type"], "hello", "{hello}");
+        assert_eq!(hello["version"], 1);
+        let nonce = protocol::from_hex(hello["nonce"].as_str().expect("nonce")).expect("hex nonce");
+        assert_eq!(nonce.len(), 32);
+        let cnonce = random_bytes(32);
+        let mut auth = json!({"type": "auth", "cnonce": protocol::to_hex(&cnonce)});
+        if let Some(m) = mac(&nonce, &cnonce) {
+            auth["mac"] = Value::String(m);
+        }
+        r.json(&auth);
+        r
+    }
+
+    /// A completed handshake (checks the server's proof).
+    fn handshake(d: &Daemon) -> (Raw, Value) {
+        let mut expected = Vec::new();
+        let mut r = Raw::start_auth(d, |n, c| {
+            expected = protocol::server_proof(&d.key, n, c);
+            Some(protocol::to_hex(&protocol::client_proof(&d.key, n, c)))
+        });
+        let w = r.msg();
+        assert_eq!(w["type"], "welcome", "{w}");
+        assert!(
+            protocol::verify_proof(&expected, w["mac"].as_str().expect("mac")),
+            "server proof"
+        );
+        (r, w)
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).expect("send");
+    }
+
+    fn json(&mut self, v: &Value) {
+        self.send(&protocol::encode_json(v));
+    }
+
+    fn frame(&mut self) -> Result<Frame, FrameError> {
+        protocol::read_frame(&mut self.s)
+    }
+
+    /// The next JSON message (data frames are skipped).
+    fn msg(&mut self) -> Value {
+        loop {
+            match self.frame() {
+                Ok(Frame::Json(j)) => return serde_json::from_slice(&j).expect("server sent JSON"),
+                Ok(Frame::Data { .. }) => continue,
+                Err(e) => panic!("expected a message, got {e}"),
+            }
+        }
+    }
+
+    /// The connection-level error, then the end of the connection.
+    fn expect_error_then_close(&mut self, code: &str, what: &str) -> String {
+        let m = self.msg();
+        assert_eq!(m["type"], "error", "{what}: {m}");
+        assert_eq!(m["code"], code, "{what}: {m}");
+        let message = m["message"].as_str().unwrap_or_default().to_string();
+        assert!(!message.is_empty(), "{what}: an error message says why");
+        match self.frame() {
+            Err(FrameError::Closed) => {}
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("{what}: expected the connection to close, got {other:?}"),
+        }
+        message
+    }
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn allowed_uid_connects_and_other_uid_is_refused() {
+    let d = Daemon::start(Opts::default());
+    let mut c = d.client();
+    c.ping().expect("root pings");
+    assert_eq!(c.uid, 0);
+    let out = d.moor(&["call", "ping"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pong"),
+        "{out:?}"
+    );
+
+    // uid 65534 (no supplementary groups: std clears them) is refused before the
+    // handshake, with `forbidden`; the CLI exits 126.
+    let out = Command::new(&bins().moor)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["call", "ping"])
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run moor as 65534");
+    assert_eq!(out.status.code(), Some(126), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("Forbidden") && err.contains("uid 65534"),
+        "{err}"
+    );
+    assert!(d.log_text().contains("caller not allowed to connect"));
+    // No request was read, so none was audited; root still served.
+    assert!(d.audit_lines().iter().all(|r| r["uid"] == 0));
+    c.ping().expect("still serving");
+}
+
+#[test]
+fn allowed_by_supplementary_group() {
+    const GID: u32 = 4242;
+    let d = Daemon::start(Opts {
+        allow_uids: vec![],
+        allow_gids: vec![GID],
+        grants: vec![format!("gid:{GID}=ping,exec")],
+        key_group: Some(GID),
+        ..Opts::default()
+    });
+    let as_nobody = |groups: &[&str], args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534"])
+            .args(groups)
+            .arg("--")
+            .arg(&bins().moor)
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg("--key-file")
+            .arg(&d.key_file)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run setpriv")
+    };
+    let with_group = ["--groups", "4242"];
+    let out = as_nobody(&with_group, &["call", "ping"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("uid 65534") && stdout.contains("exec, ping"),
+        "{stdout}"
+    );
+    let out = as_nobody(&with_group, &["call", "exec", "--", "echo", "via", "group"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(out.stdout, b"via group\n");
+    let rec = d.audit_wait("the exec by 65534", |r| r["op"] == "exec");
+    assert_eq!(
+        (
+            rec["uid"].as_u64(),
+            rec["gid"].as_u64(),
+            rec["outcome"].as_str()
+        ),
+        (Some(65534), Some(65534), Some("ok"))
+    );
+
+    // The same user without the group is refused (it cannot even read the key, but
+    // moord refuses it first: the CLI reports forbidden, not a key problem).
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(&bins().moor)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["call", "ping"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(126), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("Forbidden"), "{}", stderr_of(&out));
+    // And root, neither allowed by uid nor in group 4242, too.
+    let r = Client::connect(&d.socket, Some(&d.key));
+    assert_eq!(remote_code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+}
+
+#[test]
+fn wrong_hmac_key_is_refused() {
+    let d = Daemon::start(Opts::default());
+    let wrong = random_bytes(32);
+    let r = Client::connect(&d.socket, Some(&wrong));
+    assert_eq!(remote_code(&r), Some(ErrorCode::AuthFailed), "{r:?}");
+
+    // Raw: a wrong proof gets auth_failed and the connection closes.
+    let mut raw = Raw::start_auth(&d, |n, c| {
+        Some(protocol::to_hex(&protocol::client_proof(&wrong, n, c)))
+    });
+    let msg = raw.expect_error_then_close("auth_failed", "wrong key");
+    assert!(msg.contains("HMAC"), "{msg}");
+    // A proof for another nonce (replay) is just as wrong.
+    let mut raw = Raw::start_auth(&d, |_, c| {
+        Some(protocol::to_hex(&protocol::client_proof(
+            &d.key, &[0u8; 32], c,
+        )))
+    });
+    raw.expect_error_then_close("auth_failed", "replayed proof");
+
+    // The CLI with a wrong key file: exit 125 (a moor error, not a denial).
+    let bad = d.dir.join("wrong.key");
+    write_mode(&bad, &wrong, 0o600);
+    let out = Command::new(&bins().moor)
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--key-file")
+        .arg(&bad)
+        .args(["call", "ping"])
+        .output()
+        .expect("moor");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("AuthFailed"),
+        "{}",
+        stderr_of(&out)
+    );
+    d.client().ping().expect("daemon still serves");
+}
+
+#[test]
+fn missing_key_is_refused() {
+    let d = Daemon::start(Opts::default());
+    let mut raw = Raw::start_auth(&d, |_, _| None);
+    raw.expect_error_then_close("auth_failed", "auth without mac");
+    // An empty mac, and a cnonce that is too short (bad_request).
+    let mut raw = Raw::start_auth(&d, |_, _| Some(String::new()));
+    raw.expect_error_then_close("auth_failed", "empty mac");
+    let mut raw = Raw::connect(&d);
+    raw.msg();
+    raw.json(&json!({"type": "auth", "cnonce": "00ff", "mac": "00"}));
+    raw.expect_error_then_close("bad_request", "short cnonce");
+    // The Rust client refuses locally; the CLI exits 125.
+    let r = Client::connect(&d.socket, None);
+    assert!(matches!(r, Err(ClientError::KeyRequired)), "{r:?}");
+    let out = Command::new(&bins().moor)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["call", "ping"])
+        .output()
+        .expect("moor");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("requires an HMAC key"),
+        "{}",
+        stderr_of(&out)
+    );
+    d.client().ping().expect("daemon still serves");
+}
+
+#[test]
+fn filter_denial_names_the_closest_filter() {
+    let d = Daemon::start(Opts::default());
+    let mut c = d.client();
+    let r = c.exec(&exec_args(&[
+        "blockdev",
+        "--getsize64",
+        "/dev/../etc/shadow",
+    ]));
+    let Err(ClientError::Remote(e)) = &r else {
+        panic!("expected a denial, got {r:?}")
+    };
+    assert_eq!(e.code, ErrorCode::Denied);
+    let closest = e.closest_filter.as_deref().expect("closest_filter");
+    assert_eq!(closest, filter_label(&d.filters_file, "blockdev"));
+    assert!(
+        e.message.contains("closest filter \"blockdev\""),
+        "{}",
+        e.message
+    );
+    // A command no filter names: denied without a closest filter.
+    let r = c.exec(&exec_args(&["rm", "-rf", "/"]));
+    let Err(ClientError::Remote(e)) = &r else {
+        panic!("expected a denial, got {r:?}")
+    };
+    assert_eq!(
+        (e.code, e.closest_filter.as_deref()),
+        (ErrorCode::Denied, None)
+    );
+    // The CLI exits 126 and prints the closest filter.
+    let out = d.moor(&[
+        "call",
+        "exec",
+        "--",
+        "blockdev",
+        "--getsize64",
+        "/dev/../etc/shadow",
+    ]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("blockdev"), "{}", stderr_of(&out));
+    let rec = d.audit_wait("the denial", |r| r["outcome"] == "denied");
+    assert_eq!(rec["filter"].as_str(), Some(closest));
+    assert_eq!(
+        rec["argv"],
+        json!(["blockdev", "--getsize64", "/dev/../etc/shadow"])
+    );
+    c.ping().expect("connection still good");
+}
+
+#[test]
+fn policy_forbids_operation() {
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=ping".into()],
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    assert_eq!(c.ops, vec!["ping".to_string()]);
+    c.ping().expect("ping is granted");
+    let r = c.exec(&exec_args(&["echo", "hi"]));
+    assert_eq!(remote_code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    let r = c.call("file.read", json!({"path": "/etc/hostname"}));
+    assert_eq!(remote_code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    let out = d.moor(&["call", "exec", "--", "echo", "hi"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr_of(&out));
+    let rec = d.audit_wait("the forbidden exec", |r| {
+        r["op"] == "exec" && r["outcome"] == "forbidden"
+    });
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("policy"),
+        "{rec}"
+    );
+    c.ping().expect("connection still good");
+}
+
+#[test]
+fn timeout_kills_the_whole_process_group() {
+    let d = Daemon::start(Opts::default());
+    let (mut raw, _) = Raw::handshake(&d);
+    let t0 = Instant::now();
+    raw.json(&json!({"type": "request", "id": 1, "op": "exec", "args": {"argv": ["moor-test-forker"], "timeout_ms": 700}}));
+    let m = raw.msg();
+    let elapsed = t0.elapsed();
+    assert_eq!(
+        (m["type"].as_str(), m["id"].as_u64(), m["ok"].as_bool()),
+        (Some("response"), Some(1), Some(false)),
+        "{m}"
+    );
+    assert_eq!(m["error"]["code"], "timeout", "{m}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    // The timeout response carries the killed command's result.
+    let res = &m["result"];
+    assert_eq!(
+        (res["exit_code"].as_i64(), res["signal"].as_i64()),
+        (None, Some(9)),
+        "{m}"
+    );
+    let out = b64_decode(res["stdout"].as_str().expect("stdout")).expect("base64");
+    let pids: Vec<i32> = String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| l.trim().parse().expect("a pid"))
+        .collect();
+    assert_eq!(
+        pids.len(),
+        3,
+        "forker printed its pid and two children's: {out:?}"
+    );
+    let pgid = pids[0];
+    // Nothing of the group survives (zombies reparented to a non-reaping init are dead).
+    let left = wait_for(5, "the process group to die", || {
+        let l = live_in_group(pgid);
+        if l.is_empty() { Some(l) } else { None }
+    });
+    assert!(left.is_empty());
+    for p in &pids[1..] {
+        if let Some(s) = proc_stat(*p) {
+            assert!(
+                s.pgrp != pgid || s.state == 'Z',
+                "child {p} survived: {s:?}"
+            );
+        }
+    }
+    let rec = d.audit_wait("the timeout record", |r| r["outcome"] == "timeout");
+    assert_eq!(rec["signal"], 9, "{rec}");
+    // The daemon and this connection carry on.
+    raw.json(&json!({"type": "request", "id": 2, "op": "ping", "args": null}));
+    let m = raw.msg();
+    assert_eq!(
+        (m["id"].as_u64(), m["ok"].as_bool()),
+        (Some(2), Some(true)),
+        "{m}"
+    );
+}
+
+#[test]
+fn output_cap_sets_truncated_flag() {
+    let d = Daemon::start(Opts {
+        config: "output_limit_bytes = 1000\n".into(),
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    let r = c
+        .exec(&exec_args(&["head", "-c", "5000", "/dev/zero"]))
+        .expect("head");
+    let (out, err) = moor_privhelper::client::decoded_output(&r);
+    assert_eq!(r.exit_code, Some(0));
+    assert_eq!(out.len(), 1000);
+    assert!(r.stdout_truncated && !r.stderr_truncated, "{r:?}");
+    assert!(err.is_empty());
+    // Under the cap: not truncated.
+    let r = c
+        .exec(&exec_args(&["head", "-c", "1000", "/dev/zero"]))
+        .expect("head");
+    assert_eq!(moor_privhelper::client::decoded_output(&r).0.len(), 1000);
+    assert!(!r.stdout_truncated, "{r:?}");
+}
+
+#[test]
+fn fifty_concurrent_clients() {
+    let d = Arc::new(Daemon::start(Opts::default()));
+    let n = 50;
+    let barrier = Arc::new(Barrier::new(n));
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (d, barrier) = (d.clone(), barrier.clone());
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut c = Client::connect(&d.socket, Some(&d.key))
+                    .map_err(|e| format!("{i}: connect: {e}"))?;
+                barrier.wait();
+                let arg = format!("client-{i}");
+                let r = c
+                    .exec(&exec_args(&["echo", &arg]))
+                    .map_err(|e| format!("{i}: exec: {e}"))?;
+                let out = moor_privhelper::client::decoded_output(&r).0;
+                if out != format!("{arg}\n").as_bytes() {
+                    return Err(format!("{i}: got {out:?}"));
+                }
+                c.ping().map_err(|e| format!("{i}: ping: {e}"))
+            })
+        })
+        .collect();
+    let errors: Vec<String> = handles
+        .into_iter()
+        .filter_map(|h| h.join().expect("thread").err())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    eprintln!("50 concurrent clients in {:?}", t0.elapsed());
+    let recs = wait_for(10, "100 audit records", || {
+        let l = d.audit_lines();
+        if l.len() >= 2 * n { Some(l) } else { None }
+    });
+    let conns: BTreeSet<String> = recs
+        .iter()
+        .filter(|r| r["op"] == "exec")
+        .map(|r| r["request"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(conns.len(), n, "one exec per connection");
+    assert!(recs.iter().all(|r| r["outcome"] == "ok"));
+}
+
+#[test]
+fn malformed_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
+    let d = Daemon::start(Opts {
+        config: "handshake_timeout_ms = 500\n".into(),
+        ..Opts::default()
+    });
+    let mut good = d.client();
+    let too_big = ((MAX_FRAME + 1) as u32).to_be_bytes();
+    let ping = json!({"type": "request", "id": 1, "op": "ping", "args": null});
+    // (what, bytes sent after the handshake, expected code)
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "garbage bytes",
+            b"\xde\xad\xbe\xefGET / HTTP/1.1\r\n\r\n".to_vec(),
+            "too_large",
+        ),
+        ("oversized length header", too_big.to_vec(), "too_large"),
+        ("zero length", vec![0, 0, 0, 0], "bad_request"),
+        (
+            "unknown frame kind",
+            vec![0, 0, 0, 3, b'X', b'y', b'z'],
+            "bad_request",
+        ),
+        (
+            "non-JSON",
+            [&[0u8, 0, 0, 17][..], b"Jthis is not json"].concat(),
+            "bad_request",
+        ),
+        (
+            "JSON that is not an object",
+            protocol::encode_json(&json!([1, 2, 3])),
+            "bad_request",
+        ),
+        (
+            "unknown message type",
+            protocol::encode_json(&json!({"type": "launch", "id": 1, "op": "ping"})),
+            "bad_request",
+        ),
+        (
+            "auth after the handshake",
+            protocol::encode_json(&json!({"type": "auth", "cnonce": "00".repeat(32)})),
+            "bad_request",
+        ),
+        (
+            "unknown field in a request",
+            protocol::encode_json(
+                &json!({"type": "request", "id": 1, "op": "ping", "args": null, "sudo": true}),
+            ),
+            "bad_request",
+        ),
+        (
+            "id that is not a number",
+            protocol::encode_json(&json!({"type": "request", "id": "1", "op": "ping"})),
+            "bad_request",
+        ),
+        (
+            "negative id",
+            protocol::encode_json(&json!({"type": "request", "id": -1, "op": "ping"})),
+            "bad_request",
+        ),
+        (
+            "short data frame",
+            vec![0, 0, 0, 5, b'D', 0, 0, 0, 1],
+            "bad_request",
+        ),
+        (
+            "unknown data channel",
+            protocol::encode_data(1, 7, b"x"),
+            "bad_request",
+        ),
+    ];
+    for (what, bytes, code) in cases {
+        let (mut raw, _) = Raw::handshake(&d);
+        raw.send(&bytes);
+        raw.expect_error_then_close(code, what);
+        good.ping().unwrap_or_else(|e| panic!("after {what}: {e}"));
+        Client::connect(&d.socket, Some(&d.key))
+            .and_then(|mut c| c.ping())
+            .unwrap_or_else(|e| panic!("new client after {what}: {e}"));
+    }
+
+    // Before the handshake.
+    let pre: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "garbage instead of auth",
+            b"\x00\x00\x00\x03Jxy".to_vec(),
+            "bad_request",
+        ),
+        (
+            "huge frame instead of auth",
+            too_big.to_vec(),
+            "bad_request",
+        ),
+        (
+            "request instead of auth",
+            protocol::encode_json(&ping),
+            "bad_request",
+        ),
+        (
+            "auth with an unknown field",
+            protocol::encode_json(&json!({"type": "auth", "cnonce": "00".repeat(32), "uid": 0})),
+            "bad_request",
+        ),
+        (
+            "data frame instead of auth",
+            protocol::encode_data(1, 0, b"x"),
+            "bad_request",
+        ),
+    ];
+    for (what, bytes, code) in pre {
+        let mut raw = Raw::connect(&d);
+        assert_eq!(raw.msg()["type"], "hello");
+        raw.send(&bytes);
+        raw.expect_error_then_close(code, what);
+        good.ping().unwrap_or_else(|e| panic!("after {what}: {e}"));
+    }
+    // Saying nothing: the handshake deadline (500 ms here).
+    let mut raw = Raw::connect(&d);
+    assert_eq!(raw.msg()["type"], "hello");
+    let t0 = Instant::now();
+    let msg = raw.expect_error_then_close("bad_request", "silent client");
+    assert!(msg.contains("timed out"), "{msg}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+
+    // Errors that answer one request leave the connection open.
+    let (mut raw, _) = Raw::handshake(&d);
+    let soft: Vec<(Value, &str)> = vec![
+        (
+            json!({"type": "request", "id": 10, "op": "exec", "args": {"argv": ["echo"], "shell": true}}),
+            "bad_request",
+        ),
+        (
+            json!({"type": "request", "id": 11, "op": "exec", "args": {"argv": []}}),
+            "bad_request",
+        ),
+        (
+            json!({"type": "request", "id": 12, "op": "exec", "args": {"argv": ["echo", "a\u{0}b"]}}),
+            "bad_request",
+        ),
+        (
+            json!({"type": "request", "id": 13, "op": "exec", "args": {"argv": ["cat"], "stdin": "***"}}),
+            "bad_request",
+        ),
+        (
+            json!({"type": "request", "id": 14, "op": "ping", "args": {"x": 1}}),
+            "bad_request",
+        ),
+        (
+            json!({"type": "request", "id": 15, "op": "no.such.op", "args": {}}),
+            "unknown_op",
+        ),
+        (
+            json!({"type": "request", "id": 16, "op": "sysfs.write", "args": {"path": "/etc/passwd", "value": "x"}}),
+            "bad_request",
+        ),
+    ];
+    for (req, code) in soft {
+        raw.json(&req);
+        let m = raw.msg();
+        assert_eq!(
+            (m["type"].as_str(), m["id"].as_u64()),
+            (Some("response"), req["id"].as_u64()),
+            "{req}: {m}"
+        );
+        assert_eq!(
+            (m["ok"].as_bool(), m["error"]["code"].as_str()),
+            (Some(false), Some(code)),
+            "{req}: {m}"
+        );
+    }
+    // A data frame for a request that is not in flight is ignored.
+    raw.send(&protocol::encode_data(999, 0, b"stray"));
+    // A duplicate id while the first is still running.
+    raw.json(
+        &json!({"type": "request", "id": 20, "op": "exec", "args": {"argv": ["sleep", "0.5"]}}),
+    );
+    raw.json(&json!({"type": "request", "id": 20, "op": "ping", "args": null}));
+    let m = raw.msg();
+    assert_eq!(
+        (m["id"].as_u64(), m["error"]["code"].as_str()),
+        (Some(20), Some("duplicate_id")),
+        "{m}"
+    );
+    let m = raw.msg();
+    assert_eq!(
+        (m["id"].as_u64(), m["ok"].as_bool()),
+        (Some(20), Some(true)),
+        "{m}"
+    );
+    raw.json(&ping);
+    let m = raw.msg();
+    assert_eq!(
+        (m["id"].as_u64(), m["ok"].as_bool()),
+        (Some(1), Some(true)),
+        "{m}"
+    );
+    good.ping().expect("still serving");
+    assert!(d.child_alive(), "moord is alive:\n{}", d.log_text());
+}
+
+impl Daemon {
+    fn child_alive(&self) -> bool {
+        proc_stat(self.pid()).is_some_and(|s| s.state != 'Z')
+    }
+}
+
+#[test]
+fn client_vanishing_mid_op_is_audited_as_client_gone() {
+    let d = Daemon::start(Opts::default());
+    let (mut raw, _) = Raw::handshake(&d);
+    raw.json(
+        &json!({"type": "request", "id": 7, "op": "exec", "args": {"argv": ["sleep", "1.037"]}}),
+    );
+    wait_for(10, "the sleep to start", || {
+        children_named(d.pid(), "sleep").into_iter().next()
+    });
+    drop(raw);
+    // moord serves others meanwhile.
+    let mut c = d.client();
+    c.ping().expect("ping while the orphaned op runs");
+    assert_eq!(
+        moor_privhelper::client::decoded_output(&c.exec(&exec_args(&["echo", "x"])).expect("echo"))
+            .0,
+        b"x\n"
+    );
+    // The op ran to completion (non-streaming ops are not killed) and is audited so.
+    let rec = d.audit_wait("the orphaned op's record", |r| {
+        r["argv"].get(1) == Some(&json!("1.037"))
+    });
+    assert_eq!(rec["outcome"], "client-gone", "{rec}");
+    assert_eq!(rec["exit_code"], 0, "{rec}");
+    assert!(
+        rec["request"].as_str().unwrap_or_default().ends_with("-r7"),
+        "{rec}"
+    );
+}
+
+#[test]
+fn client_vanishing_mid_stream_kills_the_command() {
+    let d = Daemon::start(Opts::default());
+    let (mut raw, _) = Raw::handshake(&d);
+    raw.json(&json!({"type": "request", "id": 3, "op": "exec", "args": {"argv": ["sleep", "31.7"], "stream": true}}));
+    let m = raw.msg();
+    assert_eq!(
+        (m["type"].as_str(), m["id"].as_u64()),
+        (Some("started"), Some(3)),
+        "{m}"
+    );
+    let sleeper = wait_for(10, "the sleep to start", || {
+        children_named(d.pid(), "sleep").into_iter().next()
+    });
+    let t0 = Instant::now();
+    drop(raw);
+    let rec = d.audit_wait("the stream's record", |r| {
+        r["argv"].get(1) == Some(&json!("31.7"))
+    });
+    assert_eq!(
+        (rec["outcome"].as_str(), rec["signal"].as_i64()),
+        (Some("client-gone"), Some(9)),
+        "{rec}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert!(
+        live_in_group(sleeper.pgrp).is_empty(),
+        "the streamed command was killed"
+    );
+    assert!(
+        proc_stat(sleeper.pid).is_none_or(|s| s.state == 'Z'),
+        "sleep {} is gone",
+        sleeper.pid
+    );
+    d.client().ping().expect("still serving");
+}
+
+#[test]
+#[ignore = "moord bug: the idle timeout never fires once a connection has sent a request (server.rs serve_connection)"]
+fn idle_timeout_applies_after_a_request() {
+    let d = Daemon::start(Opts {
+        config: "idle_timeout_secs = 1\n".into(),
+        ..Opts::default()
+    });
+    // Without any request the idle connection is closed (this works) ...
+    let (mut quiet, _) = Raw::handshake(&d);
+    quiet.expect_error_then_close("bad_request", "idle connection without requests");
+    // ... but after one request it never is.
+    let (mut raw, _) = Raw::handshake(&d);
+    raw.json(&json!({"type": "request", "id": 1, "op": "ping", "args": null}));
+    assert_eq!(raw.msg()["ok"], true);
+    raw.s
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let msg = raw.expect_error_then_close("bad_request", "idle connection after a request");
+    assert!(msg.contains("idle"), "{msg}");
+}
+
+/// Replace the filter file as an administrator would (new inode, same owner/mode).
+fn rewrite_filters(d: &Daemon, text: &str) {
+    let tmp = d.filters_file.with_extension("tmp");
+    write_mode(&tmp, text.as_bytes(), 0o644);
+    // Hidden names are skipped by the loader, but the rename is atomic anyway.
+    fs::rename(&tmp, &d.filters_file).expect("rename");
+}
+
+#[test]
+fn sighup_with_broken_filters_keeps_the_old_set_then_applies_the_fixed_one() {
+    let d = Daemon::start(Opts::default());
+    let mut c = d.client();
+    let echo = |c: &mut Client| c.exec(&exec_args(&["echo", "e"]));
+    let printf = |c: &mut Client| c.exec(&exec_args(&["printf", "p"]));
+    assert!(echo(&mut c).is_ok());
+    let base: String = FILTERS
+        .lines()
+        .filter(|l| !l.starts_with("printf:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    rewrite_filters(&d, &base);
+    d.signal(libc::SIGHUP);
+    wait_for(10, "the first reload", || {
+        (d.log_count("reloaded configuration") == 1).then_some(())
+    });
+    assert_eq!(
+        remote_code(&printf(&mut c)),
+        Some(ErrorCode::Denied),
+        "printf removed by the first reload"
+    );
+
+    // Broken: an unknown class (and printf back). The whole new set is refused.
+    let broken =
+        format!("{base}printf: CommandFilter, printf, root\nbroken: CommandFiltre, tee, root\n");
+    rewrite_filters(&d, &broken);
+    d.signal(libc::SIGHUP);
+    wait_for(10, "the failed reload", || {
+        (d.log_count("reload failed") == 1).then_some(())
+    });
+    assert!(
+        d.log_text().contains("CommandFiltre"),
+        "the log says why:\n{}",
+        d.log_text()
+    );
+    let r = echo(&mut c).expect("echo still allowed by the old set");
+    assert_eq!(r.exit_code, Some(0));
+    assert_eq!(
+        remote_code(&printf(&mut c)),
+        Some(ErrorCode::Denied),
+        "the broken set is not half-applied"
+    );
+    let fresh = d.client().exec(&exec_args(&["echo", "new connection"]));
+    assert!(fresh.is_ok(), "{fresh:?}");
+
+    // Fixed: printf allowed, echo gone.
+    let fixed =
+        "[Filters]\nprintf: CommandFilter, printf, root\nsleep: CommandFilter, sleep, root\n";
+    rewrite_filters(&d, fixed);
+    d.signal(libc::SIGHUP);
+    wait_for(10, "the second reload", || {
+        (d.log_count("reloaded configuration") == 2).then_some(())
+    });
+    let r = printf(&mut c).expect("printf allowed by the new set");
+    assert_eq!(moor_privhelper::client::decoded_output(&r).0, b"p");
+    assert!(r.filter.ends_with(":2 printf"), "{}", r.filter);
+    assert_eq!(remote_code(&echo(&mut c)), Some(ErrorCode::Denied));
+    // A reload that makes the filter files untrusted is refused too.
+    fs::set_permissions(&d.filters_file, fs::Permissions::from_mode(0o666)).expect("chmod");
+    d.signal(libc::SIGHUP);
+    wait_for(10, "the refused reload", || {
+        (d.log_count("reload failed") == 2).then_some(())
+    });
+    assert!(printf(&mut c).is_ok(), "the previous set stays");
+}
+
+/// What a SIGTERM during a buffered `exec` of `sleep SECS` led to.
+#[derive(Debug)]
+struct Drained {
+    result: Result<moor_privhelper::protocol::ExecResult, ClientError>,
+    took: Duration,
+    status: std::process::ExitStatus,
+    record: Value,
+}
+
+/// Start moord, run `sleep SECS` through a buffered exec, SIGTERM moord while it runs,
+/// check that new connections are refused at once and that moord exits 0 after the
+/// op, and return what the client and the audit log saw.
+fn sigterm_during_buffered_exec(secs: &'static str) -> Drained {
+    let mut d = Daemon::start(Opts {
+        config: "shutdown_grace_secs = 20\n".into(),
+        ..Opts::default()
+    });
+    let (socket, key) = (d.socket.clone(), d.key.clone());
+    let argv = ["sleep", secs];
+    let worker = std::thread::spawn(move || {
+        let mut c = Client::connect(&socket, Some(&key)).expect("connect");
+        let t0 = Instant::now();
+        let r = c.exec(&exec_args(&argv));
+        (r, t0.elapsed())
+    });
+    wait_for(10, "the sleep to start", || {
+        children_named(d.pid(), "sleep").into_iter().next()
+    });
+    d.signal(libc::SIGTERM);
+    // New connections are refused while the op drains.
+    wait_for(5, "the listener to close", || {
+        UnixStream::connect(&d.socket).is_err().then_some(())
+    });
+    let (result, took) = worker.join().expect("worker");
+    let status = d.wait_exit(15);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "moord exit status {status:?}:\n{}",
+        d.log_text()
+    );
+    assert!(!d.socket.exists(), "moord removes its socket");
+    let record = d
+        .audit_lines()
+        .into_iter()
+        .find(|r| r["op"] == "exec")
+        .unwrap_or_else(|| panic!("the drained op is audited:\n{}", d.log_text()));
+    Drained {
+        result,
+        took,
+        status,
+        record,
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_work_and_exits_zero() {
+    let t = sigterm_during_buffered_exec("1.5");
+    // The op ran to completion (not killed at SIGTERM) ...
+    assert_eq!(t.record["exit_code"], 0, "{}", t.record);
+    assert!(
+        t.record["duration_us"].as_u64().unwrap_or(0) >= 1_400_000,
+        "{}",
+        t.record
+    );
+    assert!(t.status.success());
+    // ... and the client got its response. moord has a race here (the response can
+    // be queued but not yet written when moord exits; reproduced by the ignored
+    // sigterm_never_loses_a_drained_response): tolerate only that, loudly.
+    match &t.result {
+        Ok(r) => {
+            assert_eq!(r.exit_code, Some(0), "{r:?}");
+            assert!(
+                t.took >= Duration::from_millis(1400),
+                "it ran to completion ({:?})",
+                t.took
+            );
+        }
+        Err(ClientError::Frame(FrameError::Closed)) => {
+            eprintln!(
+                "WARNING: known moord bug: the drained op's response was lost at exit ({t:?})"
+            );
+        }
+        Err(e) => panic!("the in-flight op got no result: {e}"),
+    }
+    // (Its audit outcome should be `ok`; moord says `client-gone`: see
+    // sigterm_drained_op_is_audited_ok.)
+}
+
+#[test]
+#[ignore = "moord bug: a drained op's response can be lost when moord exits (server.rs State::drain)"]
+fn sigterm_never_loses_a_drained_response() {
+    // The race hits a few per cent of runs: try often enough to see it.
+    for i in 0..40 {
+        let t = sigterm_during_buffered_exec("0.2");
+        assert!(
+            matches!(&t.result, Ok(r) if r.exit_code == Some(0)),
+            "run {i}: the client got no response although the op completed: {t:?}"
+        );
+    }
+}
+
+/// Known moord bug (see the report): on SIGTERM every connection's reader stops and
+/// is treated as a vanished client, so streamed ops (what `moor call exec` always
+/// sends) are SIGKILLed instead of drained, and drained buffered ops are audited as
+/// `client-gone`. Run with `cargo test -p moor-tests --test moord -- --ignored`.
+#[test]
+#[ignore = "moord bug: SIGTERM kills streamed ops instead of draining them (server.rs serve_connection)"]
+fn sigterm_drains_a_streamed_op() {
+    // `moor call exec` always streams: its op must drain like a buffered one.
+    let mut d = Daemon::start(Opts {
+        config: "shutdown_grace_secs = 20\n".into(),
+        ..Opts::default()
+    });
+    let child = Command::new(&bins().moor)
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--key-file")
+        .arg(&d.key_file)
+        .args(["call", "exec", "--", "sleep", "1.5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("moor");
+    wait_for(10, "the sleep to start", || {
+        children_named(d.pid(), "sleep").into_iter().next()
+    });
+    d.signal(libc::SIGTERM);
+    let out = child.wait_with_output().expect("moor");
+    let st = d.wait_exit(15);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "moor call exec: {:?} {}\n{}",
+        out.status,
+        stderr_of(&out),
+        d.log_text()
+    );
+    assert_eq!(st.code(), Some(0));
+    let rec = d
+        .audit_lines()
+        .into_iter()
+        .find(|r| r["op"] == "exec")
+        .expect("audited");
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+}
+
+#[test]
+#[ignore = "moord bug: ops drained at SIGTERM are audited as client-gone (server.rs serve_connection)"]
+fn sigterm_drained_op_is_audited_ok() {
+    let t = sigterm_during_buffered_exec("1");
+    assert_eq!(
+        t.record["outcome"], "ok",
+        "the op completed and was answered: {t:?}"
+    );
+}
+
+#[test]
+fn audit_log_has_one_line_per_request_with_the_documented_fields() {
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=ping,exec".into()],
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    let secret = format!("s3cret-{}", protocol::to_hex(&random_bytes(8)));
+    c.ping().expect("1 ping");
+    c.exec(&exec_args(&["echo", "hi"])).expect("2 echo");
+    c.exec(&exec_args(&["cat", "/nonexistent/moor"]))
+        .expect("3 failing cat");
+    let _ = c.exec(&exec_args(&[
+        "blockdev",
+        "--getsize64",
+        "/dev/../etc/shadow",
+    ]));
+    let r = c
+        .exec(&ExecArgs {
+            secret_stdin: Some(secret.clone().into()),
+            ..exec_args(&["cat"])
+        })
+        .expect("5 secret");
+    assert_eq!(
+        moor_privhelper::client::decoded_output(&r).0,
+        secret.as_bytes(),
+        "the secret reaches the child"
+    );
+    let _ = c.call("no.such.op", json!({}));
+    let _ = c.call("exec", json!({"argv": ["echo"], "shell": true}));
+    let _ = c.call("file.read", json!({"path": "/etc/hostname"}));
+    let _ = c.exec(&ExecArgs {
+        timeout_ms: Some(200),
+        ..exec_args(&["sleep", "5"])
+    });
+    const N: usize = 9;
+    let recs = wait_for(10, "9 audit lines", || {
+        let l = d.audit_lines();
+        (l.len() >= N).then_some(l)
+    });
+    c.ping().expect("10 ping");
+    let recs_after = wait_for(10, "10 audit lines", || {
+        let l = d.audit_lines();
+        (l.len() > N).then_some(l)
+    });
+    assert_eq!(
+        recs_after.len(),
+        N + 1,
+        "exactly one line per request: {recs_after:#?}"
+    );
+    assert_eq!(recs.len(), N, "{recs:#?}");
+    let raw_text = fs::read_to_string(&d.audit).expect("audit");
+    assert!(
+        !raw_text.contains(&secret),
+        "the secret is not in the audit log"
+    );
+    assert!(
+        !d.log_text().contains(&secret),
+        "the secret is not in moord's log"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(&d.audit).expect("audit").mode() & 0o777,
+        0o600,
+        "audit log is root-only"
+    );
+
+    let expect: [(&str, &str); N] = [
+        ("ping", "ok"),
+        ("exec", "ok"),
+        ("exec", "failed"),
+        ("exec", "denied"),
+        ("exec", "ok"),
+        ("no.such.op", "bad-request"),
+        ("exec", "bad-request"),
+        ("file.read", "forbidden"),
+        ("exec", "timeout"),
+    ];
+    let conn = recs[0]["request"]
+        .as_str()
+        .expect("request")
+        .split('-')
+        .next()
+        .expect("conn")
+        .to_string();
+    for (i, (rec, (op, outcome))) in recs.iter().zip(expect).enumerate() {
+        let id = i + 1;
+        let ts = rec["ts"].as_str().unwrap_or_else(|| panic!("ts in {rec}"));
+        let b = ts.as_bytes();
+        assert!(
+            b.len() == 24 && b[4] == b'-' && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z',
+            "ts {ts:?} is YYYY-MM-DDTHH:MM:SS.mmmZ"
+        );
+        assert_eq!(rec["request"], format!("{conn}-r{id}"), "{rec}");
+        assert_eq!(
+            (rec["uid"].as_u64(), rec["gid"].as_u64()),
+            (Some(0), Some(0)),
+            "{rec}"
+        );
+        assert_eq!(
+            rec["pid"].as_u64(),
+            Some(u64::from(std::process::id())),
+            "{rec}"
+        );
+        assert_eq!(
+            (rec["op"].as_str(), rec["outcome"].as_str()),
+            (Some(op), Some(outcome)),
+            "{rec}"
+        );
+        assert!(rec["duration_us"].is_u64(), "{rec}");
+        let keys: BTreeSet<&str> = rec
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let known: BTreeSet<&str> = [
+            "ts",
+            "request",
+            "uid",
+            "gid",
+            "pid",
+            "op",
+            "outcome",
+            "filter",
+            "argv",
+            "path",
+            "value",
+            "secret_stdin",
+            "exit_code",
+            "signal",
+            "duration_us",
+            "reason",
+        ]
+        .into();
+        assert!(keys.is_subset(&known), "undocumented fields in {rec}");
+    }
+    let f = |i: usize| &recs[i];
+    assert_eq!(
+        f(1)["argv"],
+        json!(["/usr/bin/echo", "hi"]),
+        "the argv that ran, resolved"
+    );
+    assert_eq!(f(1)["filter"], filter_label(&d.filters_file, "echo"));
+    assert_eq!(f(1)["exit_code"], 0);
+    assert_eq!(f(2)["exit_code"], 1);
+    assert_eq!(f(3)["filter"], filter_label(&d.filters_file, "blockdev"));
+    assert!(
+        f(3)["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("closest filter"),
+        "{}",
+        f(3)
+    );
+    assert_eq!(f(4)["secret_stdin"], true);
+    assert!(
+        f(0).get("secret_stdin").is_none(),
+        "only set when a secret was passed"
+    );
+    assert!(
+        f(5)["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown operation"),
+        "{}",
+        f(5)
+    );
+    assert!(
+        f(7)["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("policy"),
+        "{}",
+        f(7)
+    );
+    assert_eq!(
+        (f(8)["signal"].as_i64(), f(8).get("exit_code")),
+        (Some(9), None),
+        "{}",
+        f(8)
+    );
+}
+
+/// `head -c SIZE /dev/zero | moor call exec --stdin -- ARGV` while sampling moord's
+/// VmRSS every 50 ms. Returns (moor's output, max RSS in KiB, elapsed).
+fn stream_through(
+    d: &Daemon,
+    size: &str,
+    argv: &[&str],
+    count_stdout: bool,
+) -> (Output, u64, u64, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let max_rss = Arc::new(AtomicU64::new(0));
+    let pid = d.pid();
+    let sampler = {
+        let (stop, max_rss) = (stop.clone(), max_rss.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(kib) = vm_rss_kib(pid) {
+                    max_rss.fetch_max(kib, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let mut head = Command::new("head")
+        .args(["-c", size, "/dev/zero"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("head");
+    let mut moor = Command::new(&bins().moor)
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--key-file")
+        .arg(&d.key_file)
+        .args(["call", "exec", "--stdin", "--"])
+        .args(argv)
+        .stdin(Stdio::from(head.stdout.take().expect("head stdout")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("moor");
+    // Count stdout as it comes (a pipe, not a file: the test reads it all).
+    let mut stdout = moor.stdout.take().expect("stdout");
+    let counter = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let (mut n, mut nonzero) = (0u64, 0u64);
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => {
+                    n += k as u64;
+                    nonzero += buf[..k].iter().filter(|b| **b != 0).count() as u64;
+                }
+            }
+        }
+        (n, nonzero)
+    });
+    let mut stderr = Vec::new();
+    moor.stderr
+        .take()
+        .expect("stderr")
+        .read_to_end(&mut stderr)
+        .expect("stderr");
+    let status = moor.wait().expect("moor");
+    let _ = head.wait();
+    let (n, nonzero) = counter.join().expect("counter");
+    let elapsed = t0.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    sampler.join().expect("sampler");
+    assert!(count_stdout || n == 0);
+    assert_eq!(nonzero, 0, "only zeros went in");
+    (
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        },
+        max_rss.load(Ordering::SeqCst),
+        n,
+        elapsed,
+    )
+}
+
+#[test]
+fn stream_512_mib_with_bounded_memory() {
+    const SIZE: u64 = 512 << 20;
+    const LIMIT_KIB: u64 = 64 << 10;
+    let d = Daemon::start(Opts {
+        config: "op_timeout_secs = 600\n".into(),
+        ..Opts::default()
+    });
+    let base = vm_rss_kib(d.pid()).expect("VmRSS");
+    // stdin direction: dd reports every byte it read.
+    let (out, max_kib, _, took) =
+        stream_through(&d, "512M", &["dd", "of=/dev/null", "bs=1M"], false);
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(
+        err.contains(&format!("{SIZE} bytes")),
+        "dd saw all 512 MiB: {err}"
+    );
+    eprintln!("512 MiB into dd in {took:?}; moord VmRSS {base} KiB at start, max {max_kib} KiB");
+    assert!(
+        max_kib > 0 && max_kib < LIMIT_KIB,
+        "moord's VmRSS reached {max_kib} KiB (limit {LIMIT_KIB})"
+    );
+    // Both directions: cat sends it all back; the test counts the bytes.
+    let (out, max_kib, n, took) = stream_through(&d, "512M", &["cat"], true);
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        stderr_of(&out)
+    );
+    assert_eq!(n, SIZE, "every byte came back");
+    eprintln!("512 MiB through cat in {took:?}; moord max VmRSS {max_kib} KiB");
+    assert!(
+        max_kib < LIMIT_KIB,
+        "moord's VmRSS reached {max_kib} KiB (limit {LIMIT_KIB})"
+    );
+    let recs = d.audit_lines();
+    assert_eq!(recs.len(), 2);
+    assert!(recs.iter().all(|r| r["outcome"] == "ok"), "{recs:?}");
+}
+
+#[test]
+fn python_client_suite_passes() {
+    require_root();
+    let b = bins();
+    let dir = repo_root().join("clients/python");
+    assert!(
+        dir.join("test_moor_client.py").is_file(),
+        "clients/python/test_moor_client.py is missing"
+    );
+    let t0 = Instant::now();
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s"])
+        .arg(&dir)
+        .arg("-v")
+        .current_dir(repo_root())
+        .env("MOORD_BIN", &b.moord)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python3");
+    let err = stderr_of(&out);
+    eprintln!(
+        "python suite in {:?}:\n{}",
+        t0.elapsed(),
+        err.lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        out.status.success(),
+        "python3 -m unittest failed ({:?}):\n{err}",
+        out.status
+    );
+    assert!(err.contains("\nOK"), "{err}");
+    let ran = err
+        .lines()
+        .find(|l| l.starts_with("Ran "))
+        .unwrap_or_default();
+    let n: usize = ran
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 20, "only {n} Python tests ran: {ran}");
+}
