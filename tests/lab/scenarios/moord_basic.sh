@@ -30,7 +30,7 @@ cleanup_moord() {
   wait "${MOORD_PID:-0}" 2>/dev/null || true
   rm -rf /etc/moor /var/log/moor /run/moor
 }
-trap 'cleanup_moord; lab__on_exit' EXIT
+lab_defer cleanup_moord
 
 "$BIN/moord" --config /etc/moor/moord.toml 2>"$LAB_STATE/moord.log" &
 MOORD_PID=$!
@@ -47,7 +47,10 @@ as_caller() { runuser -u moortest -- "$BIN/moor" --key-file /etc/moor/moord.key 
 out=$(as_caller call ping) || fail "moortest ping failed: $out"
 log "moortest: $out"
 expect_rc 126 runuser -u nobody -- "$BIN/moor" call ping
-log "nobody: refused (rc 126) before any request was read"
+log "nobody: the socket's mode (0660 root:moor) refuses it (rc 126)"
+expect_rc 126 "$BIN/moor" call ping      # root may open the socket but is not allowed
+grep -q 'caller not allowed to connect.*uid=0' "$LAB_STATE/moord.log" || fail "moord did not log the refusal"
+log "root (not in the moor group): refused by moord's peer-credential check before any request was read"
 expect_rc 125 runuser -u moortest -- "$BIN/moor" call ping   # no key: HMAC required
 log "moortest without the key: refused (HMAC required)"
 
@@ -78,6 +81,6 @@ grep -q "\"uid\":$uid,.*\"op\":\"exec\",\"outcome\":\"ok\",\"filter\":\"/etc/moo
   || grep -q "iscsiadm_node_login_logout" "$audit" || fail "no audit record of the login: $(cat "$audit")"
 grep -q '"outcome":"denied".*"argv":\["sh","-c","id"\]' "$audit" || fail "no audit record of the denial"
 n=$(wc -l < "$audit")
-[ "$n" -ge 9 ] || fail "expected a record per request, got $n"
+[ "$n" -eq 8 ] || fail "expected one record per request (8), got $n"
 log "audit log ($n records); the login and the denial:"
 grep -E -- '--login|"sh"' "$audit" | sed 's/^/    /'

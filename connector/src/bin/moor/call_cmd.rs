@@ -48,7 +48,12 @@ pub fn run(cmd: CallCommand, socket: &Path, key_file: Option<&PathBuf>) -> ExitC
         Ok(c) => c,
         Err(e) => {
             eprintln!("moor: {e}");
-            return ExitCode::from(if matches!(e, ClientError::Refused(ErrorCode::Forbidden, _)) { EXIT_DENIED } else { EXIT_MOOR });
+            let denied = match &e {
+                ClientError::Refused(ErrorCode::Forbidden | ErrorCode::AuthFailed, _) => true,
+                ClientError::Connect { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+                _ => false,
+            };
+            return ExitCode::from(if denied { EXIT_DENIED } else { EXIT_MOOR });
         }
     };
     match cmd {
