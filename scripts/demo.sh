@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job, as far as it exists: build moor and audit real filter sets with
-# `moor filters lint/list/check` — moor's own shipped set, and (when ../shared is
-# present) the filter files cinder and nova ship, showing what rootwrap would let
+# The main job: build moor, boot the lab VM (a stock Debian kernel with a LIO iSCSI
+# target inside), and attach a volume through moord as an unprivileged caller: write
+# and read data, detach, print the device info and the audit trail. Before that, audit
+# the filter sets with `moor filters lint/list/check` — moor's own shipped set, and
+# (when ../shared is present) the one cinder ships, showing what rootwrap would let
 # through and moor does not.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,9 +11,9 @@ cd "$repo"
 . scripts/lib.sh
 ensure_toolchain
 
-step "building moor"
-cargo build --release -q -p moor-connector --bin moor
-moor=$repo/target/release/moor
+step "building moor and moord"
+cargo build -q --workspace --bins
+moor=$repo/target/debug/moor
 
 # Filter files must be owned by the trusted uid and not group/other-writable; a fresh
 # checkout may be neither, so audit copies laid out the way an installation would.
@@ -61,4 +63,7 @@ if [ -d "$shared/data/filters" ]; then
 else
   echo "(no $shared/data/filters: skipping the cinder audit)"
 fi
+step "the lab: build (or reuse) the guest image, boot it, attach a volume through moord"
+bash tests/lab/lab.sh image
+bash tests/lab/lab.sh scenario demo_attach
 step "done"

@@ -21,5 +21,10 @@ cargo test --workspace -q 2>&1 | tee target/test.log
 step "fuzz: short runs of every target (corpus in fuzz/corpus)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
+step "lab: real-kernel scenarios in the VM (never skipped: no VM is a failure)"
+cargo build -q --workspace --bins
+bash tests/lab/lab.sh image
+bash tests/lab/lab.sh scenario --all --timeout 2400
+
 echo
 echo "all tests passed in $(( $(date +%s) - t0 )) s"
