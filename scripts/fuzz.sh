@@ -7,9 +7,11 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-20}
 command -v cargo-fuzz >/dev/null || cargo install -q --locked cargo-fuzz
 cd "$repo/fuzz"
+# New inputs go to a scratch corpus under target/; the committed seeds are read only.
 for target in $(cargo fuzz list); do
-  mkdir -p "corpus/$target"
+  scratch="$repo/target/fuzz-corpus/$target"
+  mkdir -p "$scratch" "corpus/$target"
   echo "fuzzing $target for ${secs}s"
-  RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$target" "corpus/$target" -- \
+  RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$target" "$scratch" "corpus/$target" -- \
     -max_total_time="$secs" -max_len=4096 -timeout=10 -print_final_stats=1 2>&1 | tail -4
 done
