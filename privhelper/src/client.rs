@@ -71,6 +71,9 @@ impl Client {
         let mut c = Client { stream, next_id: 1, ops: Vec::new(), uid: 0 };
         let hello = server_msg(protocol::read_frame(&mut c.stream)?)?;
         let (nonce, auth) = match hello {
+            ServerMsg::Hello { version, .. } if version != protocol::PROTOCOL_VERSION => {
+                return Err(ClientError::Protocol(format!("moord speaks protocol version {version}, this client {}", protocol::PROTOCOL_VERSION)));
+            }
             ServerMsg::Hello { nonce, auth, .. } => (nonce, auth),
             ServerMsg::Error(e) => return Err(ClientError::Refused(e.code, e.message)),
             other => return Err(ClientError::Protocol(format!("expected hello, got {other:?}"))),
@@ -80,12 +83,16 @@ impl Client {
         let mac = match (auth.as_str(), key) {
             ("hmac-sha256", Some(k)) => Some(protocol::to_hex(&protocol::client_proof(k, &nonce, &cnonce))),
             ("hmac-sha256", None) => return Err(ClientError::KeyRequired),
-            _ => None,
+            // A caller with a key insists on the server proving it: whoever offers
+            // "none" to such a caller is not the moord it means to talk to.
+            ("none", Some(_)) => return Err(ClientError::ServerAuth),
+            ("none", None) => None,
+            (other, _) => return Err(ClientError::Protocol(format!("unknown auth method {other:?}"))),
         };
         protocol::write_frame(&mut c.stream, &encode_json(&ClientMsg::Auth { cnonce: protocol::to_hex(&cnonce), mac }))?;
         match server_msg(protocol::read_frame(&mut c.stream)?)? {
             ServerMsg::Welcome { mac, ops, uid, .. } => {
-                if let Some(k) = key.filter(|_| auth == "hmac-sha256") {
+                if let Some(k) = key {
                     let expected = protocol::server_proof(k, &nonce, &cnonce);
                     if !mac.as_deref().is_some_and(|m| protocol::verify_proof(&expected, m)) {
                         return Err(ClientError::ServerAuth);

@@ -5,7 +5,7 @@
 //! [`serve_connection`] handles one connection over any stream, so the protocol is
 //! tested over `UnixStream::pair()` without root.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixListener;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use zeroize::Zeroize;
 
 use crate::audit::{Audit, Record};
@@ -97,7 +97,7 @@ pub struct State {
     idle: Notify,
     next_conn: AtomicU64,
     stopping: AtomicBool,
-    stop: Notify,
+    stop: watch::Sender<bool>,
 }
 
 /// A guard that counts one in-flight request.
@@ -125,7 +125,7 @@ impl State {
             idle: Notify::new(),
             next_conn: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
-            stop: Notify::new(),
+            stop: watch::Sender::new(false),
         }))
     }
 
@@ -145,19 +145,23 @@ impl State {
     /// Stop accepting and tell connections to finish.
     pub fn begin_shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.stop.notify_waiters();
+        self.stop.send_replace(true);
     }
 
-    /// Wait until no request is in flight, up to `grace`. Returns whether it drained.
+    /// Wait until no request is in flight and every connection has flushed its last
+    /// response and closed, up to `grace`. Returns whether it drained.
     pub async fn drain(&self, grace: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + grace;
+        let drained = || self.in_flight() == 0 && self.connections.load(Ordering::SeqCst) == 0;
         loop {
             let notified = self.idle.notified();
-            if self.in_flight() == 0 {
+            if drained() {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.in_flight() == 0;
+            // Connections close without notifying; look again shortly.
+            let tick = tokio::time::Instant::now() + Duration::from_millis(20);
+            if tokio::time::timeout_at(deadline.min(tick), notified).await.is_err() && tokio::time::Instant::now() >= deadline {
+                return drained();
             }
         }
     }
@@ -167,9 +171,10 @@ impl State {
 /// logged and survived.
 pub async fn accept_loop(listener: UnixListener, state: Arc<State>) {
     loop {
+        let mut stop = state.stop.subscribe();
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = state.stop.notified() => return,
+            _ = stop.wait_for(|s| *s) => return,
         };
         if state.stopping.load(Ordering::SeqCst) {
             return;
@@ -182,8 +187,10 @@ pub async fn accept_loop(listener: UnixListener, state: Arc<State>) {
                 continue;
             }
         };
+        // Reserve the slot here so concurrent accepts cannot overshoot the limit.
         let max = state.settings().config.max_connections;
-        if state.connections.load(Ordering::SeqCst) >= max {
+        if state.connections.fetch_add(1, Ordering::SeqCst) >= max {
+            state.connections.fetch_sub(1, Ordering::SeqCst);
             tracing::warn!("connection limit {max} reached; refusing a connection");
             tokio::spawn(async move {
                 let mut s = stream;
@@ -194,12 +201,13 @@ pub async fn accept_loop(listener: UnixListener, state: Arc<State>) {
         let peer = match crate::peer::peer_of(&stream) {
             Ok(p) => p,
             Err(e) => {
+                state.connections.fetch_sub(1, Ordering::SeqCst);
                 tracing::warn!("cannot read peer credentials ({e}); refusing");
                 continue;
             }
         };
         let st = state.clone();
-        tokio::spawn(async move { serve_connection(stream, peer, st).await });
+        tokio::spawn(async move { serve_counted(stream, peer, st).await });
     }
 }
 
@@ -207,11 +215,12 @@ pub async fn accept_loop(listener: UnixListener, state: Arc<State>) {
 struct Conn {
     id: u64,
     peer: Peer,
-    ops: BTreeSet<String>,
     out: mpsc::Sender<Vec<u8>>,
     /// Requests in flight by id, with the stdin sink of streaming ones and a cancel.
     requests: Mutex<HashMap<u64, Req>>,
     gone: AtomicBool,
+    /// Signalled whenever a request of this connection finishes.
+    done: Notify,
 }
 
 struct Req {
@@ -237,7 +246,10 @@ impl Conn {
     }
 }
 
-async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Frame, FrameError> {
+/// Largest frame accepted before authentication.
+const MAX_HANDSHAKE_FRAME: usize = 4096;
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, limit: usize) -> Result<Frame, FrameError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -245,6 +257,9 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Frame, FrameError
         Err(e) => return Err(e.into()),
     }
     let len = protocol::check_len(u32::from_be_bytes(len))?;
+    if len > limit {
+        return Err(FrameError::TooLarge(len));
+    }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
     protocol::decode_body(body)
@@ -269,6 +284,14 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     state.connections.fetch_add(1, Ordering::SeqCst);
+    serve_counted(stream, peer, state).await;
+}
+
+/// [`serve_connection`] for a connection already counted in `state.connections`.
+async fn serve_counted<S>(stream: S, peer: Peer, state: Arc<State>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let conn_id = state.next_conn.fetch_add(1, Ordering::SeqCst);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let settings = state.settings();
@@ -291,7 +314,9 @@ where
             auth: if settings.key.is_some() { "hmac-sha256".into() } else { "none".into() },
         };
         wr.write_all(&encode_json(&hello)).await.map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
-        let frame = read_frame(&mut rd).await.map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("handshake: {e}")))?;
+        let frame = read_frame(&mut rd, MAX_HANDSHAKE_FRAME)
+            .await
+            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("handshake: {e}")))?;
         let Frame::Json(j) = frame else {
             return Err(ErrorBody::new(ErrorCode::BadRequest, "expected an auth message"));
         };
@@ -344,34 +369,68 @@ where
         }
         let _ = wr.shutdown().await;
     });
-    let conn = Arc::new(Conn { id: conn_id, peer, ops, out: tx, requests: Mutex::new(HashMap::new()), gone: AtomicBool::new(false) });
+    let conn = Arc::new(Conn {
+        id: conn_id,
+        peer,
+        out: tx,
+        requests: Mutex::new(HashMap::new()),
+        gone: AtomicBool::new(false),
+        done: Notify::new(),
+    });
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
     drop(settings);
 
+    // A reader task owns the read half, so a frame is never half-read when the loop
+    // below turns to something else (read_exact is not cancel-safe). The small channel
+    // keeps backpressure: it stops reading while the loop is busy.
+    let (ftx, mut frames) = mpsc::channel::<Result<Frame, FrameError>>(2);
+    let reader = tokio::spawn(async move {
+        loop {
+            let f = read_frame(&mut rd, protocol::MAX_FRAME).await;
+            let end = f.is_err();
+            if ftx.send(f).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let mut stop = state.stop.subscribe();
+    let mut idle_deadline = tokio::time::Instant::now() + idle;
+    let mut client_gone = false;
     loop {
-        let busy = !conn.requests.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
-        let next = async {
-            if busy { Ok(read_frame(&mut rd).await) } else { tokio::time::timeout(idle, read_frame(&mut rd)).await }
-        };
+        let in_flight = !conn.requests.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        // Stopping: let in-flight requests finish (their streams keep flowing), then go.
+        if *stop.borrow_and_update() && !in_flight {
+            break;
+        }
         let frame = tokio::select! {
-            f = next => f,
-            _ = state.stop.notified() => break,
-        };
-        let frame = match frame {
-            Err(_) => {
+            f = frames.recv() => f,
+            _ = tokio::time::sleep_until(idle_deadline), if !in_flight => {
                 conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, "idle timeout"))).await;
                 break;
             }
-            Ok(Err(FrameError::Closed)) => break,
-            Ok(Err(FrameError::TooLarge(n))) => {
+            _ = stop.changed() => continue,
+            _ = conn.done.notified() => {
+                idle_deadline = tokio::time::Instant::now() + idle;
+                continue;
+            }
+        };
+        idle_deadline = tokio::time::Instant::now() + idle;
+        let frame = match frame {
+            None | Some(Err(FrameError::Closed)) => {
+                client_gone = true;
+                break;
+            }
+            Some(Err(FrameError::TooLarge(n))) => {
                 conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::TooLarge, format!("frame of {n} bytes")))).await;
+                client_gone = true;
                 break;
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, e.to_string()))).await;
+                client_gone = true;
                 break;
             }
-            Ok(Ok(f)) => f,
+            Some(Ok(f)) => f,
         };
         match frame {
             Frame::Data { id, chan, bytes } => {
@@ -402,6 +461,7 @@ where
                 match req {
                     Err(msg) => {
                         conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, msg))).await;
+                        client_gone = true;
                         break;
                     }
                     Ok((id, op, args)) => {
@@ -416,7 +476,11 @@ where
                         };
                         if duplicate {
                             let msg = format!("request {id} is already in flight");
-                            conn.send(&err_response(id, ErrorCode::DuplicateId, msg, None)).await;
+                            conn.send(&err_response(id, ErrorCode::DuplicateId, msg.clone(), None)).await;
+                            let mut rec = conn.record(id, &op);
+                            rec.outcome = "bad-request".into();
+                            rec.reason = Some(msg);
+                            state.audit.write(rec);
                             continue;
                         }
                         state.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -426,18 +490,22 @@ where
                             let args = args.unwrap_or_else(|| zeroize::Zeroizing::new("null".into()));
                             handle_request(&st, &c, id, &op, &args, &cancel).await;
                             c.requests.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                            c.done.notify_one();
                         });
                     }
                 }
             }
         }
     }
-    // The client is gone (or we are stopping): stop streams, let the rest finish.
-    conn.gone.store(true, Ordering::SeqCst);
-    for r in conn.requests.lock().unwrap_or_else(|p| p.into_inner()).values_mut() {
-        r.stdin = None;
-        if r.streaming {
-            r.cancel.notify_one();
+    reader.abort();
+    // The client is gone: stop its streams, let its other requests finish.
+    if client_gone {
+        conn.gone.store(true, Ordering::SeqCst);
+        for r in conn.requests.lock().unwrap_or_else(|p| p.into_inner()).values_mut() {
+            r.stdin = None;
+            if r.streaming {
+                r.cancel.notify_one();
+            }
         }
     }
     drop(conn);
@@ -474,7 +542,8 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
             return finish(rec, "bad-request", Some(e.to_string()));
         }
     };
-    if !conn.ops.contains(op) {
+    // The current policy decides (a reload may have changed it since the handshake).
+    if !cfg.ops_for(conn.peer.uid, &conn.peer.groups).contains(op) {
         let msg = format!("policy does not allow uid {} to run {op}", conn.peer.uid);
         conn.send(&err_response(id, ErrorCode::Forbidden, msg.clone(), None)).await;
         return finish(rec, "forbidden", Some(msg));
@@ -495,7 +564,7 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
             let allowed_by = d.filter.as_ref().filter(|f| d.allowed() && f.class == Class::ReadFileFilter);
             let Some(f) = allowed_by else {
                 let reason = d.reason.clone().unwrap_or_else(|| "only a ReadFileFilter may allow file.read".into());
-                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().map(filter_label))).await;
+                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().or(d.filter.as_ref()).map(filter_label))).await;
                 return finish(rec, "denied", Some(reason));
             };
             rec.filter = Some(filter_label(f));
@@ -517,7 +586,7 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
             let d = settings.filters.set.decide_write(&path, &value);
             let Some(f) = d.filter.as_ref().filter(|_| d.allowed) else {
                 let reason = d.reason.clone().unwrap_or_default();
-                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().map(filter_label))).await;
+                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().or(d.filter.as_ref()).map(filter_label))).await;
                 return finish(rec, "denied", Some(reason));
             };
             rec.filter = Some(filter_label(f));
@@ -539,7 +608,7 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
                 rec.argv = Some(p.argv.clone());
                 rec.filter = d.closest.as_ref().or(d.filter.as_ref()).map(filter_label);
                 let reason = d.reason.clone().unwrap_or_else(|| "denied".into());
-                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().map(filter_label))).await;
+                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().or(d.filter.as_ref()).map(filter_label))).await;
                 return finish(rec, "denied", Some(reason));
             }
             let (Some(f), Some(argv)) = (d.filter.as_ref(), d.exec.clone()) else {
