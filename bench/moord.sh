@@ -16,6 +16,8 @@
 #   MOOR_BIN_DIR=DIR        use prebuilt moord and moord_bench from DIR (no cargo build)
 #   MOORD_TOML_EXTRA='k=v'  extra lines for moord's config (e.g. max_concurrent_ops = 4)
 #   BENCH_UID=1500          uid for the moorbench user when it has to be created
+#   MOOR_BENCH_VENV=DIR     venv for oslo.rootwrap/privsep (default target/moord-bench-venv,
+#                           or /var/tmp/moor-bench-venv when the caller cannot reach target/)
 # Prints a text table, the same table as Markdown, goals MET/NOT MET; raw results in
 # target/bench/moord.json. Sudoers entries live in /etc/sudoers.d/moor-bench for the
 # run only (removed on exit).
@@ -44,20 +46,6 @@ else
 fi
 for b in moord moord_bench; do [ -x "$bin/$b" ] || { echo "no $bin/$b" >&2; exit 2; }; done
 
-# --- Python side: oslo.rootwrap 7.10.0, oslo.privsep 3.12.0 (the reference versions) --
-venv=$repo/target/moord-bench-venv
-if [ "$only" != moord ]; then
-  if ! "$venv/bin/python" -c 'import oslo_rootwrap, oslo_privsep, oslo_concurrency' 2>/dev/null; then
-    echo "creating $venv" >&2
-    "$py" -m venv "$venv"
-    "$venv/bin/pip" install -q oslo.rootwrap==7.10.0 oslo.privsep==3.12.0 oslo.concurrency
-  fi
-  # The root side (privsep-helper under sudo, which resets the environment) imports
-  # the privbench context from here.
-  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  echo "$repo/bench/privsep" > "$site/moor_privbench.pth"
-fi
-
 # --- the unprivileged caller ------------------------------------------------------------
 user=moorbench
 if ! id -u "$user" >/dev/null 2>&1; then
@@ -70,6 +58,28 @@ if ! id -u "$user" >/dev/null 2>&1; then
   fi
 fi
 uid=$(id -u "$user"); gid=$(id -g "$user")
+# The caller runs the bench binary, the Python driver and the venv's python: they
+# must be reachable for it (a repo under a 0700 home is not).
+can_reach() { setpriv --reuid="$uid" --regid="$gid" --init-groups -- test -r "$1"; }
+
+# --- Python side: oslo.rootwrap 7.10.0, oslo.privsep 3.12.0 (the reference versions) --
+venv=${MOOR_BENCH_VENV:-$repo/target/moord-bench-venv}
+if ! can_reach "$(dirname "$venv")"/.; then venv=/var/tmp/moor-bench-venv; fi
+if [ "$only" != moord ]; then
+  if ! "$venv/bin/python" -c 'import oslo_rootwrap, oslo_privsep, oslo_concurrency' 2>/dev/null; then
+    echo "creating $venv" >&2
+    "$py" -m venv "$venv"
+    "$venv/bin/pip" install -q oslo.rootwrap==7.10.0 oslo.privsep==3.12.0 oslo.concurrency
+  fi
+  # The root side (privsep-helper under sudo, which resets the environment) imports
+  # the privbench context from here.
+  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$(dirname "$venv")/moor-privbench" > "$site/moor_privbench.pth"
+  # privsep-helper runs as root and imports the context from here: root-owned copy.
+  rm -rf "$(dirname "$venv")/moor-privbench"
+  cp -r "$repo/bench/privsep" "$(dirname "$venv")/moor-privbench"
+  chmod -R go-w,a+rX "$(dirname "$venv")/moor-privbench"
+fi
 
 # --- scratch dir, moord, rootwrap config, sudoers -------------------------------------
 work=$(mktemp -d /tmp/moord-bench.XXXXXX)
@@ -87,7 +97,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -m 0755 "$work/filters" "$work/rootwrap.d" "$work/home"
+mkdir -m 0755 "$work/filters" "$work/rootwrap.d" "$work/home" "$work/bin"
+install -m 0755 "$bin/moord_bench" "$work/bin/moord_bench"
+install -m 0644 "$repo/bench/moord_incumbents.py" "$work/bin/moord_incumbents.py"
 chown "$uid:$gid" "$work/home"
 printf '[Filters]\ntrue: CommandFilter, /bin/true, root\n' > "$work/filters/bench.filters"
 cp "$work/filters/bench.filters" "$work/rootwrap.d/bench.filters"
@@ -168,8 +180,8 @@ print(f"n={r.get('calls',0):>6}  median {r.get('median_us',0)/1e3:9.3f} ms  p99 
       + (f"  errors {r['errors']}: {r.get('first_error')}" if r.get('errors') else ""))
 PY
 }
-mb() { run "$1" "$bin/moord_bench" "${@:2}" --socket "$sock" --key "$work/moord.key"; }
-inc() { run "$1" "$venv/bin/python" "$repo/bench/moord_incumbents.py" "${@:2}" --venv "$venv" --conf "$work/rootwrap.conf"; }
+mb() { run "$1" "$work/bin/moord_bench" "${@:2}" --socket "$sock" --key "$work/moord.key"; }
+inc() { run "$1" "$venv/bin/python" "$work/bin/moord_incumbents.py" "${@:2}" --venv "$venv" --conf "$work/rootwrap.conf" --privsep-dir "$(dirname "$venv")/moor-privbench"; }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench/moord.sh: $(nproc) CPUs, load $load_before; caller $user (uid $uid); moord pid $moord_pid" >&2

@@ -13,6 +13,15 @@ pub struct Stats {
 
 pub fn stats(samples: &mut [Duration]) -> Stats {
     samples.sort_unstable();
-    let pick = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
-    Stats { median: pick(0.5), p99: pick(0.99), samples: samples.len() }
+    let pick = |q: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    Stats {
+        median: pick(0.5),
+        p99: pick(0.99),
+        samples: samples.len(),
+    }
 }

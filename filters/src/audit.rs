@@ -33,11 +33,68 @@ impl std::fmt::Display for Risk {
 /// Tools that, given free arguments as root, read or write any file, run any program
 /// or change any permission: a filter that lets their arguments through is root.
 pub const ROOT_EQUIVALENT_TOOLS: &[&str] = &[
-    "tee", "dd", "cp", "mv", "rm", "ln", "chmod", "chown", "chgrp", "cat", "install", "truncate", "sh", "bash",
-    "dash", "zsh", "ksh", "csh", "env", "python", "python3", "perl", "ruby", "find", "xargs", "tar", "rsync",
-    "sed", "awk", "vi", "vim", "less", "more", "nice", "ionice", "cgexec", "su", "sudo", "nsenter", "chroot",
-    "systemctl", "mount", "umount", "mkfs", "qemu-img", "privsep-helper", "kill", "setfacl", "touch", "mkdir",
-    "rmdir", "unlink", "gzip", "qzip", "mkfs.ext4", "mkfs.xfs", "socat", "nc", "ssh", "scp", "lvm", "tgt-admin",
+    "tee",
+    "dd",
+    "cp",
+    "mv",
+    "rm",
+    "ln",
+    "chmod",
+    "chown",
+    "chgrp",
+    "cat",
+    "install",
+    "truncate",
+    "sh",
+    "bash",
+    "dash",
+    "zsh",
+    "ksh",
+    "csh",
+    "env",
+    "python",
+    "python3",
+    "perl",
+    "ruby",
+    "find",
+    "xargs",
+    "tar",
+    "rsync",
+    "sed",
+    "awk",
+    "vi",
+    "vim",
+    "less",
+    "more",
+    "nice",
+    "ionice",
+    "cgexec",
+    "su",
+    "sudo",
+    "nsenter",
+    "chroot",
+    "systemctl",
+    "mount",
+    "umount",
+    "mkfs",
+    "qemu-img",
+    "privsep-helper",
+    "kill",
+    "setfacl",
+    "touch",
+    "mkdir",
+    "rmdir",
+    "unlink",
+    "gzip",
+    "qzip",
+    "mkfs.ext4",
+    "mkfs.xfs",
+    "socat",
+    "nc",
+    "ssh",
+    "scp",
+    "lvm",
+    "tgt-admin",
 ];
 
 /// A filter as `moor filters list` shows it.
@@ -65,7 +122,11 @@ fn is_root_equivalent(exec: &str) -> bool {
 /// Does a pattern accept arbitrary text somewhere (so it may admit paths it did not
 /// mean to)?
 fn is_wildcard(p: &str) -> bool {
-    p.contains(".*") || p.contains(".+") || p.contains("\\S") || p.contains("[^") || p.contains('.') && p.contains('*')
+    p.contains(".*")
+        || p.contains(".+")
+        || p.contains("\\S")
+        || p.contains("[^")
+        || p.contains('.') && p.contains('*')
 }
 
 /// Top-level `|` outside groups and sets: rootwrap anchors only the last branch.
@@ -101,7 +162,10 @@ pub fn has_unparenthesised_alternation(p: &str) -> bool {
 }
 
 fn quote_patterns(ps: &[crate::pyre::Regex]) -> String {
-    ps.iter().map(|p| format!("/{}/", p.as_str())).collect::<Vec<_>>().join(" ")
+    ps.iter()
+        .map(|p| format!("/{}/", p.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What the filter allows, in words, and how risky that is.
@@ -112,7 +176,10 @@ pub fn describe(f: &Filter) -> Listing {
     let (allows, mut risk) = match &f.spec {
         Spec::Command => {
             let r = if is_root_equivalent(exec) {
-                reasons.push(format!("`{}` with free arguments can read, write or run anything as {user}", tool_name(exec)));
+                reasons.push(format!(
+                    "`{}` with free arguments can read, write or run anything as {user}",
+                    tool_name(exec)
+                ));
                 Risk::Critical
             } else {
                 reasons.push("arguments are not checked at all".into());
@@ -129,22 +196,37 @@ pub fn describe(f: &Filter) -> Listing {
                 }
                 if has_unparenthesised_alternation(p.as_str()) {
                     r = r.max(Risk::Medium);
-                    reasons.push(format!("/{}/ has a top-level `|` that rootwrap anchors on one side only", p.as_str()));
+                    reasons.push(format!(
+                        "/{}/ has a top-level `|` that rootwrap anchors on one side only",
+                        p.as_str()
+                    ));
                 }
             }
             if ps.is_empty() {
                 reasons.push("no patterns: never matches".into());
             }
-            (format!("runs {exec} as {user} when the whole command matches {}", quote_patterns(ps)), r)
+            (
+                format!(
+                    "runs {exec} as {user} when the whole command matches {}",
+                    quote_patterns(ps)
+                ),
+                r,
+            )
         }
         Spec::ChainingRegExp(ps) => {
-            reasons.push(format!("runs any command that another {user} filter allows, behind a prefix"));
+            reasons.push(format!(
+                "runs any command that another {user} filter allows, behind a prefix"
+            ));
             (
                 format!(
                     "runs {exec} as {user} with a prefix matching {} followed by a command that another {user} filter allows",
                     quote_patterns(ps)
                 ),
-                if is_root_equivalent(exec) { Risk::High } else { Risk::Medium },
+                if is_root_equivalent(exec) {
+                    Risk::High
+                } else {
+                    Risk::Medium
+                },
             )
         }
         Spec::Path(cs) => {
@@ -169,19 +251,36 @@ pub fn describe(f: &Filter) -> Listing {
                 .collect();
             if is_root_equivalent(exec) && r < Risk::Medium {
                 r = Risk::Medium;
-                reasons.push(format!("`{}` changes files inside the allowed directories", tool_name(exec)));
+                reasons.push(format!(
+                    "`{}` changes files inside the allowed directories",
+                    tool_name(exec)
+                ));
             }
-            (format!("runs {exec} as {user} with {} argument(s): {}", cs.len(), parts.join(", ")), r)
+            (
+                format!(
+                    "runs {exec} as {user} with {} argument(s): {}",
+                    cs.len(),
+                    parts.join(", ")
+                ),
+                r,
+            )
         }
         Spec::Kill { target, signals } => {
-            let sig = if signals.is_empty() { "the default signal".to_string() } else { signals.join(", ") };
+            let sig = if signals.is_empty() {
+                "the default signal".to_string()
+            } else {
+                signals.join(", ")
+            };
             let r = if target.starts_with('/') {
                 Risk::Low
             } else {
                 reasons.push("relative target: any program of that name in exec_dirs".into());
                 Risk::Medium
             };
-            (format!("sends {sig} as {user} to processes running {target}"), r)
+            (
+                format!("sends {sig} as {user} to processes running {target}"),
+                r,
+            )
         }
         Spec::ReadFile { path } => {
             let r = if path.contains("shadow") || path.contains("ssh") || path.contains("key") {
@@ -193,34 +292,72 @@ pub fn describe(f: &Filter) -> Listing {
             (format!("lets root read {path} (`cat {path}`)"), r)
         }
         Spec::Ip => {
-            reasons.push("any `ip` command except `netns exec` and batch mode: full control of networking".into());
-            (format!("runs {exec} as {user} with any arguments except `netns exec` and batch mode"), Risk::High)
+            reasons.push(
+                "any `ip` command except `netns exec` and batch mode: full control of networking"
+                    .into(),
+            );
+            (
+                format!(
+                    "runs {exec} as {user} with any arguments except `netns exec` and batch mode"
+                ),
+                Risk::High,
+            )
         }
         Spec::Env { vars } => {
             let v: Vec<String> = vars.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
             reasons.push("arguments after the command are not checked".into());
-            let r = if is_root_equivalent(exec) { Risk::Critical } else { Risk::High };
-            (format!("runs {exec} as {user} with environment {} (values pinned by moor) and any arguments", v.join(" ")), r)
+            let r = if is_root_equivalent(exec) {
+                Risk::Critical
+            } else {
+                Risk::High
+            };
+            (
+                format!(
+                    "runs {exec} as {user} with environment {} (values pinned by moor) and any arguments",
+                    v.join(" ")
+                ),
+                r,
+            )
         }
         Spec::Chaining => {
             reasons.push("a bare ChainingFilter never matches".into());
-            ("nothing (a bare ChainingFilter never matches)".to_string(), Risk::Low)
+            (
+                "nothing (a bare ChainingFilter never matches)".to_string(),
+                Risk::Low,
+            )
         }
         Spec::IpNetnsExec => {
             reasons.push("runs any root-allowed command inside any network namespace".into());
-            ("runs `ip netns exec NS COMMAND` as root when COMMAND passes another root filter".to_string(), Risk::High)
+            (
+                "runs `ip netns exec NS COMMAND` as root when COMMAND passes another root filter"
+                    .to_string(),
+                Risk::High,
+            )
         }
         Spec::WriteFile { path, content } => {
             let mut r = Risk::Low;
             if is_wildcard(path.as_str()) {
                 r = Risk::Medium;
-                reasons.push(format!("path pattern /{}/ accepts free text", path.as_str()));
+                reasons.push(format!(
+                    "path pattern /{}/ accepts free text",
+                    path.as_str()
+                ));
             }
             if is_wildcard(content.as_str()) {
                 r = r.max(Risk::Medium);
-                reasons.push(format!("content pattern /{}/ accepts free text", content.as_str()));
+                reasons.push(format!(
+                    "content pattern /{}/ accepts free text",
+                    content.as_str()
+                ));
             }
-            (format!("lets moord write content matching /{}/ to files matching /{}/", content.as_str(), path.as_str()), r)
+            (
+                format!(
+                    "lets moord write content matching /{}/ to files matching /{}/",
+                    content.as_str(),
+                    path.as_str()
+                ),
+                r,
+            )
         }
     };
     if user != "root" && risk > Risk::Medium {
@@ -240,7 +377,13 @@ pub fn describe(f: &Filter) -> Listing {
 }
 
 fn finding(f: &Filter, severity: Severity, code: &'static str, message: String) -> Diagnostic {
-    Diagnostic { severity, code, file: f.origin.file.clone(), line: Some(f.origin.line), message: format!("{}: {message}", f.name) }
+    Diagnostic {
+        severity,
+        code,
+        file: f.origin.file.clone(),
+        line: Some(f.origin.line),
+        message: format!("{}: {message}", f.name),
+    }
 }
 
 /// Loader findings plus what an auditor should look at in the loaded filters.
@@ -255,7 +398,10 @@ pub fn lint(loaded: &Loaded) -> Vec<Diagnostic> {
                 f,
                 Severity::Warning,
                 "duplicate-name",
-                format!("also defined at {}; both are active, first in load order wins", prev.origin),
+                format!(
+                    "also defined at {}; both are active, first in load order wins",
+                    prev.origin
+                ),
             ));
         }
         let tool = tool_name(&f.exec_path);
@@ -383,7 +529,9 @@ mod tests {
     #[test]
     fn alternation_detection() {
         assert!(has_unparenthesised_alternation("--getsize64|--flushbufs"));
-        assert!(!has_unparenthesised_alternation("(--getsize64|--flushbufs)"));
+        assert!(!has_unparenthesised_alternation(
+            "(--getsize64|--flushbufs)"
+        ));
         assert!(!has_unparenthesised_alternation("[|]x"));
         assert!(!has_unparenthesised_alternation("a\\|b"));
         assert!(!has_unparenthesised_alternation("[]|]"));

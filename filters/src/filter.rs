@@ -79,7 +79,10 @@ impl Class {
 
     /// Chaining filters only allow a command whose tail passes a leaf filter.
     pub fn is_chaining(self) -> bool {
-        matches!(self, Class::ChainingFilter | Class::IpNetnsExecFilter | Class::ChainingRegExpFilter)
+        matches!(
+            self,
+            Class::ChainingFilter | Class::IpNetnsExecFilter | Class::ChainingRegExpFilter
+        )
     }
 }
 
@@ -107,16 +110,26 @@ pub enum Spec {
     /// Patterns for every argv element, argv[0] included.
     RegExp(Vec<Regex>),
     Path(Vec<PathConstraint>),
-    Kill { target: String, signals: Vec<String> },
-    ReadFile { path: String },
+    Kill {
+        target: String,
+        signals: Vec<String>,
+    },
+    ReadFile {
+        path: String,
+    },
     Ip,
     /// Leading `NAME=VALUE` definitions in filter order and the command after them.
-    Env { vars: Vec<(String, String)> },
+    Env {
+        vars: Vec<(String, String)>,
+    },
     Chaining,
     IpNetnsExec,
     /// Patterns for the prefix of the command; the rest must pass a leaf filter.
     ChainingRegExp(Vec<Regex>),
-    WriteFile { path: Regex, content: Regex },
+    WriteFile {
+        path: Regex,
+        content: Regex,
+    },
 }
 
 /// A loaded filter.
@@ -142,18 +155,34 @@ pub enum DefinitionError {
     #[error("unknown filter class {0:?} (rootwrap skips such lines; moor rejects the file)")]
     UnknownClass(String),
     #[error("{class} needs {needed}, got {got} argument(s) (rootwrap would crash on this line)")]
-    TooFewArguments { class: Class, needed: &'static str, got: usize },
+    TooFewArguments {
+        class: Class,
+        needed: &'static str,
+        got: usize,
+    },
     #[error("{class} takes {expected}, got {got} argument(s)")]
-    WrongArgumentCount { class: Class, expected: &'static str, got: usize },
+    WrongArgumentCount {
+        class: Class,
+        expected: &'static str,
+        got: usize,
+    },
     #[error("run_as {0:?} is not a valid user name")]
     BadUser(String),
     #[error("executable {0:?} is empty, has a `..` component or contains whitespace or NUL")]
     BadExecutable(String),
     #[error("pattern {index} {pattern:?} does not compile: {message}")]
-    BadPattern { index: usize, pattern: String, message: String },
-    #[error("EnvFilter executable {0:?} contains \"env\" but is not `env`: rootwrap would silently replace it by the command after the variables")]
+    BadPattern {
+        index: usize,
+        pattern: String,
+        message: String,
+    },
+    #[error(
+        "EnvFilter executable {0:?} contains \"env\" but is not `env`: rootwrap would silently replace it by the command after the variables"
+    )]
     EnvSubstring(String),
-    #[error("EnvFilter on `env` names no command after its variables, so it would allow `env` with any command")]
+    #[error(
+        "EnvFilter on `env` names no command after its variables, so it would allow `env` with any command"
+    )]
     EnvWithoutCommand,
     #[error("EnvFilter names variable {0:?} twice (rootwrap's matching breaks on this)")]
     EnvDuplicate(String),
@@ -169,7 +198,9 @@ fn valid_user(user: &str) -> bool {
     !body.is_empty()
         && !body.starts_with('-')
         && body.len() <= 64
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 fn valid_exec(exec: &str) -> bool {
@@ -178,7 +209,10 @@ fn valid_exec(exec: &str) -> bool {
         && !exec.split('/').any(|c| c == "..")
 }
 
-fn compile_patterns(patterns: &[String], first_index: usize) -> Result<Vec<Regex>, DefinitionError> {
+fn compile_patterns(
+    patterns: &[String],
+    first_index: usize,
+) -> Result<Vec<Regex>, DefinitionError> {
     patterns
         .iter()
         .enumerate()
@@ -205,12 +239,24 @@ fn basename(path: &str) -> &str {
 impl Filter {
     /// Build a filter from its definition: `value.split(',')`, each piece stripped, as
     /// rootwrap's `load_filters` does. `name` is the (lower-cased) key.
-    pub fn from_definition(name: &str, value: &str, origin: Origin) -> Result<Filter, DefinitionError> {
-        let parts: Vec<String> = value.split(',').map(|s| crate::ini::py_strip(s).to_string()).collect();
+    pub fn from_definition(
+        name: &str,
+        value: &str,
+        origin: Origin,
+    ) -> Result<Filter, DefinitionError> {
+        let parts: Vec<String> = value
+            .split(',')
+            .map(|s| crate::ini::py_strip(s).to_string())
+            .collect();
         let class_name = parts.first().map(String::as_str).unwrap_or("");
-        let class = Class::from_name(class_name).ok_or_else(|| DefinitionError::UnknownClass(class_name.to_string()))?;
+        let class = Class::from_name(class_name)
+            .ok_or_else(|| DefinitionError::UnknownClass(class_name.to_string()))?;
         let rest = &parts[1..];
-        let too_few = |needed| DefinitionError::TooFewArguments { class, needed, got: rest.len() };
+        let too_few = |needed| DefinitionError::TooFewArguments {
+            class,
+            needed,
+            got: rest.len(),
+        };
         let (exec_path, run_as, args): (String, String, Vec<String>) = match class {
             Class::KillFilter => {
                 if rest.len() < 2 {
@@ -266,8 +312,13 @@ impl Filter {
                     })
                     .collect(),
             ),
-            Class::KillFilter => Spec::Kill { target: args[0].clone(), signals: args[1..].to_vec() },
-            Class::ReadFileFilter => Spec::ReadFile { path: rest[0].clone() },
+            Class::KillFilter => Spec::Kill {
+                target: args[0].clone(),
+                signals: args[1..].to_vec(),
+            },
+            Class::ReadFileFilter => Spec::ReadFile {
+                path: rest[0].clone(),
+            },
             Class::IpFilter => Spec::Ip,
             Class::ChainingFilter => Spec::Chaining,
             Class::IpNetnsExecFilter => Spec::IpNetnsExec,
@@ -303,11 +354,25 @@ impl Filter {
                 let mut it = p.into_iter();
                 match (it.next(), it.next()) {
                     (Some(path), Some(content)) => Spec::WriteFile { path, content },
-                    _ => return Err(DefinitionError::WrongArgumentCount { class, expected: "2", got: args.len() }),
+                    _ => {
+                        return Err(DefinitionError::WrongArgumentCount {
+                            class,
+                            expected: "2",
+                            got: args.len(),
+                        });
+                    }
                 }
             }
         };
-        Ok(Filter { name: name.to_string(), origin, class, run_as, exec_path, args, spec })
+        Ok(Filter {
+            name: name.to_string(),
+            origin,
+            class,
+            run_as,
+            exec_path,
+            args,
+            spec,
+        })
     }
 
     /// `get_exec`: the executable that would run, resolved through `exec_dirs` when the
@@ -320,7 +385,10 @@ impl Filter {
             let p = PathBuf::from(&self.exec_path);
             return sys.is_executable(&p).then_some(p);
         }
-        exec_dirs.iter().map(|d| join(d, &self.exec_path)).find(|p| sys.is_executable(p))
+        exec_dirs
+            .iter()
+            .map(|d| join(d, &self.exec_path))
+            .find(|p| sys.is_executable(p))
     }
 
     /// `CommandFilter.match`: argv[0] equals the executable's basename or the
@@ -347,13 +415,25 @@ impl Filter {
                         (Some(p), Some(a)) => matches!(p.full_match(a), Ok(true)),
                         _ => false,
                     };
-                    return Err(Miss::new(if named { 30 } else { 0 }, Why::Count { want: patterns.len(), at_least: false }));
+                    return Err(Miss::new(
+                        if named { 30 } else { 0 },
+                        Why::Count {
+                            want: patterns.len(),
+                            at_least: false,
+                        },
+                    ));
                 }
                 match_patterns(patterns, argv)
             }
             Spec::ChainingRegExp(patterns) => {
                 if argv.is_empty() || patterns.len() > argv.len() {
-                    return Err(Miss::new(0, Why::Count { want: patterns.len() + 1, at_least: true }));
+                    return Err(Miss::new(
+                        0,
+                        Why::Count {
+                            want: patterns.len() + 1,
+                            at_least: true,
+                        },
+                    ));
                 }
                 match_patterns(patterns, &argv[..patterns.len()])
             }
@@ -386,12 +466,23 @@ impl Filter {
         }
     }
 
-    fn path_matches(&self, constraints: &[PathConstraint], argv: &[String], ctx: &MatchContext<'_>) -> Result<(), Miss> {
+    fn path_matches(
+        &self,
+        constraints: &[PathConstraint],
+        argv: &[String],
+        ctx: &MatchContext<'_>,
+    ) -> Result<(), Miss> {
         if argv.len() < 2 || !self.command_matches(argv.first()) {
             return Err(Miss::new(0, Why::Command));
         }
         if argv.len() - 1 != constraints.len() {
-            return Err(Miss::new(30, Why::Count { want: constraints.len() + 1, at_least: false }));
+            return Err(Miss::new(
+                30,
+                Why::Count {
+                    want: constraints.len() + 1,
+                    at_least: false,
+                },
+            ));
         }
         for (i, (c, v)) in constraints.iter().zip(&argv[1..]).enumerate() {
             let n = i + 1;
@@ -433,7 +524,13 @@ impl Filter {
             argv.remove(0);
         }
         if argv.len() < self.args.len() {
-            return Err(Miss::new(0, Why::Count { want: self.args.len(), at_least: true }));
+            return Err(Miss::new(
+                0,
+                Why::Count {
+                    want: self.args.len(),
+                    at_least: true,
+                },
+            ));
         }
         // rootwrap compares the *set* of leading NAME= names with the filter's (whose
         // names are distinct). Equal sets mean the command sits right after them.
@@ -461,34 +558,62 @@ impl Filter {
     /// Words for a miss of this filter on `argv` (the command as the caller gave it).
     pub fn explain(&self, why: &Why, argv: &[String], ctx: &MatchContext<'_>) -> String {
         let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or("");
-        let what = |i: usize| if i == 0 { "command".to_string() } else { format!("argument {i}") };
+        let what = |i: usize| {
+            if i == 0 {
+                "command".to_string()
+            } else {
+                format!("argument {i}")
+            }
+        };
         let patterns = match &self.spec {
             Spec::RegExp(p) | Spec::ChainingRegExp(p) => p.as_slice(),
             _ => &[],
         };
         match why {
-            Why::Command => format!("command {:?} is not {:?}", arg(0), basename(&self.exec_path)),
-            Why::Count { want, at_least: false } => {
-                format!("expects {want} argument(s) including the command, got {}", argv.len())
+            Why::Command => format!(
+                "command {:?} is not {:?}",
+                arg(0),
+                basename(&self.exec_path)
+            ),
+            Why::Count {
+                want,
+                at_least: false,
+            } => {
+                format!(
+                    "expects {want} argument(s) including the command, got {}",
+                    argv.len()
+                )
             }
-            Why::Count { want, at_least: true } => format!("expects at least {want} argument(s), got {}", argv.len()),
+            Why::Count {
+                want,
+                at_least: true,
+            } => format!("expects at least {want} argument(s), got {}", argv.len()),
             Why::Pattern(i) => format!(
                 "{} {:?} does not match /{}/",
                 what(*i),
                 arg(*i),
                 patterns.get(*i).map(Regex::as_str).unwrap_or("")
             ),
-            Why::StepLimit(i) => format!("{} {:?}: pattern exceeded its backtracking limit", what(*i), arg(*i)),
+            Why::StepLimit(i) => format!(
+                "{} {:?}: pattern exceeded its backtracking limit",
+                what(*i),
+                arg(*i)
+            ),
             Why::DotDot(i) => format!("{} {:?} has a `..` path component", what(*i), arg(*i)),
             Why::NotEqual(i) => match &self.spec {
                 Spec::Path(c) => match c.get(i - 1) {
-                    Some(PathConstraint::Equal(s)) => format!("argument {i} must be {s:?}, got {:?}", arg(*i)),
+                    Some(PathConstraint::Equal(s)) => {
+                        format!("argument {i} must be {s:?}, got {:?}", arg(*i))
+                    }
                     _ => format!("argument {i} does not match"),
                 },
                 _ => format!("argument {i} does not match"),
             },
             Why::Relative(i) => format!("argument {i} {:?} is not an absolute path", arg(*i)),
-            Why::Loop(i) => format!("argument {i} {:?} cannot be resolved (symlink loop)", arg(*i)),
+            Why::Loop(i) => format!(
+                "argument {i} {:?} cannot be resolved (symlink loop)",
+                arg(*i)
+            ),
             Why::Outside(i) => {
                 let base = match &self.spec {
                     Spec::Path(c) => match c.get(i - 1) {
@@ -498,14 +623,20 @@ impl Filter {
                     _ => "",
                 };
                 let real = ctx.sys.realpath(arg(*i)).unwrap_or_default();
-                format!("argument {i} {:?} resolves to {real:?}, which is not inside {base:?}", arg(*i))
+                format!(
+                    "argument {i} {:?} resolves to {real:?}, which is not inside {base:?}",
+                    arg(*i)
+                )
             }
             Why::Kill(k) => k.clone(),
             Why::ReadFileOnly => match &self.spec {
                 Spec::ReadFile { path } => format!("only `cat {path}` is allowed"),
                 _ => "only one file may be read".into(),
             },
-            Why::IpBatch(i) => format!("argument {i} {:?} is ip's batch mode, which can run `netns exec`", arg(*i)),
+            Why::IpBatch(i) => format!(
+                "argument {i} {:?} is ip's batch mode, which can run `netns exec`",
+                arg(*i)
+            ),
             Why::IpNetnsExec => "`ip netns exec` is not allowed by IpFilter".into(),
             Why::EnvNames => match &self.spec {
                 Spec::Env { vars } => format!(
@@ -517,7 +648,10 @@ impl Filter {
             Why::EnvValue => match &self.spec {
                 Spec::Env { vars } => format!(
                     "variable values are pinned: {}",
-                    vars.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(" ")
+                    vars.iter()
+                        .map(|(n, v)| format!("{n}={v:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 ),
                 _ => "variable values do not match".into(),
             },
@@ -534,7 +668,10 @@ impl Filter {
     pub fn chained_args(&self, argv: &[String]) -> Vec<String> {
         match &self.spec {
             Spec::IpNetnsExec => argv.get(4..).map(<[String]>::to_vec).unwrap_or_default(),
-            Spec::ChainingRegExp(p) => argv.get(p.len()..).map(<[String]>::to_vec).unwrap_or_default(),
+            Spec::ChainingRegExp(p) => argv
+                .get(p.len()..)
+                .map(<[String]>::to_vec)
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -550,7 +687,12 @@ impl Filter {
 
     /// `get_command` and `get_environment` for a matched (non-chaining) filter, given
     /// the argv as the matching left it and the resolved executable.
-    pub fn command(&self, argv: &[String], exec: &Path, sys: &dyn System) -> (Vec<String>, BTreeMap<String, String>) {
+    pub fn command(
+        &self,
+        argv: &[String],
+        exec: &Path,
+        sys: &dyn System,
+    ) -> (Vec<String>, BTreeMap<String, String>) {
         let exec = exec.to_string_lossy().into_owned();
         let mut env = BTreeMap::new();
         let mut cmd = vec![exec];
@@ -558,7 +700,9 @@ impl Filter {
             Spec::Path(constraints) => {
                 for (c, v) in constraints.iter().zip(argv.iter().skip(1)) {
                     match c {
-                        PathConstraint::Within(_) => cmd.push(sys.realpath(v).unwrap_or_else(|| v.clone())),
+                        PathConstraint::Within(_) => {
+                            cmd.push(sys.realpath(v).unwrap_or_else(|| v.clone()))
+                        }
                         _ => cmd.push(v.clone()),
                     }
                 }
@@ -569,12 +713,17 @@ impl Filter {
                     args = &args[1..];
                 }
                 for a in args {
-                    let Some((n, v)) = a.split_once('=') else { break };
+                    let Some((n, v)) = a.split_once('=') else {
+                        break;
+                    };
                     if !n.is_empty() && !v.is_empty() {
                         env.insert(n.to_string(), v.to_string());
                     }
                 }
-                let pos = args.iter().position(|a| !a.contains('=')).unwrap_or(args.len());
+                let pos = args
+                    .iter()
+                    .position(|a| !a.contains('='))
+                    .unwrap_or(args.len());
                 cmd.extend(args.iter().skip(pos + 1).cloned());
             }
             _ => cmd.extend(argv.iter().skip(1).cloned()),
@@ -608,7 +757,10 @@ impl Miss {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Why {
     Command,
-    Count { want: usize, at_least: bool },
+    Count {
+        want: usize,
+        at_least: bool,
+    },
     Pattern(usize),
     StepLimit(usize),
     DotDot(usize),
@@ -633,7 +785,12 @@ pub enum Why {
 pub const NETNS_WORDS: [&str; 3] = ["net", "netn", "netns"];
 pub const EXEC_WORDS: [&str; 4] = ["e", "ex", "exe", "exec"];
 
-fn kill_matches(target: &str, signals: &[String], argv: &[String], ctx: &MatchContext<'_>) -> Result<(), Miss> {
+fn kill_matches(
+    target: &str,
+    signals: &[String],
+    argv: &[String],
+    ctx: &MatchContext<'_>,
+) -> Result<(), Miss> {
     let miss = |score, text: String| Err(Miss::new(score, Why::Kill(text)));
     if argv.first().is_none_or(|a| a != "kill") {
         return Err(Miss::new(0, Why::Command));
@@ -641,7 +798,10 @@ fn kill_matches(target: &str, signals: &[String], argv: &[String], ctx: &MatchCo
     let pid = match argv.len() {
         3 => {
             if !signals.contains(&argv[1]) {
-                return miss(30, format!("signal {:?} is not one of {signals:?}", argv[1]));
+                return miss(
+                    30,
+                    format!("signal {:?} is not one of {signals:?}", argv[1]),
+                );
             }
             &argv[2]
         }
@@ -666,7 +826,10 @@ fn kill_matches(target: &str, signals: &[String], argv: &[String], ctx: &MatchCo
     // DEVIATION: when /proc/PID/exe is not a file rootwrap falls back to argv[0] of
     // /proc/PID/cmdline, which the process controls. moor refuses instead.
     let Some(mut program) = ctx.sys.proc_exe(pid_num) else {
-        return miss(35, format!("no process {pid_num} (or its executable cannot be read)"));
+        return miss(
+            35,
+            format!("no process {pid_num} (or its executable cannot be read)"),
+        );
     };
     if let Some(i) = program.find('\0') {
         program.truncate(i);
@@ -677,7 +840,9 @@ fn kill_matches(target: &str, signals: &[String], argv: &[String], ctx: &MatchCo
     if !ctx.sys.is_file(Path::new(&program)) {
         return miss(
             35,
-            format!("process {pid_num} runs {program:?}, which is no longer a file (rootwrap would trust its cmdline)"),
+            format!(
+                "process {pid_num} runs {program:?}, which is no longer a file (rootwrap would trust its cmdline)"
+            ),
         );
     }
     let ok = if target.starts_with('/') {
@@ -690,9 +855,18 @@ fn kill_matches(target: &str, signals: &[String], argv: &[String], ctx: &MatchCo
             Some((d, b)) => (d, b),
             None => ("", program.as_str()),
         };
-        program.starts_with('/') && base == target && ctx.exec_dirs.iter().any(|d| d.as_os_str() == dir)
+        program.starts_with('/')
+            && base == target
+            && ctx.exec_dirs.iter().any(|d| d.as_os_str() == dir)
     };
-    if ok { Ok(()) } else { miss(36, format!("process {pid_num} runs {program:?}, not {target:?}")) }
+    if ok {
+        Ok(())
+    } else {
+        miss(
+            36,
+            format!("process {pid_num} runs {program:?}, not {target:?}"),
+        )
+    }
 }
 
 fn ip_matches(argv: &[String]) -> Result<(), Miss> {
@@ -715,7 +889,9 @@ fn ip_matches(argv: &[String]) -> Result<(), Miss> {
 
 /// ip accepts any prefix of `-batch` (at least `-b`), with one or two dashes.
 fn is_ip_batch_option(w: &str) -> bool {
-    let Some(opt) = w.strip_prefix('-') else { return false };
+    let Some(opt) = w.strip_prefix('-') else {
+        return false;
+    };
     let opt = opt.strip_prefix('-').unwrap_or(opt);
     !opt.is_empty() && "batch".starts_with(opt)
 }
@@ -754,7 +930,11 @@ pub fn path_within(path: &str, base: &str) -> bool {
 /// `os.path.join(dir, name)` for a relative name.
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     let d = dir.to_string_lossy();
-    if d.is_empty() || d.ends_with('/') { PathBuf::from(format!("{d}{name}")) } else { PathBuf::from(format!("{d}/{name}")) }
+    if d.is_empty() || d.ends_with('/') {
+        PathBuf::from(format!("{d}{name}"))
+    } else {
+        PathBuf::from(format!("{d}/{name}"))
+    }
 }
 
 #[cfg(test)]
@@ -762,13 +942,19 @@ mod tests {
     use super::*;
 
     fn origin() -> Origin {
-        Origin { file: "t.filters".into(), line: 1 }
+        Origin {
+            file: "t.filters".into(),
+            line: 1,
+        }
     }
 
     #[test]
     fn definitions_are_validated() {
         let f = Filter::from_definition("a", "CommandFilter, /sbin/x, root", origin()).unwrap();
-        assert_eq!((f.exec_path.as_str(), f.run_as.as_str()), ("/sbin/x", "root"));
+        assert_eq!(
+            (f.exec_path.as_str(), f.run_as.as_str()),
+            ("/sbin/x", "root")
+        );
         assert!(matches!(
             Filter::from_definition("a", "Nope, x, root", origin()),
             Err(DefinitionError::UnknownClass(_))
@@ -793,12 +979,26 @@ mod tests {
             Filter::from_definition("a", "EnvFilter, env, root, A=", origin()),
             Err(DefinitionError::EnvWithoutCommand)
         ));
-        let f = Filter::from_definition("pvs", "EnvFilter, env, root, LC_ALL=C, pvs", origin()).unwrap();
+        let f = Filter::from_definition("pvs", "EnvFilter, env, root, LC_ALL=C, pvs", origin())
+            .unwrap();
         assert_eq!(f.exec_path, "pvs");
-        let f = Filter::from_definition("k", "KillFilter, root, /usr/sbin/dnsmasq, -9, -HUP", origin()).unwrap();
+        let f = Filter::from_definition(
+            "k",
+            "KillFilter, root, /usr/sbin/dnsmasq, -9, -HUP",
+            origin(),
+        )
+        .unwrap();
         assert!(matches!(f.spec, Spec::Kill { ref signals, .. } if signals.len() == 2));
-        let f = Filter::from_definition("r", "ReadFileFilter, /etc/iscsi/initiatorname.iscsi, extra", origin()).unwrap();
-        assert_eq!((f.exec_path.as_str(), f.run_as.as_str()), ("/bin/cat", "root"));
+        let f = Filter::from_definition(
+            "r",
+            "ReadFileFilter, /etc/iscsi/initiatorname.iscsi, extra",
+            origin(),
+        )
+        .unwrap();
+        assert_eq!(
+            (f.exec_path.as_str(), f.run_as.as_str()),
+            ("/bin/cat", "root")
+        );
     }
 
     #[test]

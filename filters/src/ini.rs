@@ -74,10 +74,18 @@ impl fmt::Display for IniError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             IniErrorKind::MissingSectionHeader => {
-                write!(f, "line {}: no [section] header before this line", self.line)
+                write!(
+                    f,
+                    "line {}: no [section] header before this line",
+                    self.line
+                )
             }
             IniErrorKind::NotAnOption(l) => {
-                write!(f, "line {}: not `name: value` nor a continuation: {l:?}", self.line)
+                write!(
+                    f,
+                    "line {}: not `name: value` nor a continuation: {l:?}",
+                    self.line
+                )
             }
         }
     }
@@ -103,17 +111,18 @@ pub fn parse(text: &str) -> Result<Ini, Vec<IniError>> {
     let mut current: Option<(String, Vec<String>, usize)> = None;
     let mut indent_level = 0usize;
 
-    let flush = |ini: &mut Ini, cursor: Cursor, current: &mut Option<(String, Vec<String>, usize)>| {
-        if let Some((key, lines, line)) = current.take() {
-            // Python joins the collected lines with '\n' and strips trailing whitespace.
-            let value = lines.join("\n").trim_end().to_string();
-            match cursor {
-                Cursor::Defaults => ini.defaults.set(key, value, line),
-                Cursor::Section(i) => ini.sections[i].set(key, value, line),
-                Cursor::None => {}
+    let flush =
+        |ini: &mut Ini, cursor: Cursor, current: &mut Option<(String, Vec<String>, usize)>| {
+            if let Some((key, lines, line)) = current.take() {
+                // Python joins the collected lines with '\n' and strips trailing whitespace.
+                let value = lines.join("\n").trim_end().to_string();
+                match cursor {
+                    Cursor::Defaults => ini.defaults.set(key, value, line),
+                    Cursor::Section(i) => ini.sections[i].set(key, value, line),
+                    Cursor::None => {}
+                }
             }
-        }
-    };
+        };
 
     for (idx, raw) in split_lines(text).enumerate() {
         let lineno = idx + 1;
@@ -143,14 +152,21 @@ pub fn parse(text: &str) -> Result<Ini, Vec<IniError>> {
             } else if let Some(i) = ini.sections.iter().position(|s| s.name == name) {
                 cursor = Cursor::Section(i);
             } else {
-                ini.sections.push(Section { name: name.to_string(), line: lineno, ..Section::default() });
+                ini.sections.push(Section {
+                    name: name.to_string(),
+                    line: lineno,
+                    ..Section::default()
+                });
                 cursor = Cursor::Section(ini.sections.len() - 1);
             }
             continue;
         }
         if matches!(cursor, Cursor::None) {
             // Python raises at once here and stops reading the file.
-            errors.push(IniError { line: lineno, kind: IniErrorKind::MissingSectionHeader });
+            errors.push(IniError {
+                line: lineno,
+                kind: IniErrorKind::MissingSectionHeader,
+            });
             return Err(errors);
         }
         match split_option(value) {
@@ -161,12 +177,19 @@ pub fn parse(text: &str) -> Result<Ini, Vec<IniError>> {
             None => {
                 // A parsing error ends the option being built.
                 flush(&mut ini, cursor, &mut current);
-                errors.push(IniError { line: lineno, kind: IniErrorKind::NotAnOption(raw.to_string()) });
+                errors.push(IniError {
+                    line: lineno,
+                    kind: IniErrorKind::NotAnOption(raw.to_string()),
+                });
             }
         }
     }
     flush(&mut ini, cursor, &mut current);
-    if errors.is_empty() { Ok(ini) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(ini)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Lines as Python's text-mode file iteration yields them (universal newlines), without
@@ -240,13 +263,17 @@ mod tests {
         let ini = parse("[Filters]\nPrivsep: RegExpFilter, a, root, /etc/(?!\\.\\.).*\n").unwrap();
         let s = ini.section("Filters").unwrap();
         assert_eq!(s.entries[0].key, "privsep");
-        assert_eq!(s.entries[0].value, "RegExpFilter, a, root, /etc/(?!\\.\\.).*");
+        assert_eq!(
+            s.entries[0].value,
+            "RegExpFilter, a, root, /etc/(?!\\.\\.).*"
+        );
         assert_eq!(s.entries[0].line, 2);
     }
 
     #[test]
     fn last_duplicate_wins_and_is_recorded() {
-        let ini = parse("[Filters]\na: CommandFilter, x, root\nA = CommandFilter, y, root\n").unwrap();
+        let ini =
+            parse("[Filters]\na: CommandFilter, x, root\nA = CommandFilter, y, root\n").unwrap();
         let s = ini.section("Filters").unwrap();
         assert_eq!(s.entries.len(), 1);
         assert_eq!(s.entries[0].value, "CommandFilter, y, root");
@@ -256,13 +283,20 @@ mod tests {
 
     #[test]
     fn comments_are_full_line_only() {
-        let ini = parse("# c\n[Filters]\n  ; indented comment\na: CommandFilter, x, root # not a comment\n").unwrap();
-        assert_eq!(ini.section("Filters").unwrap().entries[0].value, "CommandFilter, x, root # not a comment");
+        let ini = parse(
+            "# c\n[Filters]\n  ; indented comment\na: CommandFilter, x, root # not a comment\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ini.section("Filters").unwrap().entries[0].value,
+            "CommandFilter, x, root # not a comment"
+        );
     }
 
     #[test]
     fn continuation_lines_join_with_newline() {
-        let ini = parse("[Filters]\na: CommandFilter,\n   x, root\n\nb: CommandFilter, y, root\n").unwrap();
+        let ini = parse("[Filters]\na: CommandFilter,\n   x, root\n\nb: CommandFilter, y, root\n")
+            .unwrap();
         let s = ini.section("Filters").unwrap();
         assert_eq!(s.entries[0].value, "CommandFilter,\nx, root");
         assert_eq!(s.entries[1].key, "b");
@@ -272,8 +306,14 @@ mod tests {
     fn first_delimiter_splits() {
         let ini = parse("[Filters]\nx=y: z\nk : v=w\n").unwrap();
         let s = ini.section("Filters").unwrap();
-        assert_eq!((s.entries[0].key.as_str(), s.entries[0].value.as_str()), ("x", "y: z"));
-        assert_eq!((s.entries[1].key.as_str(), s.entries[1].value.as_str()), ("k", "v=w"));
+        assert_eq!(
+            (s.entries[0].key.as_str(), s.entries[0].value.as_str()),
+            ("x", "y: z")
+        );
+        assert_eq!(
+            (s.entries[1].key.as_str(), s.entries[1].value.as_str()),
+            ("k", "v=w")
+        );
     }
 
     #[test]

@@ -40,8 +40,20 @@ impl std::fmt::Display for Diagnostic {
             Severity::Error => "error",
         };
         match self.line {
-            Some(l) => write!(f, "{}:{l}: {sev}[{}]: {}", self.file.display(), self.code, self.message),
-            None => write!(f, "{}: {sev}[{}]: {}", self.file.display(), self.code, self.message),
+            Some(l) => write!(
+                f,
+                "{}:{l}: {sev}[{}]: {}",
+                self.file.display(),
+                self.code,
+                self.message
+            ),
+            None => write!(
+                f,
+                "{}: {sev}[{}]: {}",
+                self.file.display(),
+                self.code,
+                self.message
+            ),
         }
     }
 }
@@ -66,20 +78,42 @@ pub struct Loaded {
 impl Loaded {
     /// True when nothing was rejected: the set is exactly what the files say.
     pub fn is_clean(&self) -> bool {
-        !self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        !self
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
     }
 }
 
-fn diag(severity: Severity, code: &'static str, file: &Path, line: Option<usize>, message: String) -> Diagnostic {
-    Diagnostic { severity, code, file: file.to_path_buf(), line, message }
+fn diag(
+    severity: Severity,
+    code: &'static str,
+    file: &Path,
+    line: Option<usize>,
+    message: String,
+) -> Diagnostic {
+    Diagnostic {
+        severity,
+        code,
+        file: file.to_path_buf(),
+        line,
+        message,
+    }
 }
 
 /// Check owner and mode of a file or directory that decides what root may run.
-fn check_trust(path: &Path, meta: &fs::Metadata, opts: &LoadOptions, what: &str) -> Option<Diagnostic> {
+fn check_trust(
+    path: &Path,
+    meta: &fs::Metadata,
+    opts: &LoadOptions,
+    what: &str,
+) -> Option<Diagnostic> {
     let mode = meta.mode() & 0o7777;
     if meta.uid() != opts.trusted_owner {
         return Some(diag(
@@ -87,7 +121,11 @@ fn check_trust(path: &Path, meta: &fs::Metadata, opts: &LoadOptions, what: &str)
             "untrusted-owner",
             path,
             None,
-            format!("{what} is owned by uid {}, not uid {}: anyone who owns it can grant root", meta.uid(), opts.trusted_owner),
+            format!(
+                "{what} is owned by uid {}, not uid {}: anyone who owns it can grant root",
+                meta.uid(),
+                opts.trusted_owner
+            ),
         ));
     }
     if mode & 0o022 != 0 {
@@ -96,7 +134,9 @@ fn check_trust(path: &Path, meta: &fs::Metadata, opts: &LoadOptions, what: &str)
             "writable",
             path,
             None,
-            format!("{what} has mode {mode:04o}: writable by group or others, who could grant themselves root"),
+            format!(
+                "{what} has mode {mode:04o}: writable by group or others, who could grant themselves root"
+            ),
         ));
     }
     None
@@ -110,11 +150,23 @@ pub fn load(filters_path: &[PathBuf], opts: &LoadOptions) -> Loaded {
         let meta = match fs::metadata(dir) {
             Ok(m) if m.is_dir() => m,
             Ok(_) => {
-                out.diagnostics.push(diag(Severity::Warning, "not-a-directory", dir, None, "not a directory; skipped (as rootwrap does)".into()));
+                out.diagnostics.push(diag(
+                    Severity::Warning,
+                    "not-a-directory",
+                    dir,
+                    None,
+                    "not a directory; skipped (as rootwrap does)".into(),
+                ));
                 continue;
             }
             Err(e) => {
-                out.diagnostics.push(diag(Severity::Warning, "missing-directory", dir, None, format!("{e}; skipped (as rootwrap does)")));
+                out.diagnostics.push(diag(
+                    Severity::Warning,
+                    "missing-directory",
+                    dir,
+                    None,
+                    format!("{e}; skipped (as rootwrap does)"),
+                ));
                 continue;
             }
         };
@@ -129,7 +181,13 @@ pub fn load(filters_path: &[PathBuf], opts: &LoadOptions) -> Loaded {
                 .map(|e| e.path())
                 .collect(),
             Err(e) => {
-                out.diagnostics.push(diag(Severity::Error, "unreadable", dir, None, format!("cannot list: {e}")));
+                out.diagnostics.push(diag(
+                    Severity::Error,
+                    "unreadable",
+                    dir,
+                    None,
+                    format!("cannot list: {e}"),
+                ));
                 continue;
             }
         };
@@ -163,13 +221,22 @@ fn load_file(path: &Path, out: &mut Loaded) {
                     "not-utf8",
                     path,
                     None,
-                    format!("not UTF-8 at byte {} (rootwrap would crash)", e.utf8_error().valid_up_to()),
+                    format!(
+                        "not UTF-8 at byte {} (rootwrap would crash)",
+                        e.utf8_error().valid_up_to()
+                    ),
                 ));
                 return;
             }
         },
         Err(e) => {
-            out.diagnostics.push(diag(Severity::Error, "unreadable", path, None, format!("cannot read: {e}")));
+            out.diagnostics.push(diag(
+                Severity::Error,
+                "unreadable",
+                path,
+                None,
+                format!("cannot read: {e}"),
+            ));
             return;
         }
     };
@@ -190,8 +257,13 @@ pub fn parse_filters_text(text: &str, path: &Path) -> (Vec<Filter>, Vec<Diagnost
         Err(errs) => {
             for e in errs {
                 let msg = match &e.kind {
-                    IniErrorKind::MissingSectionHeader => "content before the first [section] header (rootwrap would crash)".to_string(),
-                    IniErrorKind::NotAnOption(l) => format!("not `name: Class, args…` (rootwrap would crash): {l:?}"),
+                    IniErrorKind::MissingSectionHeader => {
+                        "content before the first [section] header (rootwrap would crash)"
+                            .to_string()
+                    }
+                    IniErrorKind::NotAnOption(l) => {
+                        format!("not `name: Class, args…` (rootwrap would crash): {l:?}")
+                    }
                 };
                 diags.push(diag(Severity::Error, "syntax", path, Some(e.line), msg));
             }
@@ -208,12 +280,24 @@ pub fn parse_filters_text(text: &str, path: &Path) -> (Vec<Filter>, Vec<Diagnost
         ));
     }
     let Some(section) = ini.section("Filters") else {
-        diags.push(diag(Severity::Error, "no-filters-section", path, None, "no [Filters] section (rootwrap would crash)".into()));
+        diags.push(diag(
+            Severity::Error,
+            "no-filters-section",
+            path,
+            None,
+            "no [Filters] section (rootwrap would crash)".into(),
+        ));
         return (Vec::new(), diags);
     };
     for s in &ini.sections {
         if s.name != "Filters" {
-            diags.push(diag(Severity::Warning, "ignored-section", path, Some(s.line), format!("section [{}] is ignored", s.name)));
+            diags.push(diag(
+                Severity::Warning,
+                "ignored-section",
+                path,
+                Some(s.line),
+                format!("section [{}] is ignored", s.name),
+            ));
         }
     }
     for (key, first, later) in &section.duplicates {
@@ -227,10 +311,19 @@ pub fn parse_filters_text(text: &str, path: &Path) -> (Vec<Filter>, Vec<Diagnost
     }
     let mut filters = Vec::new();
     for e in &section.entries {
-        let origin = Origin { file: path.to_path_buf(), line: e.line };
+        let origin = Origin {
+            file: path.to_path_buf(),
+            line: e.line,
+        };
         match Filter::from_definition(&e.key, &e.value, origin) {
             Ok(f) => filters.push(f),
-            Err(err) => diags.push(diag(Severity::Error, "bad-filter", path, Some(e.line), format!("{}: {err}", e.key))),
+            Err(err) => diags.push(diag(
+                Severity::Error,
+                "bad-filter",
+                path,
+                Some(e.line),
+                format!("{}: {err}", e.key),
+            )),
         }
     }
     (filters, diags)

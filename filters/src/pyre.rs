@@ -13,31 +13,48 @@
 //!   branches); `$` matches only at the very end (not before a final `\n`)
 //!   unless `(?m)` is on.
 //! * Character classes are ASCII: `\d` = `[0-9]`, `\w` = `[A-Za-z0-9_]`,
-//!   `\s` = `[ \t\n\r\f\v]`; `\D`, `\W`, `\S`, negated sets holding a shorthand
-//!   class, negated sets under IGNORECASE and `\b`/`\B` next to a non-ASCII char
-//!   never match non-ASCII text (Python's Unicode classes might disagree).
-//!   IGNORECASE folds ASCII letters only. Under `(?a)` Python itself is ASCII and
-//!   moor follows it exactly.
-//! * Every character test is three-valued (yes / no / "depends on Unicode data
-//!   moor lacks"). In the main pattern "depends" means no. In the body of a
-//!   negative lookaround it means yes (the body must over-approximate Python's),
-//!   flipping again in nested negative lookarounds. Where Python commits to its
-//!   first match (atomic groups, possessive repeats, and every lookaround when the
-//!   pattern has backreferences), moor must reproduce that first match exactly,
-//!   so "depends" there denies the whole match.
+//!   `\s` = `[ \t\n\r\f\v]`; `\D`, `\W`, `\S` (which also excludes
+//!   `\x1c`-`\x1f`, whitespace to Python), negated sets holding a shorthand
+//!   class, and `\b`/`\B` next to a non-ASCII char never match non-ASCII text
+//!   (Python's Unicode classes might disagree).
+//! * IGNORECASE folds ASCII letters only. Python's Unicode folding links exactly
+//!   four non-ASCII chars to ASCII letters (U+0130, U+0131 to `i`, U+017F to `s`,
+//!   U+212A to `k`; checked exhaustively against CPython 3.11), so a text char and
+//!   a pattern char are "maybe equal" only if one of them is such a char or both
+//!   are non-ASCII. A negated IGNORECASE set therefore matches a non-ASCII char
+//!   only if all its members are ASCII and the char is not one of the four.
+//! * Under `(?a)` Python itself is ASCII and moor follows it exactly.
 //!
-//! Patterns Python rejects are rejected with [`PyreErrorKind::Syntax`]; some
-//! patterns Python accepts are refused with [`PyreErrorKind::Unsupported`]
-//! (callers treat both as "never matches"): `\N{...}`, conditional groups,
-//! non-ASCII group names, the `(?t)` flag, repeat counts above 10000, nesting
-//! deeper than 200, programs above 100000 instructions, and backreferences inside
-//! (or to groups inside) negative lookarounds.
+//! Every character test and assertion is three-valued: yes, no, or "depends"
+//! (on Unicode data moor lacks, or on moor's narrower policy: `\s` against
+//! `\x1c`, `$` before a final newline). How "depends" is resolved depends on the
+//! region of the pattern:
 //!
-//! Matching is a backtracking search over an explicit stack with a step budget
-//! (`step_limit` plus 8 steps per byte of text); exceeding it returns
-//! [`MatchError::StepLimit`] (callers deny). Without backreferences, failed
-//! (instruction, position) states are remembered, so catastrophic patterns run
-//! in polynomial time.
+//! * main pattern and positive lookarounds: no (moor matches a subset);
+//! * bodies of negative lookarounds: yes (the body over-approximates Python's,
+//!   so the assertion under-approximates); nested negative lookarounds flip back;
+//! * where Python commits to its first match (atomic groups, possessive repeats,
+//!   and every lookaround when the pattern has backreferences, since captures
+//!   then matter) moor must reproduce exactly that first match, so "depends"
+//!   there denies the whole match.
+//!
+//! Patterns Python rejects are rejected with [`PyreErrorKind::Syntax`] (same
+//! message and position as Python's `re.error`); some patterns Python accepts are
+//! refused with [`PyreErrorKind::Unsupported`] (callers treat both as "never
+//! matches"): `\N{...}`, conditional groups `(?(1)a|b)`, non-ASCII group names,
+//! the `(?t)` flag, repeat counts above 10000, nesting deeper than 200, programs
+//! above 100000 instructions (counted repeats are expanded), backreferences
+//! inside (or to groups inside) negative lookarounds, and possessive repeats of
+//! a capturing group (CPython 3.11 mis-tracks those spans and can even raise
+//! `SystemError` while matching).
+//!
+//! Matching is a backtracking search in Python's order over an explicit stack
+//! (no recursion on the text; recursion only for nested lookarounds and atomic
+//! groups, bounded by the nesting limit) with a step budget (`step_limit` plus
+//! 8 steps per byte of text); exceeding it returns [`MatchError::StepLimit`]
+//! (callers deny). Without backreferences, visited (instruction, position)
+//! states are remembered and lookaround results cached, so catastrophic
+//! patterns such as `^[/]*([^/\0]+(/+)?)*$` run in polynomial time.
 
 mod chars;
 mod compile;

@@ -50,7 +50,10 @@ impl FilterRef {
     }
 
     pub fn origin(&self) -> Origin {
-        Origin { file: self.file.clone(), line: self.line }
+        Origin {
+            file: self.file.clone(),
+            line: self.line,
+        }
     }
 }
 
@@ -172,19 +175,32 @@ impl FilterSet {
                 }
                 let mut inner = Best::default();
                 let mut inner_noexec = None;
-                match self.match_list(Some(&f.run_as), &mut args, ctx, &mut inner, &mut inner_noexec) {
+                match self.match_list(
+                    Some(&f.run_as),
+                    &mut args,
+                    ctx,
+                    &mut inner,
+                    &mut inner_noexec,
+                ) {
                     Some(h) => leaf = Some((h.index, args)),
                     None => {
                         let why = match (inner_noexec, inner.found) {
-                            (Some(j), _) => format!("leaf filter {:?} has no executable", self.filters[j].name),
+                            (Some(j), _) => {
+                                format!("leaf filter {:?} has no executable", self.filters[j].name)
+                            }
                             (None, Some((j, m))) if m.score > 0 => format!(
                                 "closest leaf {:?}: {}",
                                 self.filters[j].name,
                                 self.filters[j].explain(&m.why, &args, ctx)
                             ),
-                            (None, _) => format!("no {} filter allows {:?} as given", f.run_as, args[0]),
+                            (None, _) => {
+                                format!("no {} filter allows {:?} as given", f.run_as, args[0])
+                            }
                         };
-                        let text = format!("chained command {:?} passes no {} leaf filter ({why})", args[0], f.run_as);
+                        let text = format!(
+                            "chained command {:?} passes no {} leaf filter ({why})",
+                            args[0], f.run_as
+                        );
                         best.offer(i, Miss::new(60, Why::Chain(text)));
                         continue;
                     }
@@ -241,7 +257,13 @@ impl FilterSet {
             Some((i, m)) if m.score > 0 => {
                 let f = &self.filters[i];
                 Decision::deny(
-                    format!("closest filter {:?} ({}, {}): {}", f.name, f.origin, f.class, f.explain(&m.why, argv, ctx)),
+                    format!(
+                        "closest filter {:?} ({}, {}): {}",
+                        f.name,
+                        f.origin,
+                        f.class,
+                        f.explain(&m.why, argv, ctx)
+                    ),
                     Some(FilterRef::of(f)),
                 )
             }
@@ -257,34 +279,69 @@ impl FilterSet {
 
     /// Decide a write of `content` to `path` against the WriteFileFilters.
     pub fn decide_write(&self, path: &str, content: &str) -> WriteDecision {
-        let deny = |reason: String, closest: Option<FilterRef>| WriteDecision { allowed: false, filter: None, closest, reason: Some(reason) };
-        if !path.starts_with('/') || has_dotdot(path) || path.contains('\0') || path.contains("//") {
-            return deny(format!("path {path:?} must be absolute and canonical (no `..`, `//` or NUL)"), None);
+        let deny = |reason: String, closest: Option<FilterRef>| WriteDecision {
+            allowed: false,
+            filter: None,
+            closest,
+            reason: Some(reason),
+        };
+        if !path.starts_with('/') || has_dotdot(path) || path.contains('\0') || path.contains("//")
+        {
+            return deny(
+                format!("path {path:?} must be absolute and canonical (no `..`, `//` or NUL)"),
+                None,
+            );
         }
         let mut closest: Option<(&Filter, String)> = None;
         for f in &self.filters {
-            let crate::filter::Spec::WriteFile { path: pp, content: cp } = &f.spec else { continue };
+            let crate::filter::Spec::WriteFile {
+                path: pp,
+                content: cp,
+            } = &f.spec
+            else {
+                continue;
+            };
             match pp.full_match(path) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(_) => {
-                    closest.get_or_insert((f, "path pattern exceeded its backtracking limit".into()));
+                    closest
+                        .get_or_insert((f, "path pattern exceeded its backtracking limit".into()));
                     continue;
                 }
             }
             match cp.full_match(content) {
-                Ok(true) => return WriteDecision { allowed: true, filter: Some(FilterRef::of(f)), closest: None, reason: None },
+                Ok(true) => {
+                    return WriteDecision {
+                        allowed: true,
+                        filter: Some(FilterRef::of(f)),
+                        closest: None,
+                        reason: None,
+                    };
+                }
                 Ok(false) => {
-                    closest.get_or_insert((f, format!("content {content:?} does not match /{}/", cp.as_str())));
+                    closest.get_or_insert((
+                        f,
+                        format!("content {content:?} does not match /{}/", cp.as_str()),
+                    ));
                 }
                 Err(_) => {
-                    closest.get_or_insert((f, "content pattern exceeded its backtracking limit".into()));
+                    closest.get_or_insert((
+                        f,
+                        "content pattern exceeded its backtracking limit".into(),
+                    ));
                 }
             }
         }
         match closest {
-            Some((f, why)) => deny(format!("closest filter {:?} ({}): {why}", f.name, f.origin), Some(FilterRef::of(f))),
-            None => deny(format!("no WriteFileFilter allows writing to {path:?}"), None),
+            Some((f, why)) => deny(
+                format!("closest filter {:?} ({}): {why}", f.name, f.origin),
+                Some(FilterRef::of(f)),
+            ),
+            None => deny(
+                format!("no WriteFileFilter allows writing to {path:?}"),
+                None,
+            ),
         }
     }
 }

@@ -35,12 +35,20 @@ impl System for RealSystem {
     fn realpath(&self, path: &str) -> Option<String> {
         realpath_with(path, |p| {
             let m = fs::symlink_metadata(p).ok()?;
-            if m.file_type().is_symlink() { fs::read_link(p).ok().map(|t| t.to_string_lossy().into_owned()) } else { None }
+            if m.file_type().is_symlink() {
+                fs::read_link(p)
+                    .ok()
+                    .map(|t| t.to_string_lossy().into_owned())
+            } else {
+                None
+            }
         })
     }
 
     fn proc_exe(&self, pid: u32) -> Option<String> {
-        fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
+        fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
     }
 }
 
@@ -91,7 +99,11 @@ fn join_real(
             continue;
         }
         seen.insert(newpath.clone(), None);
-        let base = if target.starts_with('/') { String::new() } else { path.clone() };
+        let base = if target.starts_with('/') {
+            String::new()
+        } else {
+            path.clone()
+        };
         path = join_real(base, &target, readlink, seen, budget)?;
         seen.insert(newpath, Some(path.clone()));
     }
@@ -103,7 +115,10 @@ mod tests {
     use super::*;
 
     fn links(map: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = map.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let m: HashMap<String, String> = map
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         move |p: &str| m.get(p).cloned()
     }
 

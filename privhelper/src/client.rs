@@ -10,14 +10,17 @@ use zeroize::Zeroizing;
 
 use crate::ops::{ExecArgs, b64_decode};
 use crate::protocol::{
-    self, CHAN_STDERR, CHAN_STDIN, CHAN_STDOUT, ClientMsg, ErrorBody, ExecResult, Frame, FrameError, MAX_DATA_CHUNK, ServerMsg,
-    encode_data, encode_json,
+    self, CHAN_STDERR, CHAN_STDIN, CHAN_STDOUT, ClientMsg, ErrorBody, ExecResult, Frame,
+    FrameError, MAX_DATA_CHUNK, ServerMsg, encode_data, encode_json,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to {path}: {source}")]
-    Connect { path: String, source: std::io::Error },
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("moord refused: {0:?}: {1}")]
     Refused(protocol::ErrorCode, String),
     #[error("moord did not prove it knows the key (wrong key file, or not moord)")]
@@ -36,7 +39,10 @@ pub enum ClientError {
 
 impl ErrorBody {
     pub fn code_str(&self) -> String {
-        serde_json::to_value(self.code).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        serde_json::to_value(self.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 }
 
@@ -58,7 +64,9 @@ pub struct Client {
 
 fn server_msg(frame: Frame) -> Result<ServerMsg, ClientError> {
     match frame {
-        Frame::Json(j) => serde_json::from_slice(&j).map_err(|e| ClientError::Protocol(e.to_string())),
+        Frame::Json(j) => {
+            serde_json::from_slice(&j).map_err(|e| ClientError::Protocol(e.to_string()))
+        }
         Frame::Data { .. } => Err(ClientError::Protocol("unexpected data frame".into())),
     }
 }
@@ -66,35 +74,66 @@ fn server_msg(frame: Frame) -> Result<ServerMsg, ClientError> {
 impl Client {
     /// Connect and authenticate. `key` is required when the daemon uses HMAC.
     pub fn connect(path: &Path, key: Option<&[u8]>) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.display().to_string(), source })?;
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut c = Client { stream, next_id: 1, ops: Vec::new(), uid: 0 };
+        let mut c = Client {
+            stream,
+            next_id: 1,
+            ops: Vec::new(),
+            uid: 0,
+        };
         let hello = server_msg(protocol::read_frame(&mut c.stream)?)?;
         let (nonce, auth) = match hello {
             ServerMsg::Hello { version, .. } if version != protocol::PROTOCOL_VERSION => {
-                return Err(ClientError::Protocol(format!("moord speaks protocol version {version}, this client {}", protocol::PROTOCOL_VERSION)));
+                return Err(ClientError::Protocol(format!(
+                    "moord speaks protocol version {version}, this client {}",
+                    protocol::PROTOCOL_VERSION
+                )));
             }
             ServerMsg::Hello { nonce, auth, .. } => (nonce, auth),
             ServerMsg::Error(e) => return Err(ClientError::Refused(e.code, e.message)),
-            other => return Err(ClientError::Protocol(format!("expected hello, got {other:?}"))),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "expected hello, got {other:?}"
+                )));
+            }
         };
-        let nonce = protocol::from_hex(&nonce).ok_or_else(|| ClientError::Protocol("bad nonce".into()))?;
+        let nonce =
+            protocol::from_hex(&nonce).ok_or_else(|| ClientError::Protocol("bad nonce".into()))?;
         let cnonce = protocol::random_nonce()?;
         let mac = match (auth.as_str(), key) {
-            ("hmac-sha256", Some(k)) => Some(protocol::to_hex(&protocol::client_proof(k, &nonce, &cnonce))),
+            ("hmac-sha256", Some(k)) => Some(protocol::to_hex(&protocol::client_proof(
+                k, &nonce, &cnonce,
+            ))),
             ("hmac-sha256", None) => return Err(ClientError::KeyRequired),
             // A caller with a key insists on the server proving it: whoever offers
             // "none" to such a caller is not the moord it means to talk to.
             ("none", Some(_)) => return Err(ClientError::ServerAuth),
             ("none", None) => None,
-            (other, _) => return Err(ClientError::Protocol(format!("unknown auth method {other:?}"))),
+            (other, _) => {
+                return Err(ClientError::Protocol(format!(
+                    "unknown auth method {other:?}"
+                )));
+            }
         };
-        protocol::write_frame(&mut c.stream, &encode_json(&ClientMsg::Auth { cnonce: protocol::to_hex(&cnonce), mac }))?;
+        protocol::write_frame(
+            &mut c.stream,
+            &encode_json(&ClientMsg::Auth {
+                cnonce: protocol::to_hex(&cnonce),
+                mac,
+            }),
+        )?;
         match server_msg(protocol::read_frame(&mut c.stream)?)? {
             ServerMsg::Welcome { mac, ops, uid, .. } => {
                 if let Some(k) = key {
                     let expected = protocol::server_proof(k, &nonce, &cnonce);
-                    if !mac.as_deref().is_some_and(|m| protocol::verify_proof(&expected, m)) {
+                    if !mac
+                        .as_deref()
+                        .is_some_and(|m| protocol::verify_proof(&expected, m))
+                    {
                         return Err(ClientError::ServerAuth);
                     }
                 }
@@ -102,7 +141,11 @@ impl Client {
                 c.uid = uid;
             }
             ServerMsg::Error(e) => return Err(ClientError::Refused(e.code, e.message)),
-            other => return Err(ClientError::Protocol(format!("expected welcome, got {other:?}"))),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "expected welcome, got {other:?}"
+                )));
+            }
         }
         c.stream.set_read_timeout(None)?;
         Ok(c)
@@ -111,14 +154,26 @@ impl Client {
     fn send_request(&mut self, op: &str, args: Value) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        protocol::write_frame(&mut self.stream, &encode_json(&ClientMsg::Request { id, op: op.into(), args }))?;
+        protocol::write_frame(
+            &mut self.stream,
+            &encode_json(&ClientMsg::Request {
+                id,
+                op: op.into(),
+                args,
+            }),
+        )?;
         Ok(id)
     }
 
     fn wait_response(&mut self, id: u64) -> Result<Value, ClientError> {
         loop {
             match server_msg(protocol::read_frame(&mut self.stream)?)? {
-                ServerMsg::Response { id: rid, ok, result, error } if rid == id => {
+                ServerMsg::Response {
+                    id: rid,
+                    ok,
+                    result,
+                    error,
+                } if rid == id => {
                     return match (ok, error) {
                         (true, _) => Ok(result.unwrap_or(Value::Null)),
                         (false, Some(e)) => Err(ClientError::Remote(e)),
@@ -138,7 +193,8 @@ impl Client {
     }
 
     pub fn ping(&mut self) -> Result<(), ClientError> {
-        self.call("ping", Value::Object(Default::default())).map(|_| ())
+        self.call("ping", Value::Object(Default::default()))
+            .map(|_| ())
     }
 
     /// `exec` with buffered input and output.
@@ -157,14 +213,23 @@ impl Client {
         stdout: &mut dyn Write,
         stderr: &mut dyn Write,
     ) -> Result<ExecResult, ClientError> {
-        let args = ExecArgs { argv: argv.to_vec(), stream: true, timeout_ms, ..ExecArgs::default() };
+        let args = ExecArgs {
+            argv: argv.to_vec(),
+            stream: true,
+            timeout_ms,
+            ..ExecArgs::default()
+        };
         let v = serde_json::to_value(&args).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let id = self.send_request("exec", v)?;
         // Wait for `started` (or a refusal) before sending any data.
         loop {
             match server_msg(protocol::read_frame(&mut self.stream)?)? {
                 ServerMsg::Started { id: sid } if sid == id => break,
-                ServerMsg::Response { id: rid, error: Some(e), .. } if rid == id => return Err(ClientError::Remote(e)),
+                ServerMsg::Response {
+                    id: rid,
+                    error: Some(e),
+                    ..
+                } if rid == id => return Err(ClientError::Remote(e)),
                 ServerMsg::Error(e) => return Err(ClientError::Remote(e)),
                 _ => continue,
             }
@@ -187,18 +252,32 @@ impl Client {
         });
         let result = loop {
             match protocol::read_frame(&mut self.stream)? {
-                Frame::Data { id: did, chan, bytes } if did == id => match chan {
+                Frame::Data {
+                    id: did,
+                    chan,
+                    bytes,
+                } if did == id => match chan {
                     CHAN_STDOUT => stdout.write_all(&bytes)?,
                     CHAN_STDERR => stderr.write_all(&bytes)?,
                     _ => {}
                 },
                 Frame::Data { .. } => {}
-                Frame::Json(j) => match serde_json::from_slice::<ServerMsg>(&j).map_err(|e| ClientError::Protocol(e.to_string()))? {
-                    ServerMsg::Response { id: rid, ok, result, error } if rid == id => {
+                Frame::Json(j) => match serde_json::from_slice::<ServerMsg>(&j)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+                {
+                    ServerMsg::Response {
+                        id: rid,
+                        ok,
+                        result,
+                        error,
+                    } if rid == id => {
                         break match (ok, error) {
-                            (true, _) => serde_json::from_value(result.unwrap_or(Value::Null)).map_err(|e| ClientError::Protocol(e.to_string())),
+                            (true, _) => serde_json::from_value(result.unwrap_or(Value::Null))
+                                .map_err(|e| ClientError::Protocol(e.to_string())),
                             (false, Some(e)) => Err(ClientError::Remote(e)),
-                            (false, None) => Err(ClientError::Protocol("failure without error".into())),
+                            (false, None) => {
+                                Err(ClientError::Protocol("failure without error".into()))
+                            }
                         };
                     }
                     ServerMsg::Error(e) => break Err(ClientError::Remote(e)),
@@ -218,5 +297,8 @@ impl Client {
 
 /// Decode the captured output of an [`ExecResult`].
 pub fn decoded_output(r: &ExecResult) -> (Vec<u8>, Vec<u8>) {
-    (b64_decode(&r.stdout).unwrap_or_default(), b64_decode(&r.stderr).unwrap_or_default())
+    (
+        b64_decode(&r.stdout).unwrap_or_default(),
+        b64_decode(&r.stderr).unwrap_or_default(),
+    )
 }

@@ -149,17 +149,26 @@ pub struct Overrides {
 
 /// Refuse a file that someone other than the trusted owner could have written.
 pub fn check_trusted_file(path: &Path, trusted_owner: u32) -> Result<(), ConfigError> {
-    let m = std::fs::metadata(path).map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?;
+    let m = std::fs::metadata(path).map_err(|e| ConfigError::File {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
     if m.uid() != trusted_owner {
         return Err(ConfigError::File {
             path: path.into(),
-            message: format!("owned by uid {}, must be owned by uid {trusted_owner}", m.uid()),
+            message: format!(
+                "owned by uid {}, must be owned by uid {trusted_owner}",
+                m.uid()
+            ),
         });
     }
     if m.mode() & 0o022 != 0 {
         return Err(ConfigError::File {
             path: path.into(),
-            message: format!("mode {:04o} is writable by group or others", m.mode() & 0o7777),
+            message: format!(
+                "mode {:04o} is writable by group or others",
+                m.mode() & 0o7777
+            ),
         });
     }
     Ok(())
@@ -170,10 +179,26 @@ pub fn parse_grant(s: &str) -> Result<PolicyEntry, String> {
     let (who, ops) = s.split_once('=').ok_or("expected uid:N=ops or gid:N=ops")?;
     let (kind, id) = who.split_once(':').ok_or("expected uid:N or gid:N")?;
     let id: u32 = id.parse().map_err(|_| format!("{id:?} is not a number"))?;
-    let ops: Vec<String> = ops.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect();
+    let ops: Vec<String> = ops
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect();
     match kind {
-        "uid" => Ok(PolicyEntry { uid: Some(id), gid: None, user: None, group: None, ops }),
-        "gid" => Ok(PolicyEntry { uid: None, gid: Some(id), user: None, group: None, ops }),
+        "uid" => Ok(PolicyEntry {
+            uid: Some(id),
+            gid: None,
+            user: None,
+            group: None,
+            ops,
+        }),
+        "gid" => Ok(PolicyEntry {
+            uid: None,
+            gid: Some(id),
+            user: None,
+            group: None,
+            ops,
+        }),
         _ => Err(format!("{kind:?} is neither uid nor gid")),
     }
 }
@@ -185,10 +210,14 @@ impl Config {
         let fc = match file {
             Some(path) => {
                 check_trusted_file(path, trusted_owner)?;
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
             }
             None => FileConfig::default(),
         };
@@ -196,15 +225,24 @@ impl Config {
             Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
                 .ok()
                 .filter(|m| *m <= 0o777)
-                .ok_or_else(|| ConfigError::Invalid(format!("socket_mode {m:?} is not an octal mode")))?,
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!("socket_mode {m:?} is not an octal mode"))
+                })?,
             None => 0o660,
         };
         let mut policy = fc.policy;
         policy.extend(ov.grants.iter().cloned());
         for p in &mut policy {
-            let named = [p.uid.is_some(), p.gid.is_some(), p.user.is_some(), p.group.is_some()];
+            let named = [
+                p.uid.is_some(),
+                p.gid.is_some(),
+                p.user.is_some(),
+                p.group.is_some(),
+            ];
             if named.iter().filter(|x| **x).count() != 1 {
-                return Err(ConfigError::Invalid("each policy entry names exactly one of uid, gid, user or group".into()));
+                return Err(ConfigError::Invalid(
+                    "each policy entry names exactly one of uid, gid, user or group".into(),
+                ));
             }
             if let Some(u) = p.user.take() {
                 p.uid = Some(uid_of(&u)?);
@@ -214,19 +252,29 @@ impl Config {
             }
             for op in &p.ops {
                 if op != "*" && !OPS.iter().any(|e| e.name == op) {
-                    return Err(ConfigError::Invalid(format!("policy names unknown operation {op:?}")));
+                    return Err(ConfigError::Invalid(format!(
+                        "policy names unknown operation {op:?}"
+                    )));
                 }
             }
         }
-        let filters_path = ov.filters_path.clone().or(fc.filters_path).unwrap_or_else(|| vec!["/etc/moor/filters.d".into()]);
-        let exec_dirs = ov
-            .exec_dirs
+        let filters_path = ov
+            .filters_path
             .clone()
-            .or(fc.exec_dirs)
-            .unwrap_or_else(|| moor_filters::config::DEFAULT_EXEC_DIRS.iter().map(PathBuf::from).collect());
+            .or(fc.filters_path)
+            .unwrap_or_else(|| vec!["/etc/moor/filters.d".into()]);
+        let exec_dirs = ov.exec_dirs.clone().or(fc.exec_dirs).unwrap_or_else(|| {
+            moor_filters::config::DEFAULT_EXEC_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect()
+        });
         for d in filters_path.iter().chain(&exec_dirs) {
             if !d.is_absolute() {
-                return Err(ConfigError::Invalid(format!("{} is not an absolute path", d.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "{} is not an absolute path",
+                    d.display()
+                )));
             }
         }
         let mut allow_uids: BTreeSet<u32> = fc.allow_uids.into_iter().collect();
@@ -244,10 +292,15 @@ impl Config {
             Some(NameOrId::Name(n)) => Some(gid_of(&n)?),
             None => None,
         };
-        let keep_capabilities =
-            fc.keep_capabilities.unwrap_or_else(|| DEFAULT_KEEP_CAPS.iter().map(|s| s.to_string()).collect());
+        let keep_capabilities = fc
+            .keep_capabilities
+            .unwrap_or_else(|| DEFAULT_KEEP_CAPS.iter().map(|s| s.to_string()).collect());
         let cfg = Config {
-            socket: ov.socket.clone().or(fc.socket).unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            socket: ov
+                .socket
+                .clone()
+                .or(fc.socket)
+                .unwrap_or_else(|| DEFAULT_SOCKET.into()),
             socket_mode,
             socket_group,
             filters_path,
@@ -321,7 +374,10 @@ mod tests {
         assert!(c.may_connect(1001, &[1001]));
         assert!(c.may_connect(5, &[5, 990]));
         assert!(!c.may_connect(5, &[5]));
-        assert_eq!(c.ops_for(1001, &[990]).into_iter().collect::<Vec<_>>(), ["exec", "ping", "sysfs.write"]);
+        assert_eq!(
+            c.ops_for(1001, &[990]).into_iter().collect::<Vec<_>>(),
+            ["exec", "ping", "sysfs.write"]
+        );
         assert!(c.ops_for(7, &[7]).is_empty());
         assert!(c.may_connect(7, &[7, 0]), "allow_groups by name");
         assert_eq!(c.socket_group, Some(0));
@@ -334,7 +390,10 @@ mod tests {
         let p = dir.path().join("moord.toml");
         std::fs::write(&p, "sokcet = \"/x\"\n").unwrap();
         let me = std::fs::metadata(&p).unwrap().uid();
-        let ov = Overrides { trusted_owner: Some(me), ..Overrides::default() };
+        let ov = Overrides {
+            trusted_owner: Some(me),
+            ..Overrides::default()
+        };
         assert!(Config::load(Some(&p), &ov).is_err(), "unknown key");
         std::fs::write(&p, "[[policy]]\nuid = 1\nops = [\"rm\"]\n").unwrap();
         assert!(Config::load(Some(&p), &ov).is_err(), "unknown op");

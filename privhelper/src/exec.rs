@@ -59,7 +59,10 @@ pub struct Finished {
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("cannot start {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("user {0:?} for run_as does not exist")]
     NoSuchUser(String),
     #[error("waiting for the command: {0}")]
@@ -84,8 +87,10 @@ fn identity(user: &str) -> Result<Option<Identity>, ExecError> {
         .ok()
         .flatten()
         .ok_or_else(|| ExecError::NoSuchUser(user.to_string()))?;
-    let cname = std::ffi::CString::new(user).map_err(|_| ExecError::NoSuchUser(user.to_string()))?;
-    let groups = nix::unistd::getgrouplist(&cname, u.gid).map_err(|_| ExecError::NoSuchUser(user.to_string()))?;
+    let cname =
+        std::ffi::CString::new(user).map_err(|_| ExecError::NoSuchUser(user.to_string()))?;
+    let groups = nix::unistd::getgrouplist(&cname, u.gid)
+        .map_err(|_| ExecError::NoSuchUser(user.to_string()))?;
     Ok(Some(Identity {
         uid: u.uid.as_raw(),
         gid: u.gid.as_raw(),
@@ -94,7 +99,13 @@ fn identity(user: &str) -> Result<Option<Identity>, ExecError> {
 }
 
 /// Run `p` to completion, or until `timeout` or `cancel` (which kill its process group).
-pub async fn run(p: &Prepared, input: Input, output: Output, timeout: Duration, cancel: &Notify) -> Result<Finished, ExecError> {
+pub async fn run(
+    p: &Prepared,
+    input: Input,
+    output: Output,
+    timeout: Duration,
+    cancel: &Notify,
+) -> Result<Finished, ExecError> {
     let start = Instant::now();
     let program = PathBuf::from(&p.argv[0]);
     let mut cmd = Command::new(&program);
@@ -104,7 +115,11 @@ pub async fn run(p: &Prepared, input: Input, output: Output, timeout: Duration, 
         .current_dir("/")
         .process_group(0)
         .kill_on_drop(true)
-        .stdin(if matches!(input, Input::Null) { Stdio::null() } else { Stdio::piped() })
+        .stdin(if matches!(input, Input::Null) {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(id) = identity(&p.run_as)? {
@@ -125,7 +140,10 @@ pub async fn run(p: &Prepared, input: Input, output: Output, timeout: Duration, 
             });
         }
     }
-    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn { program: p.argv[0].clone(), source })?;
+    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
+        program: p.argv[0].clone(),
+        source,
+    })?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let kill_group = || {
         if let Some(pg) = pgid {
@@ -161,7 +179,11 @@ pub async fn run(p: &Prepared, input: Input, output: Output, timeout: Duration, 
         Output::Stream(tx) => (0, Some(tx)),
     };
     let io = async {
-        let (_, out, err) = tokio::join!(feed, pump(out_pipe, 1, limit, sink.clone()), pump(err_pipe, 2, limit, sink.clone()));
+        let (_, out, err) = tokio::join!(
+            feed,
+            pump(out_pipe, 1, limit, sink.clone()),
+            pump(err_pipe, 2, limit, sink.clone())
+        );
         (out, err)
     };
     tokio::pin!(io);
@@ -215,8 +237,15 @@ pub async fn run(p: &Prepared, input: Input, output: Output, timeout: Duration, 
 }
 
 /// Read a pipe to its end: keep up to `limit` bytes, or forward chunks to `sink`.
-async fn pump<R: AsyncRead + Unpin>(pipe: Option<R>, chan: u8, limit: usize, sink: Option<mpsc::Sender<(u8, Vec<u8>)>>) -> (Vec<u8>, bool) {
-    let Some(mut r) = pipe else { return (Vec::new(), false) };
+async fn pump<R: AsyncRead + Unpin>(
+    pipe: Option<R>,
+    chan: u8,
+    limit: usize,
+    sink: Option<mpsc::Sender<(u8, Vec<u8>)>>,
+) -> (Vec<u8>, bool) {
+    let Some(mut r) = pipe else {
+        return (Vec::new(), false);
+    };
     let mut kept = Vec::new();
     let mut truncated = false;
     let mut buf = vec![0u8; crate::protocol::MAX_DATA_CHUNK];

@@ -60,7 +60,10 @@ pub enum OpError {
 }
 
 fn bad(op: &'static str, message: impl Into<String>) -> OpError {
-    OpError::BadArgs { op, message: message.into() }
+    OpError::BadArgs {
+        op,
+        message: message.into(),
+    }
 }
 
 /// `ping`: no arguments.
@@ -107,7 +110,10 @@ pub fn is_canonical_path(p: &str) -> bool {
     p.starts_with('/')
         && p.len() <= 4096
         && !p.contains('\0')
-        && (p == "/" || p[1..].split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+        && (p == "/"
+            || p[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".."))
 }
 
 fn plan_ping(_: PingArgs) -> Result<Plan, OpError> {
@@ -123,19 +129,31 @@ fn plan_exec(a: ExecArgs) -> Result<Plan, OpError> {
         return Err(bad(OP, "argv contains a NUL byte"));
     }
     if a.stream && (a.stdin.is_some() || a.secret_stdin.is_some()) {
-        return Err(bad(OP, "a streamed request sends stdin as data frames, not in `stdin`"));
+        return Err(bad(
+            OP,
+            "a streamed request sends stdin as data frames, not in `stdin`",
+        ));
     }
     let stdin = match &a.stdin {
         Some(b) => Some(b64_decode(b).map_err(|e| bad(OP, format!("stdin is not base64: {e}")))?),
         None => None,
     };
     let secret_stdin = a.secret_stdin.map(|s| Secret::new(s.as_bytes().to_vec()));
-    Ok(Plan::Exec(ExecPlan { argv: a.argv, stdin, secret_stdin, stream: a.stream, timeout_ms: a.timeout_ms }))
+    Ok(Plan::Exec(ExecPlan {
+        argv: a.argv,
+        stdin,
+        secret_stdin,
+        stream: a.stream,
+        timeout_ms: a.timeout_ms,
+    }))
 }
 
 fn plan_file_read(a: FileReadArgs) -> Result<Plan, OpError> {
     if !is_canonical_path(&a.path) {
-        return Err(bad("file.read", format!("path {:?} is not absolute and canonical", a.path)));
+        return Err(bad(
+            "file.read",
+            format!("path {:?} is not absolute and canonical", a.path),
+        ));
     }
     Ok(Plan::ReadFile { path: a.path })
 }
@@ -143,16 +161,26 @@ fn plan_file_read(a: FileReadArgs) -> Result<Plan, OpError> {
 fn plan_sysfs_write(a: SysfsWriteArgs) -> Result<Plan, OpError> {
     const OP: &str = "sysfs.write";
     if !a.path.starts_with("/sys/") || !is_canonical_path(&a.path) {
-        return Err(bad(OP, format!("path {:?} is not a canonical path under /sys", a.path)));
+        return Err(bad(
+            OP,
+            format!("path {:?} is not a canonical path under /sys", a.path),
+        ));
     }
     if a.value.len() > 4096 || a.value.contains('\0') {
         return Err(bad(OP, "value is longer than 4096 bytes or contains NUL"));
     }
-    Ok(Plan::WriteFile { path: a.path, value: a.value })
+    Ok(Plan::WriteFile {
+        path: a.path,
+        value: a.value,
+    })
 }
 
 /// Deserialize `args` for an op and plan it.
-fn typed<A: for<'de> Deserialize<'de>>(op: &'static str, args: &str, f: fn(A) -> Result<Plan, OpError>) -> Result<Plan, OpError> {
+fn typed<A: for<'de> Deserialize<'de>>(
+    op: &'static str,
+    args: &str,
+    f: fn(A) -> Result<Plan, OpError>,
+) -> Result<Plan, OpError> {
     let args = if args.trim() == "null" { "{}" } else { args };
     let a: A = serde_json::from_str(args).map_err(|e| bad(op, e.to_string()))?;
     f(a)
@@ -173,10 +201,22 @@ impl std::fmt::Debug for OpEntry {
 
 /// Every operation moord knows.
 pub const OPS: &[OpEntry] = &[
-    OpEntry { name: "ping", plan: |a| typed("ping", a, plan_ping) },
-    OpEntry { name: "exec", plan: |a| typed("exec", a, plan_exec) },
-    OpEntry { name: "file.read", plan: |a| typed("file.read", a, plan_file_read) },
-    OpEntry { name: "sysfs.write", plan: |a| typed("sysfs.write", a, plan_sysfs_write) },
+    OpEntry {
+        name: "ping",
+        plan: |a| typed("ping", a, plan_ping),
+    },
+    OpEntry {
+        name: "exec",
+        plan: |a| typed("exec", a, plan_exec),
+    },
+    OpEntry {
+        name: "file.read",
+        plan: |a| typed("file.read", a, plan_file_read),
+    },
+    OpEntry {
+        name: "sysfs.write",
+        plan: |a| typed("sysfs.write", a, plan_sysfs_write),
+    },
 ];
 
 /// Plan operation `op` from its raw JSON arguments.
@@ -205,16 +245,34 @@ mod tests {
     fn plans_validate_arguments() {
         assert!(matches!(plan("ping", "null"), Ok(Plan::Ping)));
         assert!(matches!(plan("nope", "{}"), Err(OpError::Unknown(_))));
-        assert!(matches!(plan("exec", r#"{"argv":[]}"#), Err(OpError::BadArgs { .. })));
-        assert!(matches!(plan("exec", r#"{"argv":["a"],"shell":true}"#), Err(OpError::BadArgs { .. })));
-        let Ok(Plan::Exec(e)) = plan("exec", r#"{"argv":["cat"],"stdin":"aGk=","secret_stdin":"pw"}"#) else {
+        assert!(matches!(
+            plan("exec", r#"{"argv":[]}"#),
+            Err(OpError::BadArgs { .. })
+        ));
+        assert!(matches!(
+            plan("exec", r#"{"argv":["a"],"shell":true}"#),
+            Err(OpError::BadArgs { .. })
+        ));
+        let Ok(Plan::Exec(e)) = plan(
+            "exec",
+            r#"{"argv":["cat"],"stdin":"aGk=","secret_stdin":"pw"}"#,
+        ) else {
             panic!("exec plan")
         };
         assert_eq!(e.stdin.as_deref(), Some(&b"hi"[..]));
-        assert_eq!(format!("{:?}", e.secret_stdin), "Some(Secret(<2 bytes redacted>))");
+        assert_eq!(
+            format!("{:?}", e.secret_stdin),
+            "Some(Secret(<2 bytes redacted>))"
+        );
         assert!(plan("sysfs.write", r#"{"path":"/sys/a/../b","value":"1"}"#).is_err());
         assert!(plan("sysfs.write", r#"{"path":"/etc/passwd","value":"1"}"#).is_err());
-        assert!(matches!(plan("sysfs.write", r#"{"path":"/sys/block/sda/device/delete","value":"1"}"#), Ok(Plan::WriteFile { .. })));
+        assert!(matches!(
+            plan(
+                "sysfs.write",
+                r#"{"path":"/sys/block/sda/device/delete","value":"1"}"#
+            ),
+            Ok(Plan::WriteFile { .. })
+        ));
         assert!(plan("file.read", r#"{"path":"etc/x"}"#).is_err());
     }
 

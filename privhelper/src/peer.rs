@@ -24,7 +24,12 @@ pub fn peer_of(sock: &impl AsFd) -> std::io::Result<Peer> {
             groups.push(g);
         }
     }
-    Ok(Peer { uid: cred.uid(), gid: cred.gid(), pid: cred.pid(), groups })
+    Ok(Peer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        pid: cred.pid(),
+        groups,
+    })
 }
 
 /// SO_PEERGROUPS: the supplementary groups at connect() time (Linux ≥ 4.13).
@@ -36,7 +41,15 @@ fn peer_groups(sock: &impl AsFd) -> std::io::Result<Vec<u32>> {
         let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
         // SAFETY: `groups` is a live buffer of `len` bytes; the kernel writes at most
         // `len` bytes and updates `len` to what it wrote (or needs, on ERANGE).
-        let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len) };
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
         let n = len as usize / std::mem::size_of::<libc::gid_t>();
         if rc == 0 {
             groups.truncate(n);

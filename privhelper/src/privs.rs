@@ -20,11 +20,16 @@ pub enum PrivError {
 }
 
 pub fn parse_caps(names: &[String]) -> Result<HashSet<Capability>, PrivError> {
-    names.iter().map(|n| Capability::from_str(n).map_err(|_| PrivError::Unknown(n.clone()))).collect()
+    names
+        .iter()
+        .map(|n| Capability::from_str(n).map_err(|_| PrivError::Unknown(n.clone())))
+        .collect()
 }
 
 fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Apply the keep-list. Returns `Ok(false)` (nothing done) when not running as root.
@@ -50,6 +55,7 @@ pub fn confine(keep: &HashSet<Capability>) -> Result<bool, PrivError> {
     // Effective must stay a subset of permitted: shrink it first.
     caps::set(None, CapSet::Effective, &target).map_err(|x| e("effective set", x))?;
     caps::set(None, CapSet::Permitted, &target).map_err(|x| e("permitted set", x))?;
-    nix::sys::prctl::set_no_new_privs().map_err(|x| PrivError::Caps(format!("no_new_privs: {x}")))?;
+    nix::sys::prctl::set_no_new_privs()
+        .map_err(|x| PrivError::Caps(format!("no_new_privs: {x}")))?;
     Ok(true)
 }

@@ -129,7 +129,11 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-        ErrorBody { code, message: message.into(), closest_filter: None }
+        ErrorBody {
+            code,
+            message: message.into(),
+            closest_filter: None,
+        }
     }
 }
 
@@ -170,7 +174,11 @@ pub fn decode_body(body: Vec<u8>) -> Result<Frame, FrameError> {
             if chan > CHAN_STDERR {
                 return Err(FrameError::Malformed("unknown data channel"));
             }
-            Ok(Frame::Data { id: u64::from_be_bytes(idb), chan, bytes: body[10..].to_vec() })
+            Ok(Frame::Data {
+                id: u64::from_be_bytes(idb),
+                chan,
+                bytes: body[10..].to_vec(),
+            })
         }
         Some(_) => Err(FrameError::Malformed("unknown frame kind")),
         None => Err(FrameError::Malformed("empty frame")),
@@ -235,7 +243,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 fn proof(key: &[u8], label: &[u8], nonce: &[u8], cnonce: &[u8]) -> Vec<u8> {
     // HMAC accepts keys of any length.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(label);
     mac.update(nonce);
     mac.update(cnonce);
@@ -281,7 +290,10 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     };
-    s.as_bytes().chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
 }
 
 /// 32 random bytes for a nonce.
@@ -314,22 +326,55 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let f = encode_json(&ClientMsg::Request { id: 7, op: "ping".into(), args: Value::Null });
+        let f = encode_json(&ClientMsg::Request {
+            id: 7,
+            op: "ping".into(),
+            args: Value::Null,
+        });
         let got = read_frame(&mut &f[..]).unwrap();
-        let Frame::Json(j) = got else { panic!("json frame") };
+        let Frame::Json(j) = got else {
+            panic!("json frame")
+        };
         let m: ClientMsg = serde_json::from_slice(&j).unwrap();
-        assert_eq!(m, ClientMsg::Request { id: 7, op: "ping".into(), args: Value::Null });
+        assert_eq!(
+            m,
+            ClientMsg::Request {
+                id: 7,
+                op: "ping".into(),
+                args: Value::Null
+            }
+        );
         let d = encode_data(9, CHAN_STDOUT, b"abc");
-        assert_eq!(read_frame(&mut &d[..]).unwrap(), Frame::Data { id: 9, chan: 1, bytes: b"abc".to_vec() });
+        assert_eq!(
+            read_frame(&mut &d[..]).unwrap(),
+            Frame::Data {
+                id: 9,
+                chan: 1,
+                bytes: b"abc".to_vec()
+            }
+        );
     }
 
     #[test]
     fn bad_frames() {
-        assert!(matches!(read_frame(&mut &[0u8, 0, 0, 0][..]), Err(FrameError::Malformed(_))));
-        assert!(matches!(read_frame(&mut &[0xffu8, 0, 0, 0][..]), Err(FrameError::TooLarge(_))));
-        assert!(matches!(read_frame(&mut &[0u8, 0, 0, 1, b'X'][..]), Err(FrameError::Malformed(_))));
-        assert!(matches!(read_frame(&mut &[0u8, 0][..]), Err(FrameError::Closed)));
-        let unknown: Result<ClientMsg, _> = serde_json::from_str(r#"{"type":"auth","cnonce":"00","shell":true}"#);
+        assert!(matches!(
+            read_frame(&mut &[0u8, 0, 0, 0][..]),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0xffu8, 0, 0, 0][..]),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0u8, 0, 0, 1, b'X'][..]),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0u8, 0][..]),
+            Err(FrameError::Closed)
+        ));
+        let unknown: Result<ClientMsg, _> =
+            serde_json::from_str(r#"{"type":"auth","cnonce":"00","shell":true}"#);
         assert!(unknown.is_err());
     }
 
@@ -339,6 +384,9 @@ mod tests {
         assert!(verify_proof(&c, &to_hex(&c)));
         assert!(!verify_proof(&c, &to_hex(&server_proof(b"k", b"n", b"c"))));
         assert!(!verify_proof(&c, "zz"));
-        assert_eq!(from_hex(&to_hex(&[0, 1, 254, 255])).unwrap(), vec![0, 1, 254, 255]);
+        assert_eq!(
+            from_hex(&to_hex(&[0, 1, 254, 255])).unwrap(),
+            vec![0, 1, 254, 255]
+        );
     }
 }

@@ -26,7 +26,8 @@ use crate::exec::{self, Input, Output, Prepared};
 use crate::ops::{self, Plan, b64_encode};
 use crate::peer::Peer;
 use crate::protocol::{
-    self, CHAN_STDIN, ClientMsg, ErrorBody, ErrorCode, ExecResult, Frame, FrameError, ServerMsg, encode_data, encode_json,
+    self, CHAN_STDIN, ClientMsg, ErrorBody, ErrorCode, ExecResult, Frame, FrameError, ServerMsg,
+    encode_data, encode_json,
 };
 
 /// Everything a reload replaces at once.
@@ -50,7 +51,12 @@ pub enum SetupError {
 impl Settings {
     /// Load filters and key for `config`; any error refuses the whole set.
     pub fn load(config: Config) -> Result<Settings, SetupError> {
-        let filters = moor_filters::load(&config.filters_path, &LoadOptions { trusted_owner: config.trusted_owner });
+        let filters = moor_filters::load(
+            &config.filters_path,
+            &LoadOptions {
+                trusted_owner: config.trusted_owner,
+            },
+        );
         if !filters.is_clean() {
             let errs: Vec<String> = filters.errors().map(ToString::to_string).collect();
             return Err(SetupError::Filters(errs.join("; ")));
@@ -65,22 +71,34 @@ impl Settings {
             Some(p) => Some(read_key(p, config.trusted_owner)?),
             None => None,
         };
-        Ok(Settings { config, filters, key })
+        Ok(Settings {
+            config,
+            filters,
+            key,
+        })
     }
 }
 
 /// The key file: root-owned, not writable by others, readable by the callers' group.
 fn read_key(path: &Path, trusted_owner: u32) -> Result<zeroize::Zeroizing<Vec<u8>>, SetupError> {
-    let err = |message: String| SetupError::Key { path: path.display().to_string(), message };
+    let err = |message: String| SetupError::Key {
+        path: path.display().to_string(),
+        message,
+    };
     check_trusted_file(path, trusted_owner).map_err(|e| err(e.to_string()))?;
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
     if meta.mode() & 0o004 != 0 {
-        return Err(err("readable by others: only root and the callers' group may read it".into()));
+        return Err(err(
+            "readable by others: only root and the callers' group may read it".into(),
+        ));
     }
     let key = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| err(e.to_string()))?);
     if key.len() < 16 {
-        return Err(err(format!("{} bytes; at least 16 random bytes are needed", key.len())));
+        return Err(err(format!(
+            "{} bytes; at least 16 random bytes are needed",
+            key.len()
+        )));
     }
     Ok(key)
 }
@@ -130,7 +148,10 @@ impl State {
     }
 
     pub fn settings(&self) -> Arc<Settings> {
-        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Swap in a new configuration, filter set and key at once.
@@ -160,7 +181,11 @@ impl State {
             }
             // Connections close without notifying; look again shortly.
             let tick = tokio::time::Instant::now() + Duration::from_millis(20);
-            if tokio::time::timeout_at(deadline.min(tick), notified).await.is_err() && tokio::time::Instant::now() >= deadline {
+            if tokio::time::timeout_at(deadline.min(tick), notified)
+                .await
+                .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
                 return drained();
             }
         }
@@ -194,7 +219,12 @@ pub async fn accept_loop(listener: UnixListener, state: Arc<State>) {
             tracing::warn!("connection limit {max} reached; refusing a connection");
             tokio::spawn(async move {
                 let mut s = stream;
-                let _ = s.write_all(&encode_json(&ServerMsg::Error(ErrorBody::new(ErrorCode::Busy, "too many connections")))).await;
+                let _ = s
+                    .write_all(&encode_json(&ServerMsg::Error(ErrorBody::new(
+                        ErrorCode::Busy,
+                        "too many connections",
+                    ))))
+                    .await;
             });
             continue;
         }
@@ -300,38 +330,79 @@ where
 
     // Refused before any byte of the request is read.
     if !cfg.may_connect(peer.uid, &peer.groups) {
-        tracing::warn!(uid = peer.uid, gid = peer.gid, pid = peer.pid, "caller not allowed to connect");
-        let _ = wr.write_all(&refuse(ErrorCode::Forbidden, format!("uid {} / groups {:?} may not use moord", peer.uid, peer.groups))).await;
+        tracing::warn!(
+            uid = peer.uid,
+            gid = peer.gid,
+            pid = peer.pid,
+            "caller not allowed to connect"
+        );
+        let _ = wr
+            .write_all(&refuse(
+                ErrorCode::Forbidden,
+                format!(
+                    "uid {} / groups {:?} may not use moord",
+                    peer.uid, peer.groups
+                ),
+            ))
+            .await;
         state.connections.fetch_sub(1, Ordering::SeqCst);
         return;
     }
     let handshake = async {
-        let nonce = protocol::random_nonce().map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        let nonce = protocol::random_nonce()
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
         let hello = ServerMsg::Hello {
             version: protocol::PROTOCOL_VERSION,
             server: format!("moord {}", env!("CARGO_PKG_VERSION")),
             nonce: protocol::to_hex(&nonce),
-            auth: if settings.key.is_some() { "hmac-sha256".into() } else { "none".into() },
+            auth: if settings.key.is_some() {
+                "hmac-sha256".into()
+            } else {
+                "none".into()
+            },
         };
-        wr.write_all(&encode_json(&hello)).await.map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+        wr.write_all(&encode_json(&hello))
+            .await
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
         let frame = read_frame(&mut rd, MAX_HANDSHAKE_FRAME)
             .await
             .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("handshake: {e}")))?;
         let Frame::Json(j) = frame else {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, "expected an auth message"));
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "expected an auth message",
+            ));
         };
-        let msg: ClientMsg = serde_json::from_slice(&j).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("auth message: {e}")))?;
+        let msg: ClientMsg = serde_json::from_slice(&j)
+            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("auth message: {e}")))?;
         let ClientMsg::Auth { cnonce, mac } = msg else {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, "expected an auth message"));
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "expected an auth message",
+            ));
         };
-        let cnonce = protocol::from_hex(&cnonce).filter(|c| c.len() >= 16).ok_or_else(|| ErrorBody::new(ErrorCode::BadRequest, "cnonce must be at least 16 bytes of hex"))?;
+        let cnonce = protocol::from_hex(&cnonce)
+            .filter(|c| c.len() >= 16)
+            .ok_or_else(|| {
+                ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "cnonce must be at least 16 bytes of hex",
+                )
+            })?;
         let server_mac = match &settings.key {
             Some(key) => {
-                let ok = mac.as_deref().is_some_and(|m| protocol::verify_proof(&protocol::client_proof(key, &nonce, &cnonce), m));
+                let ok = mac.as_deref().is_some_and(|m| {
+                    protocol::verify_proof(&protocol::client_proof(key, &nonce, &cnonce), m)
+                });
                 if !ok {
-                    return Err(ErrorBody::new(ErrorCode::AuthFailed, "HMAC proof missing or wrong"));
+                    return Err(ErrorBody::new(
+                        ErrorCode::AuthFailed,
+                        "HMAC proof missing or wrong",
+                    ));
                 }
-                Some(protocol::to_hex(&protocol::server_proof(key, &nonce, &cnonce)))
+                Some(protocol::to_hex(&protocol::server_proof(
+                    key, &nonce, &cnonce,
+                )))
             }
             None => None,
         };
@@ -341,19 +412,32 @@ where
     let server_mac = match tokio::time::timeout(deadline, handshake).await {
         Ok(Ok(m)) => m,
         Ok(Err(e)) => {
-            tracing::warn!(uid = peer.uid, pid = peer.pid, "handshake failed: {}", e.message);
+            tracing::warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                "handshake failed: {}",
+                e.message
+            );
             let _ = wr.write_all(&encode_json(&ServerMsg::Error(e))).await;
             state.connections.fetch_sub(1, Ordering::SeqCst);
             return;
         }
         Err(_) => {
-            let _ = wr.write_all(&refuse(ErrorCode::BadRequest, "handshake timed out".into())).await;
+            let _ = wr
+                .write_all(&refuse(ErrorCode::BadRequest, "handshake timed out".into()))
+                .await;
             state.connections.fetch_sub(1, Ordering::SeqCst);
             return;
         }
     };
     let ops = cfg.ops_for(peer.uid, &peer.groups);
-    let welcome = ServerMsg::Welcome { mac: server_mac, uid: peer.uid, gid: peer.gid, pid: peer.pid, ops: ops.iter().cloned().collect() };
+    let welcome = ServerMsg::Welcome {
+        mac: server_mac,
+        uid: peer.uid,
+        gid: peer.gid,
+        pid: peer.pid,
+        ops: ops.iter().cloned().collect(),
+    };
     if wr.write_all(&encode_json(&welcome)).await.is_err() {
         state.connections.fetch_sub(1, Ordering::SeqCst);
         return;
@@ -397,7 +481,11 @@ where
     let mut idle_deadline = tokio::time::Instant::now() + idle;
     let mut client_gone = false;
     loop {
-        let in_flight = !conn.requests.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        let in_flight = !conn
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
         // Stopping: let in-flight requests finish (their streams keep flowing), then go.
         if *stop.borrow_and_update() && !in_flight {
             break;
@@ -421,12 +509,20 @@ where
                 break;
             }
             Some(Err(FrameError::TooLarge(n))) => {
-                conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::TooLarge, format!("frame of {n} bytes")))).await;
+                conn.send(&ServerMsg::Error(ErrorBody::new(
+                    ErrorCode::TooLarge,
+                    format!("frame of {n} bytes"),
+                )))
+                .await;
                 client_gone = true;
                 break;
             }
             Some(Err(e)) => {
-                conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, e.to_string()))).await;
+                conn.send(&ServerMsg::Error(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    e.to_string(),
+                )))
+                .await;
                 client_gone = true;
                 break;
             }
@@ -437,11 +533,21 @@ where
                 if chan != CHAN_STDIN {
                     continue;
                 }
-                let sink = conn.requests.lock().unwrap_or_else(|p| p.into_inner()).get(&id).and_then(|r| r.stdin.clone());
+                let sink = conn
+                    .requests
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                    .and_then(|r| r.stdin.clone());
                 if let Some(sink) = sink {
                     if bytes.is_empty() {
                         // End of stdin: dropping the sender closes the child's stdin.
-                        if let Some(r) = conn.requests.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                        if let Some(r) = conn
+                            .requests
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_mut(&id)
+                        {
                             r.stdin = None;
                         }
                     } else {
@@ -453,14 +559,22 @@ where
             Frame::Json(mut j) => {
                 let parsed = serde_json::from_slice::<RawRequest<'_>>(&j);
                 let req = match parsed {
-                    Ok(r) if r.kind == "request" => Ok((r.id, r.op, r.args.map(|a| zeroize::Zeroizing::new(a.get().to_string())))),
+                    Ok(r) if r.kind == "request" => Ok((
+                        r.id,
+                        r.op,
+                        r.args.map(|a| zeroize::Zeroizing::new(a.get().to_string())),
+                    )),
                     Ok(r) => Err(format!("unexpected message type {:?}", r.kind)),
                     Err(e) => Err(format!("not a request: {e}")),
                 };
                 j.zeroize();
                 match req {
                     Err(msg) => {
-                        conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, msg))).await;
+                        conn.send(&ServerMsg::Error(ErrorBody::new(
+                            ErrorCode::BadRequest,
+                            msg,
+                        )))
+                        .await;
                         client_gone = true;
                         break;
                     }
@@ -470,13 +584,21 @@ where
                             let mut reqs = conn.requests.lock().unwrap_or_else(|p| p.into_inner());
                             let dup = reqs.contains_key(&id);
                             if !dup {
-                                reqs.insert(id, Req { stdin: None, cancel: cancel.clone(), streaming: false });
+                                reqs.insert(
+                                    id,
+                                    Req {
+                                        stdin: None,
+                                        cancel: cancel.clone(),
+                                        streaming: false,
+                                    },
+                                );
                             }
                             dup
                         };
                         if duplicate {
                             let msg = format!("request {id} is already in flight");
-                            conn.send(&err_response(id, ErrorCode::DuplicateId, msg.clone(), None)).await;
+                            conn.send(&err_response(id, ErrorCode::DuplicateId, msg.clone(), None))
+                                .await;
                             let mut rec = conn.record(id, &op);
                             rec.outcome = "bad-request".into();
                             rec.reason = Some(msg);
@@ -487,9 +609,13 @@ where
                         let (st, c) = (state.clone(), conn.clone());
                         tokio::spawn(async move {
                             let _guard = InFlight(&st);
-                            let args = args.unwrap_or_else(|| zeroize::Zeroizing::new("null".into()));
+                            let args =
+                                args.unwrap_or_else(|| zeroize::Zeroizing::new("null".into()));
                             handle_request(&st, &c, id, &op, &args, &cancel).await;
-                            c.requests.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                            c.requests
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&id);
                             c.done.notify_one();
                         });
                     }
@@ -501,7 +627,12 @@ where
     // The client is gone: stop its streams, let its other requests finish.
     if client_gone {
         conn.gone.store(true, Ordering::SeqCst);
-        for r in conn.requests.lock().unwrap_or_else(|p| p.into_inner()).values_mut() {
+        for r in conn
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values_mut()
+        {
             r.stdin = None;
             if r.streaming {
                 r.cancel.notify_one();
@@ -514,7 +645,16 @@ where
 }
 
 fn err_response(id: u64, code: ErrorCode, message: String, closest: Option<String>) -> ServerMsg {
-    ServerMsg::Response { id, ok: false, result: None, error: Some(ErrorBody { code, message, closest_filter: closest }) }
+    ServerMsg::Response {
+        id,
+        ok: false,
+        result: None,
+        error: Some(ErrorBody {
+            code,
+            message,
+            closest_filter: closest,
+        }),
+    }
 }
 
 fn filter_label(f: &moor_filters::FilterRef) -> String {
@@ -522,7 +662,14 @@ fn filter_label(f: &moor_filters::FilterRef) -> String {
 }
 
 /// Plan, authorize, check, run and audit one request.
-async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &str, cancel: &Notify) {
+async fn handle_request(
+    state: &State,
+    conn: &Conn,
+    id: u64,
+    op: &str,
+    args: &str,
+    cancel: &Notify,
+) {
     let start = Instant::now();
     let mut rec = conn.record(id, op);
     let settings = state.settings();
@@ -537,45 +684,92 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
     let plan = match ops::plan(op, args) {
         Ok(p) => p,
         Err(e) => {
-            let code = if matches!(e, ops::OpError::Unknown(_)) { ErrorCode::UnknownOp } else { ErrorCode::BadRequest };
-            conn.send(&err_response(id, code, e.to_string(), None)).await;
+            let code = if matches!(e, ops::OpError::Unknown(_)) {
+                ErrorCode::UnknownOp
+            } else {
+                ErrorCode::BadRequest
+            };
+            conn.send(&err_response(id, code, e.to_string(), None))
+                .await;
             return finish(rec, "bad-request", Some(e.to_string()));
         }
     };
     // The current policy decides (a reload may have changed it since the handshake).
     if !cfg.ops_for(conn.peer.uid, &conn.peer.groups).contains(op) {
         let msg = format!("policy does not allow uid {} to run {op}", conn.peer.uid);
-        conn.send(&err_response(id, ErrorCode::Forbidden, msg.clone(), None)).await;
+        conn.send(&err_response(id, ErrorCode::Forbidden, msg.clone(), None))
+            .await;
         return finish(rec, "forbidden", Some(msg));
     }
     if state.stopping.load(Ordering::SeqCst) {
-        conn.send(&err_response(id, ErrorCode::ShuttingDown, "moord is stopping".into(), None)).await;
+        conn.send(&err_response(
+            id,
+            ErrorCode::ShuttingDown,
+            "moord is stopping".into(),
+            None,
+        ))
+        .await;
         return finish(rec, "error", Some("shutting down".into()));
     }
     match plan {
         Plan::Ping => {
-            conn.send(&ServerMsg::Response { id, ok: true, result: Some(json!({})), error: None }).await;
+            conn.send(&ServerMsg::Response {
+                id,
+                ok: true,
+                result: Some(json!({})),
+                error: None,
+            })
+            .await;
             finish(rec, "ok", None);
         }
         Plan::ReadFile { path } => {
             rec.path = Some(path.clone());
             let argv = vec!["cat".to_string(), path.clone()];
-            let d = settings.filters.set.decide(&argv, &cfg.exec_dirs, &RealSystem);
-            let allowed_by = d.filter.as_ref().filter(|f| d.allowed() && f.class == Class::ReadFileFilter);
+            let d = settings
+                .filters
+                .set
+                .decide(&argv, &cfg.exec_dirs, &RealSystem);
+            let allowed_by = d
+                .filter
+                .as_ref()
+                .filter(|f| d.allowed() && f.class == Class::ReadFileFilter);
             let Some(f) = allowed_by else {
-                let reason = d.reason.clone().unwrap_or_else(|| "only a ReadFileFilter may allow file.read".into());
-                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().or(d.filter.as_ref()).map(filter_label))).await;
+                let reason = d
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "only a ReadFileFilter may allow file.read".into());
+                conn.send(&err_response(
+                    id,
+                    ErrorCode::Denied,
+                    reason.clone(),
+                    d.closest.as_ref().or(d.filter.as_ref()).map(filter_label),
+                ))
+                .await;
                 return finish(rec, "denied", Some(reason));
             };
             rec.filter = Some(filter_label(f));
             let limit = cfg.output_limit_bytes;
             match read_limited(&path, limit) {
                 Ok((content, truncated)) => {
-                    conn.send(&ServerMsg::Response { id, ok: true, result: Some(json!({"content": b64_encode(&content), "truncated": truncated})), error: None }).await;
+                    conn.send(&ServerMsg::Response {
+                        id,
+                        ok: true,
+                        result: Some(
+                            json!({"content": b64_encode(&content), "truncated": truncated}),
+                        ),
+                        error: None,
+                    })
+                    .await;
                     finish(rec, "ok", None);
                 }
                 Err(e) => {
-                    conn.send(&err_response(id, ErrorCode::Io, format!("{path}: {e}"), None)).await;
+                    conn.send(&err_response(
+                        id,
+                        ErrorCode::Io,
+                        format!("{path}: {e}"),
+                        None,
+                    ))
+                    .await;
                     finish(rec, "failed", Some(e.to_string()));
                 }
             }
@@ -586,29 +780,56 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
             let d = settings.filters.set.decide_write(&path, &value);
             let Some(f) = d.filter.as_ref().filter(|_| d.allowed) else {
                 let reason = d.reason.clone().unwrap_or_default();
-                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().or(d.filter.as_ref()).map(filter_label))).await;
+                conn.send(&err_response(
+                    id,
+                    ErrorCode::Denied,
+                    reason.clone(),
+                    d.closest.as_ref().or(d.filter.as_ref()).map(filter_label),
+                ))
+                .await;
                 return finish(rec, "denied", Some(reason));
             };
             rec.filter = Some(filter_label(f));
             match write_attribute(&path, &value) {
                 Ok(()) => {
-                    conn.send(&ServerMsg::Response { id, ok: true, result: Some(json!({})), error: None }).await;
+                    conn.send(&ServerMsg::Response {
+                        id,
+                        ok: true,
+                        result: Some(json!({})),
+                        error: None,
+                    })
+                    .await;
                     finish(rec, "ok", None);
                 }
                 Err(e) => {
-                    conn.send(&err_response(id, ErrorCode::Io, format!("{path}: {e}"), None)).await;
+                    conn.send(&err_response(
+                        id,
+                        ErrorCode::Io,
+                        format!("{path}: {e}"),
+                        None,
+                    ))
+                    .await;
                     finish(rec, "failed", Some(e.to_string()));
                 }
             }
         }
         Plan::Exec(p) => {
             rec.secret_stdin = p.secret_stdin.is_some();
-            let d = settings.filters.set.decide(&p.argv, &cfg.exec_dirs, &RealSystem);
+            let d = settings
+                .filters
+                .set
+                .decide(&p.argv, &cfg.exec_dirs, &RealSystem);
             if !d.allowed() {
                 rec.argv = Some(p.argv.clone());
                 rec.filter = d.closest.as_ref().or(d.filter.as_ref()).map(filter_label);
                 let reason = d.reason.clone().unwrap_or_else(|| "denied".into());
-                conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), d.closest.as_ref().or(d.filter.as_ref()).map(filter_label))).await;
+                conn.send(&err_response(
+                    id,
+                    ErrorCode::Denied,
+                    reason.clone(),
+                    d.closest.as_ref().or(d.filter.as_ref()).map(filter_label),
+                ))
+                .await;
                 return finish(rec, "denied", Some(reason));
             }
             let (Some(f), Some(argv)) = (d.filter.as_ref(), d.exec.clone()) else {
@@ -619,7 +840,13 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
             // Bounded concurrency: wait in a bounded queue for a slot.
             if state.queued.fetch_add(1, Ordering::SeqCst) >= cfg.max_queued_ops {
                 state.queued.fetch_sub(1, Ordering::SeqCst);
-                conn.send(&err_response(id, ErrorCode::Busy, "too many operations queued".into(), None)).await;
+                conn.send(&err_response(
+                    id,
+                    ErrorCode::Busy,
+                    "too many operations queued".into(),
+                    None,
+                ))
+                .await;
                 return finish(rec, "busy", None);
             }
             let permit = state.ops_permits.clone().acquire_owned().await;
@@ -627,13 +854,25 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
             let Ok(_permit) = permit else {
                 return finish(rec, "error", Some("semaphore closed".into()));
             };
-            let timeout = Duration::from_secs(cfg.max_op_timeout_secs)
-                .min(p.timeout_ms.map(Duration::from_millis).unwrap_or(Duration::from_secs(cfg.op_timeout_secs)));
-            let prepared = Prepared { argv, env: d.env.clone(), run_as: f.run_as.clone() };
+            let timeout = Duration::from_secs(cfg.max_op_timeout_secs).min(
+                p.timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(Duration::from_secs(cfg.op_timeout_secs)),
+            );
+            let prepared = Prepared {
+                argv,
+                env: d.env.clone(),
+                run_as: f.run_as.clone(),
+            };
             let (input, output, pump) = if p.stream {
                 let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>(8);
                 let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(16);
-                if let Some(r) = conn.requests.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                if let Some(r) = conn
+                    .requests
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&id)
+                {
                     r.stdin = Some(in_tx);
                     r.streaming = true;
                 }
@@ -653,7 +892,13 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
                     (None, Some(b)) => Input::Bytes(b),
                     (None, None) => Input::Null,
                 };
-                (input, Output::Capture { limit: cfg.output_limit_bytes }, None)
+                (
+                    input,
+                    Output::Capture {
+                        limit: cfg.output_limit_bytes,
+                    },
+                    None,
+                )
             };
             if conn.gone.load(Ordering::SeqCst) && p.stream {
                 return finish(rec, "client-gone", None);
@@ -661,12 +906,24 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
             let result = exec::run(&prepared, input, output, timeout, cancel).await;
             if let Some(pump) = pump {
                 let _ = pump.await;
-                let _ = conn.out.send(encode_data(id, protocol::CHAN_STDOUT, &[])).await;
-                let _ = conn.out.send(encode_data(id, protocol::CHAN_STDERR, &[])).await;
+                let _ = conn
+                    .out
+                    .send(encode_data(id, protocol::CHAN_STDOUT, &[]))
+                    .await;
+                let _ = conn
+                    .out
+                    .send(encode_data(id, protocol::CHAN_STDERR, &[]))
+                    .await;
             }
             match result {
                 Err(e) => {
-                    conn.send(&err_response(id, ErrorCode::ExecFailed, e.to_string(), None)).await;
+                    conn.send(&err_response(
+                        id,
+                        ErrorCode::ExecFailed,
+                        e.to_string(),
+                        None,
+                    ))
+                    .await;
                     finish(rec, "failed", Some(e.to_string()));
                 }
                 Ok(fin) => {
@@ -684,7 +941,13 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
                     };
                     if fin.timed_out {
                         let msg = format!("killed after {} ms", timeout.as_millis());
-                        conn.send(&ServerMsg::Response { id, ok: false, result: serde_json::to_value(&res).ok(), error: Some(ErrorBody::new(ErrorCode::Timeout, msg.clone())) }).await;
+                        conn.send(&ServerMsg::Response {
+                            id,
+                            ok: false,
+                            result: serde_json::to_value(&res).ok(),
+                            error: Some(ErrorBody::new(ErrorCode::Timeout, msg.clone())),
+                        })
+                        .await;
                         return finish(rec, "timeout", Some(msg));
                     }
                     let outcome = if conn.gone.load(Ordering::SeqCst) || fin.cancelled {
@@ -694,7 +957,13 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
                     } else {
                         "failed"
                     };
-                    conn.send(&ServerMsg::Response { id, ok: true, result: serde_json::to_value(&res).ok(), error: None }).await;
+                    conn.send(&ServerMsg::Response {
+                        id,
+                        ok: true,
+                        result: serde_json::to_value(&res).ok(),
+                        error: None,
+                    })
+                    .await;
                     finish(rec, outcome, None);
                 }
             }
@@ -706,7 +975,10 @@ async fn handle_request(state: &State, conn: &Conn, id: u64, op: &str, args: &st
 fn read_limited(path: &str, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
     let mut buf = Vec::new();
     f.take(limit as u64 + 1).read_to_end(&mut buf)?;
     let truncated = buf.len() > limit;
@@ -719,7 +991,10 @@ fn read_limited(path: &str, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
 fn write_attribute(path: &str, value: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
     f.write_all(value.as_bytes())
 }
 

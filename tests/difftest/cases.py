@@ -284,6 +284,17 @@ def command_cases():
         expect="allow",
     )
     add(
+        "probe-exec-is-directory-then-file",
+        c,
+        cat,
+        ["cat"],
+        execs=[f"{T}/bin2/cat"],
+        exec_dirs=[f"{T}/bin1", f"{T}/bin2"],
+        setup=[{"op": "mkdir", "path": f"{T}/bin1/cat"}],
+        tags=["probe"],
+        note="rootwrap picks the directory bin1/cat, moor the file bin2/cat",
+    )
+    add(
         "cmd-relative-with-slash",
         c,
         F("x: CommandFilter, sub/tool, root"),
@@ -1442,10 +1453,131 @@ def real_file_cases(shared):
     return len(CASES) - before
 
 
+class PatternFuzz:
+    """Random Python-re patterns (no commas: the loader splits on them) built from the
+    features real filters use and a few they do not, to compare moor's engine with
+    Python's on many small inputs."""
+
+    ALPHA = ["a", "b", "/", ".", "-", "_", "1", "é", "٣", "A", "k", "\u212a", "s", "\u017f", "\u00a0", "\n"]
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.groups = 0
+
+    def atom(self, depth):
+        r = self.rng
+        k = r.random()
+        if k < 0.30:
+            c = r.choice(self.ALPHA)
+            return re.escape(c) if c in "./-" and r.random() < 0.5 else c
+        if k < 0.40:
+            return "."
+        if k < 0.55:
+            return r.choice(["[ab]", "[^a]", "[a-c]", "[^/]", "[\\w.]", "[^\\d]", "[/.]", "[ab-]", "[]a]", "[\\s\\d]"])
+        if k < 0.68:
+            return r.choice(["\\d", "\\w", "\\s", "\\D", "\\W", "\\S"])
+        if k < 0.74:
+            return r.choice(["\\b", "\\B", "^", "$", "\\A", "\\Z"])
+        if depth >= 2:
+            return r.choice(self.ALPHA)
+        inner = self.seq(depth + 1)
+        kind = r.random()
+        if kind < 0.45:
+            self.groups += 1
+            return f"({inner})"
+        if kind < 0.65:
+            return f"(?:{inner})"
+        if kind < 0.75:
+            return f"(?={inner})"
+        if kind < 0.85:
+            return f"(?!{inner})"
+        if kind < 0.92:
+            return f"(?>{inner})"
+        return f"(?<={r.choice(['a', 'b', '/', 'ab', '[ab]'])})"
+
+    def piece(self, depth):
+        a = self.atom(depth)
+        r = self.rng
+        if a in ("^", "$", "\\b", "\\B", "\\A", "\\Z") or a.startswith(("(?=", "(?!", "(?<")):
+            return a
+        k = r.random()
+        if k < 0.55:
+            return a
+        return a + r.choice(["*", "+", "?", "{2}", "*?", "+?", "??", "*+", "++", "{0}", "{1}?"])
+
+    def seq(self, depth):
+        n = self.rng.randint(1, 4)
+        s = "".join(self.piece(depth) for _ in range(n))
+        if self.rng.random() < 0.2:
+            s += "|" + "".join(self.piece(depth) for _ in range(self.rng.randint(1, 3)))
+        return s
+
+    def pattern(self):
+        self.groups = 0
+        p = self.seq(0)
+        if self.groups and self.rng.random() < 0.15:
+            p += "\\1"
+        if self.rng.random() < 0.12:
+            p = self.rng.choice(["(?i)", "(?s)", "(?m)", "(?a)", "(?ai)", "(?x)"]) + p
+        return p
+
+
+def regex_fuzz_cases(n, seed=20240611):
+    rng = random.Random(seed)
+    fz = PatternFuzz(rng)
+    made = 0
+    tries = 0
+    while made < n and tries < n * 20:
+        tries += 1
+        p = fz.pattern()
+        if p != p.strip() or "," in p:
+            continue
+        try:
+            rx = re.compile(p + "$")
+            re.compile(p)
+        except re.error:
+            continue
+        strings = []
+        for k in range(6):
+            e = example_for(p, rng.randint(0, 1 << 30))
+            if e is not None:
+                strings.append(e)
+                break
+        if strings:
+            e = strings[0]
+            strings += [e + "\n", e + "a", e[:-1] if e else "/", e.upper()]
+        strings += ["".join(rng.choice(PatternFuzz.ALPHA) for _ in range(rng.randint(0, 6))) for _ in range(2)]
+        seen = set()
+        for j, sarg in enumerate(strings):
+            if sarg in seen or len(sarg) > 14:
+                continue
+            seen.add(sarg)
+            # Python's matcher has no step limit; keep inputs that it answers fast.
+            t0 = __import__("time").perf_counter()
+            try:
+                rx.match(sarg)
+            except RecursionError:
+                continue
+            if __import__("time").perf_counter() - t0 > 0.05:
+                continue
+            add(
+                f"rxfuzz-{made:04d}-{j}",
+                "RegExpFilter",
+                F(f"r: RegExpFilter, tool, root, tool, {p}"),
+                ["tool", sarg],
+                tags=["regex-fuzz"],
+                note=p,
+            )
+        made += 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", help="the shared folder (default: $MOOR_SHARED_DIR or <repo>/../shared)")
     ap.add_argument("--no-real", action="store_true", help="synthetic cases only")
+    ap.add_argument("--no-fuzz", action="store_true", help="no random regular-expression cases")
+    ap.add_argument("--fuzz", type=int, default=300, help="random patterns (several inputs each)")
+    ap.add_argument("--seed", type=int, default=20240611, help="seed of the random patterns")
     a = ap.parse_args()
     command_cases()
     regexp_cases()
@@ -1456,6 +1588,8 @@ def main():
     env_cases()
     chain_cases()
     loader_cases()
+    if not a.no_fuzz:
+        regex_fuzz_cases(a.fuzz, a.seed)
     synthetic = len(CASES)
     real = 0
     if not a.no_real:

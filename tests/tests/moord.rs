@@ -1388,9 +1388,16 @@ fn sigterm_drains_in_flight_work_and_exits_zero() {
     );
     assert!(t.status.success());
     // ... and the client got its response, and the audit says it completed.
-    let r = t.result.as_ref().unwrap_or_else(|e| panic!("the in-flight op got no result: {e}"));
+    let r = t
+        .result
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the in-flight op got no result: {e}"));
     assert_eq!(r.exit_code, Some(0), "{r:?}");
-    assert!(t.took >= Duration::from_millis(1400), "it ran to completion ({:?})", t.took);
+    assert!(
+        t.took >= Duration::from_millis(1400),
+        "it ran to completion ({:?})",
+        t.took
+    );
     assert_eq!(t.record["outcome"], "ok", "{}", t.record);
 }
 

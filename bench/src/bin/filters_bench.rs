@@ -11,12 +11,16 @@ use moor_filters::{LoadOptions, RealSystem};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let filters_path = args.next().context("usage: filters_bench FILTERS_PATH EXEC_DIRS CORPUS.jsonl [ROUNDS]")?;
+    let filters_path = args
+        .next()
+        .context("usage: filters_bench FILTERS_PATH EXEC_DIRS CORPUS.jsonl [ROUNDS]")?;
     let exec_dirs = parse_dir_list(&args.next().context("exec dirs")?, "exec_dirs")?;
     let corpus_path = PathBuf::from(args.next().context("corpus")?);
     let rounds: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(200);
     let dirs = parse_dir_list(&filters_path, "filters_path")?;
-    let opts = LoadOptions { trusted_owner: std::fs::metadata(&dirs[0])?.uid_owner() };
+    let opts = LoadOptions {
+        trusted_owner: std::fs::metadata(&dirs[0])?.uid_owner(),
+    };
 
     let corpus: Vec<Vec<String>> = std::fs::read_to_string(&corpus_path)?
         .lines()
@@ -33,7 +37,11 @@ fn main() -> anyhow::Result<()> {
         loaded = Some(l);
     }
     let loaded = loaded.context("no load")?;
-    anyhow::ensure!(loaded.is_clean(), "filter set has errors: {:?}", loaded.errors().collect::<Vec<_>>());
+    anyhow::ensure!(
+        loaded.is_clean(),
+        "filter set has errors: {:?}",
+        loaded.errors().collect::<Vec<_>>()
+    );
     let set = &loaded.set;
 
     let mut match_times = Vec::with_capacity(rounds * corpus.len());

@@ -489,6 +489,7 @@ impl Matcher<'_> {
         };
         let has_backrefs = self.prog.has_backrefs;
         let snap = if has_backrefs {
+            self.charge((self.caps.len() / 16) as u64)?;
             Some(self.caps.clone())
         } else {
             None

@@ -55,7 +55,10 @@ struct Args {
 }
 
 fn dir_list(s: &Option<String>, what: &'static str) -> anyhow::Result<Option<Vec<PathBuf>>> {
-    s.as_deref().map(|v| moor_filters::config::parse_dir_list(v, what)).transpose().map_err(Into::into)
+    s.as_deref()
+        .map(|v| moor_filters::config::parse_dir_list(v, what))
+        .transpose()
+        .map_err(Into::into)
 }
 
 fn load_config(a: &Args) -> anyhow::Result<Config> {
@@ -79,8 +82,14 @@ fn load_config(a: &Args) -> anyhow::Result<Config> {
 
 /// systemd socket activation: LISTEN_PID is us and LISTEN_FDS ≥ 1 → fd 3.
 fn activated_listener() -> anyhow::Result<Option<std::os::unix::net::UnixListener>> {
-    let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
-    let fds: usize = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let fds: usize = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     if !pid_ok || fds == 0 {
         return Ok(None);
     }
@@ -92,7 +101,10 @@ fn activated_listener() -> anyhow::Result<Option<std::os::unix::net::UnixListene
     // process owns or closes it; we take ownership exactly once.
     let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(SD_LISTEN_FDS_START) };
     // Passed fds are not close-on-exec; the tools moord runs must not inherit it.
-    nix::fcntl::fcntl(&l, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+    nix::fcntl::fcntl(
+        &l,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
     // SAFETY: only moord's own environment is changed, before any thread starts.
     unsafe {
         std::env::remove_var("LISTEN_PID");
@@ -114,7 +126,8 @@ fn bind(cfg: &Config) -> anyhow::Result<std::os::unix::net::UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let l = std::os::unix::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let l = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))?;
     if let Some(g) = cfg.socket_group {
         nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(g)))?;
@@ -125,7 +138,10 @@ fn bind(cfg: &Config) -> anyhow::Result<std::os::unix::net::UnixListener> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MOORD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MOORD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -137,7 +153,11 @@ fn main() -> anyhow::Result<()> {
             settings.filters.set.filters.len(),
             settings.filters.files.len(),
             cfg.policy.len(),
-            if settings.key.is_some() { "hmac-sha256" } else { "peer credentials only" }
+            if settings.key.is_some() {
+                "hmac-sha256"
+            } else {
+                "peer credentials only"
+            }
         );
         return Ok(());
     }
@@ -159,15 +179,23 @@ fn main() -> anyhow::Result<()> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let keep = moor_privhelper::privs::parse_caps(&cfg.keep_capabilities)?;
     match moor_privhelper::privs::confine(&keep)? {
-        true => tracing::info!(keep = ?cfg.keep_capabilities, "capabilities confined, no_new_privs set"),
+        true => {
+            tracing::info!(keep = ?cfg.keep_capabilities, "capabilities confined, no_new_privs set")
+        }
         false => tracing::warn!("not running as root: capabilities left as they are"),
     }
     let state = State::new(settings)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(listener, state, args))
 }
 
-async fn run(listener: std::os::unix::net::UnixListener, state: Arc<State>, args: Args) -> anyhow::Result<()> {
+async fn run(
+    listener: std::os::unix::net::UnixListener,
+    state: Arc<State>,
+    args: Args,
+) -> anyhow::Result<()> {
     let listener = UnixListener::from_std(listener)?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -182,11 +210,17 @@ async fn run(listener: std::os::unix::net::UnixListener, state: Arc<State>, args
         }
     }
     let grace = Duration::from_secs(state.settings().config.shutdown_grace_secs);
-    tracing::info!(in_flight = state.in_flight(), "stopping: no new connections; waiting up to {grace:?}");
+    tracing::info!(
+        in_flight = state.in_flight(),
+        "stopping: no new connections; waiting up to {grace:?}"
+    );
     state.begin_shutdown();
     accept.abort();
     if !state.drain(grace).await {
-        tracing::warn!(in_flight = state.in_flight(), "grace period over; exiting with operations still running");
+        tracing::warn!(
+            in_flight = state.in_flight(),
+            "grace period over; exiting with operations still running"
+        );
     }
     let socket = state.settings().config.socket.clone();
     if Path::new(&socket).exists() && std::env::var_os("LISTEN_FDS").is_none() {
@@ -201,7 +235,10 @@ fn reload(state: &State, args: &Args) {
     let result = load_config(args).and_then(|cfg| Ok(Settings::load(cfg)?));
     match result {
         Ok(s) => {
-            tracing::info!(filters = s.filters.set.filters.len(), "reloaded configuration and filters");
+            tracing::info!(
+                filters = s.filters.set.filters.len(),
+                "reloaded configuration and filters"
+            );
             state.replace(s);
         }
         Err(e) => tracing::error!("reload failed, keeping the previous configuration: {e:#}"),

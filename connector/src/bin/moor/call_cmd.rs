@@ -50,7 +50,9 @@ pub fn run(cmd: CallCommand, socket: &Path, key_file: Option<&PathBuf>) -> ExitC
             eprintln!("moor: {e}");
             let denied = match &e {
                 ClientError::Refused(ErrorCode::Forbidden | ErrorCode::AuthFailed, _) => true,
-                ClientError::Connect { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+                ClientError::Connect { source, .. } => {
+                    source.kind() == std::io::ErrorKind::PermissionDenied
+                }
                 _ => false,
             };
             return ExitCode::from(if denied { EXIT_DENIED } else { EXIT_MOOR });
@@ -61,13 +63,22 @@ pub fn run(cmd: CallCommand, socket: &Path, key_file: Option<&PathBuf>) -> ExitC
             let t = std::time::Instant::now();
             match client.ping() {
                 Ok(()) => {
-                    println!("pong from moord in {} µs (uid {}, ops: {})", t.elapsed().as_micros(), client.uid, client.ops.join(", "));
+                    println!(
+                        "pong from moord in {} µs (uid {}, ops: {})",
+                        t.elapsed().as_micros(),
+                        client.uid,
+                        client.ops.join(", ")
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
             }
         }
-        CallCommand::Exec { stdin, timeout_ms, argv } => {
+        CallCommand::Exec {
+            stdin,
+            timeout_ms,
+            argv,
+        } => {
             let mut args = Vec::with_capacity(argv.len());
             for a in argv {
                 match a.into_string() {
@@ -80,7 +91,9 @@ pub fn run(cmd: CallCommand, socket: &Path, key_file: Option<&PathBuf>) -> ExitC
             }
             let input: Option<Box<dyn std::io::Read + Send>> = if stdin {
                 if std::io::stdin().is_terminal() {
-                    eprintln!("moor: reading the command's stdin from the terminal (end with Ctrl-D)");
+                    eprintln!(
+                        "moor: reading the command's stdin from the terminal (end with Ctrl-D)"
+                    );
                 }
                 Some(Box::new(std::io::stdin()))
             } else {

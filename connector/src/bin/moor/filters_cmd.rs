@@ -51,7 +51,12 @@ pub struct CheckArgs {
     #[arg(long)]
     json: bool,
     /// Check a write to this file (WriteFileFilter) instead of a command.
-    #[arg(long, value_name = "PATH", requires = "content", conflicts_with = "argv")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "content",
+        conflicts_with = "argv"
+    )]
     write: Option<String>,
     /// The content of the write checked with --write.
     #[arg(long, value_name = "STRING")]
@@ -114,7 +119,10 @@ pub fn run(cmd: FiltersCommand) -> ExitCode {
 fn config(a: &SetArgs) -> anyhow::Result<Config> {
     let mut cfg = match (&a.config, &a.filters_path) {
         (Some(path), _) => Config::from_rootwrap_conf(path)?,
-        (None, Some(fp)) => Config { filters_path: parse_dir_list(fp, "filters_path")?, exec_dirs: default_exec_dirs() },
+        (None, Some(fp)) => Config {
+            filters_path: parse_dir_list(fp, "filters_path")?,
+            exec_dirs: default_exec_dirs(),
+        },
         (None, None) => anyhow::bail!("give --filters-path or --config"),
     };
     if let Some(ed) = &a.exec_dirs {
@@ -125,7 +133,12 @@ fn config(a: &SetArgs) -> anyhow::Result<Config> {
 
 fn load(a: &SetArgs) -> anyhow::Result<(Config, Loaded)> {
     let cfg = config(a)?;
-    let loaded = moor_filters::load(&cfg.filters_path, &LoadOptions { trusted_owner: a.trusted_owner });
+    let loaded = moor_filters::load(
+        &cfg.filters_path,
+        &LoadOptions {
+            trusted_owner: a.trusted_owner,
+        },
+    );
     Ok((cfg, loaded))
 }
 
@@ -138,19 +151,28 @@ fn check(a: CheckArgs) -> anyhow::Result<u8> {
         }
         if a.json {
             let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
-            println!("{}", json!({"allowed": false, "outcome": "config-error", "errors": errors}));
+            println!(
+                "{}",
+                json!({"allowed": false, "outcome": "config-error", "errors": errors})
+            );
         }
         eprintln!("moor filters: the filter set has errors; moord would refuse to load it");
         return Ok(EXIT_CONFIG);
     }
-    for d in loaded.diagnostics.iter().filter(|d| d.severity == Severity::Warning) {
+    for d in loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+    {
         eprintln!("{d}");
     }
     if let Some(path) = &a.write {
         let content = a.content.as_deref().unwrap_or_default();
         let d = loaded.set.decide_write(path, content);
         if a.json {
-            let r = |f: &Option<moor_filters::FilterRef>| f.as_ref().map(filter_ref_json).unwrap_or(Value::Null);
+            let r = |f: &Option<moor_filters::FilterRef>| {
+                f.as_ref().map(filter_ref_json).unwrap_or(Value::Null)
+            };
             println!(
                 "{}",
                 json!({
@@ -166,7 +188,12 @@ fn check(a: CheckArgs) -> anyhow::Result<u8> {
             );
         } else if d.allowed {
             if let Some(f) = &d.filter {
-                println!("ALLOW write of {content:?} to {path} by filter {:?} ({}:{})", f.name, f.file.display(), f.line);
+                println!(
+                    "ALLOW write of {content:?} to {path} by filter {:?} ({}:{})",
+                    f.name,
+                    f.file.display(),
+                    f.line
+                );
             }
         } else {
             println!("DENY write to {path}: {}", d.reason.unwrap_or_default());
@@ -182,7 +209,10 @@ fn check(a: CheckArgs) -> anyhow::Result<u8> {
             None => {
                 let reason = format!("argument {i} is not valid UTF-8");
                 if a.json {
-                    println!("{}", json!({"allowed": false, "outcome": "deny", "filter": null, "reason": reason}));
+                    println!(
+                        "{}",
+                        json!({"allowed": false, "outcome": "deny", "filter": null, "reason": reason})
+                    );
                 } else {
                     println!("DENY: {reason}");
                 }
@@ -196,7 +226,11 @@ fn check(a: CheckArgs) -> anyhow::Result<u8> {
     } else {
         print_decision(&d);
     }
-    Ok(if d.allowed() { EXIT_ALLOWED } else { EXIT_DENIED })
+    Ok(if d.allowed() {
+        EXIT_ALLOWED
+    } else {
+        EXIT_DENIED
+    })
 }
 
 fn filter_ref_json(f: &moor_filters::FilterRef) -> Value {
@@ -206,7 +240,9 @@ fn filter_ref_json(f: &moor_filters::FilterRef) -> Value {
 /// The `check --json` object (documented in docs/filters.md).
 pub fn decision_json(d: &Decision) -> Value {
     let f = d.filter.as_ref();
-    let opt = |r: &Option<moor_filters::FilterRef>| r.as_ref().map(filter_ref_json).unwrap_or(Value::Null);
+    let opt = |r: &Option<moor_filters::FilterRef>| {
+        r.as_ref().map(filter_ref_json).unwrap_or(Value::Null)
+    };
     json!({
         "allowed": d.allowed(),
         "outcome": d.outcome,
@@ -227,10 +263,23 @@ fn print_decision(d: &Decision) {
     match d.outcome {
         Outcome::Allow => {
             if let Some(f) = &d.filter {
-                println!("ALLOW by filter {:?} ({}:{}, {}) as {}", f.name, f.file.display(), f.line, f.class, f.run_as);
+                println!(
+                    "ALLOW by filter {:?} ({}:{}, {}) as {}",
+                    f.name,
+                    f.file.display(),
+                    f.line,
+                    f.class,
+                    f.run_as
+                );
             }
             if let Some(c) = &d.chained {
-                println!("  chained command allowed by {:?} ({}:{}, {})", c.name, c.file.display(), c.line, c.class);
+                println!(
+                    "  chained command allowed by {:?} ({}:{}, {})",
+                    c.name,
+                    c.file.display(),
+                    c.line,
+                    c.class
+                );
             }
             if let Some(e) = &d.exec {
                 println!("  exec: {}", shell_words(e));
@@ -249,7 +298,10 @@ fn print_decision(d: &Decision) {
 fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.,:=@%+".contains(&b)) {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.,:=@%+".contains(&b))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))
@@ -275,13 +327,24 @@ fn list(a: ListArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&listings)?);
     } else {
         for l in &listings {
-            println!("{}:{}  {}  [{}]  risk: {}", l.file.display(), l.line, l.name, l.class, l.risk);
+            println!(
+                "{}:{}  {}  [{}]  risk: {}",
+                l.file.display(),
+                l.line,
+                l.name,
+                l.class,
+                l.risk
+            );
             println!("    {}", l.allows);
             for r in &l.risk_reasons {
                 println!("    - {r}");
             }
         }
-        println!("{} filter(s) from {} file(s)", listings.len(), loaded.files.len());
+        println!(
+            "{} filter(s) from {} file(s)",
+            listings.len(),
+            loaded.files.len()
+        );
     }
     Ok(if loaded.is_clean() { 0 } else { EXIT_CONFIG })
 }
@@ -304,5 +367,9 @@ fn lint(a: LintArgs) -> anyhow::Result<u8> {
         loaded.set.filters.len(),
         count(Severity::Info)
     );
-    Ok(if errors > 0 || (a.strict && warnings > 0) { 1 } else { 0 })
+    Ok(if errors > 0 || (a.strict && warnings > 0) {
+        1
+    } else {
+        0
+    })
 }

@@ -9,10 +9,20 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "moor", version, about = "Attach block storage through moord; audit its filters")]
+#[command(
+    name = "moor",
+    version,
+    about = "Attach block storage through moord; audit its filters"
+)]
 struct Cli {
     /// moord's socket.
-    #[arg(long, global = true, value_name = "PATH", default_value = "/run/moor/moord.sock", env = "MOOR_SOCKET")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "/run/moor/moord.sock",
+        env = "MOOR_SOCKET"
+    )]
     socket: PathBuf,
     /// HMAC key file shared with moord (needed when moord has one).
     #[arg(long, global = true, value_name = "FILE", env = "MOOR_KEY_FILE")]
