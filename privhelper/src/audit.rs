@@ -72,7 +72,15 @@ impl Audit {
         r.ts = rfc3339_now();
         let mut line = serde_json::to_vec(&r).unwrap_or_default();
         line.push(b'\n');
-        tracing::info!(target: "moord::audit", "{}", String::from_utf8_lossy(&line[..line.len() - 1]));
+        match &self.file {
+            // With an audit file the log would only repeat it (and cost a write each).
+            Some(_) => {
+                tracing::debug!(target: "moord::audit", "{}", String::from_utf8_lossy(&line[..line.len() - 1]))
+            }
+            None => {
+                tracing::info!(target: "moord::audit", "{}", String::from_utf8_lossy(&line[..line.len() - 1]))
+            }
+        }
         if let Some(f) = &self.file {
             // One write of a whole line to an O_APPEND file: lines never interleave.
             let mut f = f.lock().unwrap_or_else(|p| p.into_inner());

@@ -112,7 +112,8 @@ pub async fn run(
     cmd.args(&p.argv[1..])
         .env_clear()
         .envs(&p.env)
-        .current_dir("/")
+        // moord's own cwd is `/` (set at start), which children inherit; not setting it
+        // per command keeps the cheaper posix_spawn path open.
         .process_group(0)
         .kill_on_drop(true)
         .stdin(if matches!(input, Input::Null) {
@@ -248,7 +249,15 @@ async fn pump<R: AsyncRead + Unpin>(
     };
     let mut kept = Vec::new();
     let mut truncated = false;
-    let mut buf = vec![0u8; crate::protocol::MAX_DATA_CHUNK];
+    // Most tools print little: start small when capturing, grow up to a data frame.
+    let mut buf = vec![
+        0u8;
+        if sink.is_some() {
+            crate::protocol::MAX_DATA_CHUNK
+        } else {
+            4096
+        }
+    ];
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -263,6 +272,9 @@ async fn pump<R: AsyncRead + Unpin>(
                 let room = limit.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
                 truncated |= n > room;
+                if n == buf.len() && buf.len() < crate::protocol::MAX_DATA_CHUNK {
+                    buf.resize(buf.len() * 4, 0);
+                }
             }
         }
     }

@@ -136,7 +136,20 @@ fn bind(cfg: &Config) -> anyhow::Result<std::os::unix::net::UnixListener> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // moord runs in `/`: paths given relative to where it was started are made absolute
+    // now, so reloads and the socket cleanup still find them.
+    for p in [
+        &mut args.config,
+        &mut args.socket,
+        &mut args.key_file,
+        &mut args.audit_log,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *p = std::path::absolute(&*p).with_context(|| format!("resolving {}", p.display()))?;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MOORD_LOG")
@@ -175,8 +188,9 @@ fn main() -> anyhow::Result<()> {
         None => bind(&cfg)?,
     };
     listener.set_nonblocking(true)?;
-    // Files moord creates are never group/world-writable.
+    // Files moord creates are never group/world-writable; commands run in `/`.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    std::env::set_current_dir("/").context("chdir /")?;
     let keep = moor_privhelper::privs::parse_caps(&cfg.keep_capabilities)?;
     match moor_privhelper::privs::confine(&keep)? {
         true => {
