@@ -385,10 +385,17 @@ impl Filter {
             let p = PathBuf::from(&self.exec_path);
             return sys.is_executable(&p).then_some(p);
         }
-        exec_dirs
-            .iter()
-            .map(|d| join(d, &self.exec_path))
-            .find(|p| sys.is_executable(p))
+        for d in exec_dirs {
+            let p = join(d, &self.exec_path);
+            if sys.is_executable(&p) {
+                return Some(p);
+            }
+            // rootwrap's search ends at the first entry os.access(X_OK) accepts.
+            if sys.blocks_exec_search(&p) {
+                return None;
+            }
+        }
+        None
     }
 
     /// `CommandFilter.match`: argv[0] equals the executable's basename or the

@@ -11,6 +11,13 @@ pub trait System: std::fmt::Debug {
     /// A regular file with an execute bit (what `os.access(X_OK)` answers for root,
     /// minus directories).
     fn is_executable(&self, path: &Path) -> bool;
+    /// `os.access(path, X_OK)` would succeed for root but `path` is not a runnable
+    /// file: a directory, or another non-regular file with an execute bit. rootwrap
+    /// stops its `exec_dirs` search at such an entry (and then fails to run it), so
+    /// moor stops there too rather than run a program further down the list.
+    fn blocks_exec_search(&self, _path: &Path) -> bool {
+        false
+    }
     /// A regular file (following symlinks), as `os.path.isfile`.
     fn is_file(&self, path: &Path) -> bool;
     /// `os.path.realpath` (non-strict) of an absolute path; `None` on a symlink loop.
@@ -26,6 +33,11 @@ pub struct RealSystem;
 impl System for RealSystem {
     fn is_executable(&self, path: &Path) -> bool {
         fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+
+    fn blocks_exec_search(&self, path: &Path) -> bool {
+        fs::metadata(path)
+            .is_ok_and(|m| m.is_dir() || (!m.is_file() && m.permissions().mode() & 0o111 != 0))
     }
 
     fn is_file(&self, path: &Path) -> bool {
