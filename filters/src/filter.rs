@@ -147,6 +147,31 @@ pub struct Filter {
     /// The arguments after `run_as` as written (rootwrap's `self.args`).
     pub args: Vec<String>,
     pub spec: Spec,
+    /// `basename(exec_path)`, computed once: argv[0] is compared with it for every
+    /// filter on every decision.
+    exec_base: String,
+    /// The executable found last time, for the same `exec_dirs` (rootwrap caches it
+    /// on the filter object too). A reload builds new filters, so a new cache.
+    resolved: ExecCache,
+}
+
+/// A found executable, keyed by the `exec_dirs` it was found with. Cloning a filter
+/// starts an empty cache.
+#[derive(Debug, Default)]
+struct ExecCache(std::sync::Mutex<Option<(u64, PathBuf)>>);
+
+impl Clone for ExecCache {
+    fn clone(&self) -> Self {
+        ExecCache::default()
+    }
+}
+
+/// A key for an `exec_dirs` list.
+pub fn dirs_key(dirs: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dirs.hash(&mut h);
+    h.finish()
 }
 
 /// Why a definition line cannot be loaded.
@@ -364,6 +389,8 @@ impl Filter {
                 }
             }
         };
+        let exec_base = basename(&exec_path).to_string();
+        let resolved = ExecCache::default();
         Ok(Filter {
             name: name.to_string(),
             origin,
@@ -372,12 +399,37 @@ impl Filter {
             exec_path,
             args,
             spec,
+            exec_base,
+            resolved,
         })
     }
 
     /// `get_exec`: the executable that would run, resolved through `exec_dirs` when the
     /// filter names it relatively. Never `$PATH`.
     pub fn resolve_exec(&self, exec_dirs: &[PathBuf], sys: &dyn System) -> Option<PathBuf> {
+        self.resolve_exec_keyed(exec_dirs, dirs_key(exec_dirs), sys)
+    }
+
+    /// [`Filter::resolve_exec`] with the key of `exec_dirs` computed by the caller.
+    /// Successes are cached (as rootwrap does), failures are looked up again.
+    pub fn resolve_exec_keyed(
+        &self,
+        exec_dirs: &[PathBuf],
+        key: u64,
+        sys: &dyn System,
+    ) -> Option<PathBuf> {
+        let mut cache = self.resolved.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, p)) = cache.as_ref()
+            && *k == key
+        {
+            return Some(p.clone());
+        }
+        let found = self.search_exec(exec_dirs, sys)?;
+        *cache = Some((key, found.clone()));
+        Some(found)
+    }
+
+    fn search_exec(&self, exec_dirs: &[PathBuf], sys: &dyn System) -> Option<PathBuf> {
         if self.class == Class::WriteFileFilter {
             return None;
         }
@@ -401,7 +453,7 @@ impl Filter {
     /// `CommandFilter.match`: argv[0] equals the executable's basename or the
     /// executable as written.
     fn command_matches(&self, arg0: Option<&String>) -> bool {
-        arg0.is_some_and(|a| *a == self.exec_path || a == basename(&self.exec_path))
+        arg0.is_some_and(|a| *a == self.exec_base || *a == self.exec_path)
     }
 
     /// Match `argv` as rootwrap's `f.match(userargs)` does. EnvFilter may pop a leading
@@ -743,6 +795,8 @@ impl Filter {
 #[derive(Debug)]
 pub struct MatchContext<'a> {
     pub exec_dirs: &'a [PathBuf],
+    /// [`dirs_key`] of `exec_dirs`.
+    pub dirs_key: u64,
     pub sys: &'a dyn System,
 }
 

@@ -104,8 +104,9 @@ pub struct WriteDecision {
 
 struct Hit {
     index: usize,
-    /// The leaf filter and the chained argv as its matching left it.
-    leaf: Option<(usize, Vec<String>)>,
+    exec: PathBuf,
+    /// The leaf filter, its executable, and the chained argv as its matching left it.
+    leaf: Option<(usize, PathBuf, Vec<String>)>,
 }
 
 impl FilterSet {
@@ -117,7 +118,11 @@ impl FilterSet {
         if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
             return Decision::deny(format!("argument {i} contains a NUL byte"), None);
         }
-        let ctx = MatchContext { exec_dirs, sys };
+        let ctx = MatchContext {
+            exec_dirs,
+            dirs_key: crate::filter::dirs_key(exec_dirs),
+            sys,
+        };
         // rootwrap matches against one list object that EnvFilter may shorten.
         let mut userargs = argv.to_vec();
         let mut best = Best::default();
@@ -182,7 +187,7 @@ impl FilterSet {
                     &mut inner,
                     &mut inner_noexec,
                 ) {
-                    Some(h) => leaf = Some((h.index, args)),
+                    Some(h) => leaf = Some((h.index, h.exec, args)),
                     None => {
                         let why = match (inner_noexec, inner.found) {
                             (Some(j), _) => {
@@ -206,33 +211,32 @@ impl FilterSet {
                     }
                 }
             }
-            if f.resolve_exec(ctx.exec_dirs, ctx.sys).is_none() {
+            let Some(exec) = f.resolve_exec_keyed(ctx.exec_dirs, ctx.dirs_key, ctx.sys) else {
                 first_noexec.get_or_insert(i);
                 continue;
-            }
-            return Some(Hit { index: i, leaf });
+            };
+            return Some(Hit {
+                index: i,
+                exec,
+                leaf,
+            });
         }
         None
     }
 
     fn allow(&self, hit: Hit, userargs: &[String], ctx: &MatchContext<'_>) -> Decision {
         let f = &self.filters[hit.index];
-        let Some(exec) = f.resolve_exec(ctx.exec_dirs, ctx.sys) else {
-            return Decision::deny("executable vanished".into(), None);
-        };
+        let exec = hit.exec;
         let (exec_argv, env, chained) = match hit.leaf {
             None => {
                 let (c, e) = f.command(userargs, &exec, ctx.sys);
                 (c, e, None)
             }
-            Some((j, leaf_args)) => {
+            Some((j, leaf_exec, leaf_args)) => {
                 // DEVIATION: rootwrap runs the chaining command with the tail as the
                 // caller wrote it, so `nice` finds the chained program through its own
                 // PATH. moor runs exactly the leaf filter's resolved command.
                 let leaf = &self.filters[j];
-                let Some(leaf_exec) = leaf.resolve_exec(ctx.exec_dirs, ctx.sys) else {
-                    return Decision::deny("leaf executable vanished".into(), None);
-                };
                 let (leaf_cmd, leaf_env) = leaf.command(&leaf_args, &leaf_exec, ctx.sys);
                 let mut c = vec![path_string(&exec)];
                 c.extend(userargs.iter().take(f.chain_prefix_len()).skip(1).cloned());
