@@ -220,6 +220,9 @@ struct Opts {
     /// Extra TOML for moord.toml (the socket is always mode 0666 so that other uids
     /// reach moord's own peer check).
     config: String,
+    /// A command that execs moord (`prlimit …`, `systemd-socket-activate -l SOCKET`);
+    /// `{socket}` is replaced by the socket path.
+    wrapper: Vec<String>,
 }
 
 impl Default for Opts {
@@ -232,6 +235,7 @@ impl Default for Opts {
             key_group: None,
             filters: FILTERS.into(),
             config: String::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -295,7 +299,18 @@ impl Daemon {
         let socket = dir.join("moord.sock");
         let audit = dir.join("audit.log");
         let log = dir.join("moord.log");
-        let mut cmd = Command::new(&b.moord);
+        let mut cmd = match o.wrapper.split_first() {
+            None => Command::new(&b.moord),
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(
+                    rest.iter()
+                        .map(|a| a.replace("{socket}", &socket.display().to_string())),
+                );
+                c.arg(&b.moord);
+                c
+            }
+        };
         cmd.arg("--config")
             .arg(&config)
             .arg("--socket")
@@ -375,6 +390,10 @@ impl Daemon {
     fn client(&self) -> Client {
         Client::connect(&self.socket, Some(&self.key))
             .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log_text()))
+    }
+
+    fn try_client(&self) -> Option<Client> {
+        Client::connect(&self.socket, Some(&self.key)).ok()
     }
 
     fn log_text(&self) -> String {
@@ -1824,4 +1843,77 @@ fn python_client_suite_passes() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(n >= 20, "only {n} Python tests ran: {ran}");
+}
+
+#[test]
+fn socket_activation_uses_the_passed_socket() {
+    // systemd-socket-activate listens like a .socket unit and execs moord with
+    // LISTEN_FDS=1 on the first connection.
+    let d = Daemon::start(Opts {
+        wrapper: vec![
+            "systemd-socket-activate".into(),
+            "-l".into(),
+            "{socket}".into(),
+        ],
+        ..Opts::default()
+    });
+    d.client()
+        .ping()
+        .expect("ping through the activated socket");
+    assert_eq!(
+        d.log_count("using the socket passed by systemd"),
+        1,
+        "{}",
+        d.log_text()
+    );
+    // The passed fd (3) must not leak into the commands moord runs: close-on-exec.
+    let info = fs::read_to_string(format!("/proc/{}/fdinfo/3", d.pid())).expect("fdinfo of fd 3");
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u64::from_str_radix(f.trim(), 8).ok())
+        .expect("flags");
+    assert_ne!(flags & 0o2000000, 0, "fd 3 is not close-on-exec: {info}");
+}
+
+#[test]
+fn two_thousand_connections_and_the_daemon_keeps_serving() {
+    let d = Daemon::start(Opts::default());
+    let mut held = Vec::new();
+    for i in 0..2000 {
+        let mut c = d.client();
+        if i % 500 == 0 {
+            c.ping().expect("ping while many connections are open");
+        }
+        held.push(c);
+    }
+    for c in held.iter_mut().step_by(97) {
+        c.ping().expect("old connections still served");
+    }
+    drop(held);
+    d.client().ping().expect("served after they all went away");
+}
+
+#[test]
+fn fd_exhaustion_is_survived() {
+    // With 48 descriptors moord runs out well before 200 clients; accept errors are
+    // logged and survived, and once the clients leave it serves again.
+    let d = Daemon::start(Opts {
+        wrapper: vec!["prlimit".into(), "--nofile=48:48".into(), "--".into()],
+        ..Opts::default()
+    });
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        if let Ok(s) = std::os::unix::net::UnixStream::connect(&d.socket) {
+            held.push(s);
+        }
+    }
+    wait_for(10, "moord to report fd exhaustion", || {
+        (d.log_count("accept failed") > 0).then_some(())
+    });
+    drop(held);
+    wait_for(20, "moord to serve again", || {
+        d.try_client().and_then(|mut c| c.ping().ok())
+    });
+    assert!(d.child_alive(), "moord died");
 }
