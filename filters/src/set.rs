@@ -178,6 +178,8 @@ impl FilterSet {
                     best.offer(i, Miss::new(20, Why::NoChained));
                     continue;
                 }
+                // The leaf check may shorten `args` (an EnvFilter pops `env`).
+                let chained_cmd = args[0].clone();
                 let mut inner = Best::default();
                 let mut inner_noexec = None;
                 match self.match_list(
@@ -199,12 +201,12 @@ impl FilterSet {
                                 self.filters[j].explain(&m.why, &args, ctx)
                             ),
                             (None, _) => {
-                                format!("no {} filter allows {:?} as given", f.run_as, args[0])
+                                format!("no {} filter allows {:?} as given", f.run_as, chained_cmd)
                             }
                         };
                         let text = format!(
                             "chained command {:?} passes no {} leaf filter ({why})",
-                            args[0], f.run_as
+                            chained_cmd, f.run_as
                         );
                         best.offer(i, Miss::new(60, Why::Chain(text)));
                         continue;

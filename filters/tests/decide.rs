@@ -380,3 +380,18 @@ fn write_file_filter() {
     let h = FakeHost::with_bins(BINS);
     assert!(!decide(&s, &h, &["/sys/class/scsi_host/host3/scan"]).allowed());
 }
+
+#[test]
+fn chained_env_popped_by_a_leaf_is_denied_cleanly() {
+    // Found by fuzzing: the leaf EnvFilter pops `env`, leaving the chained argv empty.
+    let s = set(
+        "[Filters]\nionice: ChainingRegExpFilter, ionice, root, ionice, -c[0-3]\nlvs: EnvFilter, env, root, LC_ALL=C, lvs\n",
+    );
+    let h = FakeHost::with_bins(BINS);
+    let d = decide(&s, &h, &["ionice", "-c3", "env"]);
+    assert!(!d.allowed());
+    assert!(
+        d.reason.as_deref().unwrap_or("").contains("\"env\""),
+        "{d:?}"
+    );
+}

@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,7 @@ DEVIATIONS = (
     "step-limit",
     "regex-unsupported",
     "regex-icase-nonascii",
+    "exec-not-file",
 )
 CLASSES = (
     "CommandFilter",
@@ -91,16 +93,11 @@ KNOWN_TO_MOOR = CLASSES + ("WriteFileFilter",)
 # reported on every run (category KNOWN, not fatal) until moor or the documentation is
 # changed; a known case that stops differing is reported as KNOWN-FIXED so that it can
 # be removed from here. Any other difference fails the test.
-KNOWN_FINDINGS = {
-    "probe-exec-is-directory": "exec resolution: rootwrap (as root) takes a directory named like the "
-    "executable (os.access X_OK), moor skips it (System::is_executable wants a regular file) and says noexec",
-    "probe-exec-is-directory-then-file": "exec resolution: rootwrap resolves exec_dirs[0]/cat (a directory, "
-    "so the exec would fail); moor skips it and runs exec_dirs[1]/cat, a different program",
-}
+KNOWN_FINDINGS: dict = {}
 
 # Deviations moor's code makes deliberately but docs/filters.md does not list. A
 # difference explained only by these is reported (category UNDOCUMENTED, not fatal).
-UNDOCUMENTED = {"regex-unsupported", "regex-icase-nonascii"}
+UNDOCUMENTED = {"regex-unsupported", "regex-icase-nonascii", "exec-not-file"}
 NETNS = ("net", "netn", "netns")
 EXECW = ("e", "ex", "exe", "exec")
 FAKE_EXEC = "#!/bin/sh\nexit 0\n"
@@ -270,6 +267,15 @@ class Env:
 
 # ------------------------------------------------------------------------------------
 # rootwrap
+
+
+class _Timeout(BaseException):
+    pass
+
+
+def _alarm(*_):
+    raise _Timeout()
+
 
 
 def env_diff(env):
@@ -499,6 +505,14 @@ def filter_devs(f, args, fl, exec_dirs, devs, depth=0):
             devs.add("input")
     if f is fl[-1] and f.name == "privsep-helper":
         devs.add("no-privsep-helper")
+    try:
+        real = f.get_exec(exec_dirs)
+    except Exception:  # noqa: BLE001
+        real = None
+    if real and not os.path.isfile(real):
+        # As root os.access(X_OK) is true for a directory: rootwrap "resolves" it and
+        # then fails to run it; moor says noexec (System::blocks_exec_search).
+        devs.add("exec-not-file")
     if isinstance(f, (rwf.RegExpFilter, rwf.ChainingRegExpFilter)):
         for p, a in zip(f.args, args):
             regex_devs(p, a, devs)
@@ -776,6 +790,8 @@ def run_moor(moor, m, timeout=120):
         p = subprocess.run(cmd, cwd=m["cwd"], env=env, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"outcome": "timeout", "rc": None, "stderr": "", "secs": timeout}
+    except OSError as e:
+        return {"outcome": "bad-output", "rc": None, "stderr": f"cannot run moor: {e}", "secs": 0}
     out = {"rc": p.returncode, "stderr": p.stderr.decode(errors="replace")[-2000:], "secs": time.time() - t0}
     try:
         j = json.loads(p.stdout.decode())
@@ -1015,8 +1031,17 @@ def main():
                 continue
             t0 = time.time()
             with Env(m):
-                rw, fl, f = run_rootwrap(m)
-                probs = set_problems(m["dirs"])
+                old = signal.signal(signal.SIGALRM, _alarm)
+                signal.setitimer(signal.ITIMER_REAL, 60)
+                try:
+                    rw, fl, f = run_rootwrap(m)
+                    probs = set_problems(m["dirs"])
+                except _Timeout:
+                    rw, fl, f, probs = {"outcome": "timeout"}, None, None, []
+                    harness.append((case["id"], "rootwrap took more than 60 s (catastrophic pattern?)"))
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    signal.signal(signal.SIGALRM, old)
             dt = time.time() - t0
             if dt > 2:
                 slow.append((case["id"], round(dt, 1)))
@@ -1037,7 +1062,7 @@ def main():
             entry = {"id": case["id"], "class": case["class"], "tags": case["tags"], "argv": m["argv"], "rootwrap": rw, "set_problems": probs}
             if case.get("expect") and case["expect"] != rw["outcome"]:
                 harness.append((case["id"], f"generator expected rootwrap to say {case['expect']}, it says {rw['outcome']} {rw.get('exc', '')} {rw.get('msg', '')}"))
-            if moors[i] is not None:
+            if moors[i] is not None and rw["outcome"] != "timeout":
                 with Env(m):
                     try:
                         v = compare(case, m, rw, fl, f, moors[i], probs)

@@ -194,10 +194,34 @@ fn moor_bin() -> PathBuf {
     bin
 }
 
+/// A private copy of the binary, so that a concurrent `cargo build` replacing
+/// target/debug/moor cannot pull it away in the middle of the run.
+struct PrivateCopy(PathBuf);
+
+impl PrivateCopy {
+    fn of(bin: &Path) -> PrivateCopy {
+        let dir = std::env::temp_dir().join(format!("moor-difftest-bin-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create private bin dir");
+        let copy = dir.join("moor");
+        fs::copy(bin, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", bin.display()));
+        PrivateCopy(copy)
+    }
+}
+
+impl Drop for PrivateCopy {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
 #[test]
 fn moor_agrees_with_oslo_rootwrap() {
     let python = oracle_python();
-    let moor = moor_bin();
+    let moor_copy = PrivateCopy::of(&moor_bin());
+    let moor = &moor_copy.0;
     let dir = repo_root().join("tests").join("difftest");
 
     let cases = Command::new(&python)
@@ -217,7 +241,7 @@ fn moor_agrees_with_oslo_rootwrap() {
     let mut cmd = Command::new(&python);
     cmd.arg(dir.join("oracle.py"))
         .arg("--moor")
-        .arg(&moor)
+        .arg(moor)
         .arg("--report")
         .arg(&report);
     if let Some(only) = std::env::var_os("MOOR_DIFFTEST_ONLY") {
