@@ -40,8 +40,8 @@
 //!
 //! Patterns Python rejects are rejected with [`PyreErrorKind::Syntax`] (same
 //! message and position as Python's `re.error`); some patterns Python accepts are
-//! refused with [`PyreErrorKind::Unsupported`] (callers treat both as "never
-//! matches"): `\N{...}`, conditional groups `(?(1)a|b)`, non-ASCII group names,
+//! refused with [`PyreErrorKind::Unsupported`] (the filter loader rejects a file
+//! with either, failing closed): `\N{...}`, conditional groups `(?(1)a|b)`, non-ASCII group names,
 //! the `(?t)` flag, repeat counts above 10000, nesting deeper than 200, programs
 //! above 100000 instructions (counted repeats are expanded), backreferences
 //! inside (or to groups inside) negative lookarounds, and possessive repeats of
