@@ -24,7 +24,11 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 step "lab: real-kernel scenarios in the VM (never skipped: no VM is a failure)"
 cargo build -q --workspace --bins
 bash tests/lab/lab.sh image
-bash tests/lab/lab.sh scenario --all --timeout 2400
+bash tests/lab/lab.sh scenario --all --timeout 2400 2>&1 | tee target/lab.log
 
+# One closing line with every count, in the plain form CI reads.
+read -r cp cf < <(awk '/^test result:/ {p += $4; f += $6} END {print p+0, f+0}' target/test.log)
+read -r lp lf < <(sed -n 's/^lab: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' target/lab.log | tail -1)
 echo
-echo "all tests passed in $(( $(date +%s) - t0 )) s"
+echo "cargo tests: $cp passed, $cf failed; lab scenarios: ${lp:-0} passed, ${lf:-0} failed; $(( $(date +%s) - t0 )) s"
+echo "total: $(( cp + ${lp:-0} )) passed, $(( cf + ${lf:-0} )) failed"
