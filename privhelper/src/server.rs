@@ -245,7 +245,9 @@ pub async fn accept_loop(listener: UnixListener, state: Arc<State>) {
 struct Conn {
     id: u64,
     peer: Peer,
-    out: mpsc::Sender<Vec<u8>>,
+    /// The write half. Whoever has a frame to send writes it (no writer task, so no
+    /// extra thread hop per response); the lock keeps frames whole and in order.
+    out: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
     /// Requests in flight by id, with the stdin sink of streaming ones and a cancel.
     requests: Mutex<HashMap<u64, Req>>,
     gone: AtomicBool,
@@ -261,7 +263,13 @@ struct Req {
 
 impl Conn {
     async fn send(&self, msg: &ServerMsg) {
-        let _ = self.out.send(encode_json(msg)).await;
+        self.write(&encode_json(msg)).await;
+    }
+
+    /// Write one encoded frame; a vanished client is noticed by the reader.
+    async fn write(&self, frame: &[u8]) -> bool {
+        let mut w = self.out.lock().await;
+        w.write_all(frame).await.is_ok() && w.flush().await.is_ok()
     }
 
     fn record(&self, id: u64, op: &str) -> Record {
@@ -293,6 +301,43 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, limit: usize) -> Result<Fra
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
     protocol::decode_body(body)
+}
+
+/// Bytes read from a connection and not yet cut into frames. Consumed bytes are
+/// wiped: requests may carry secrets.
+#[derive(Default)]
+struct FrameBuf {
+    buf: Vec<u8>,
+}
+
+impl FrameBuf {
+    /// Room for a good read (a whole small request, or a data chunk).
+    fn reserve(&mut self) {
+        if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+            self.buf.reserve(64 * 1024);
+        }
+    }
+
+    /// The next complete frame, if the buffer holds one.
+    fn next_frame(&mut self) -> Option<Result<Frame, FrameError>> {
+        if self.buf.len() < 4 {
+            return None;
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        let len = match protocol::check_len(len) {
+            Ok(l) => l,
+            Err(e) => return Some(Err(e)),
+        };
+        if self.buf.len() < 4 + len {
+            return None;
+        }
+        let body = self.buf[4..4 + len].to_vec();
+        let rest = zeroize::Zeroizing::new(self.buf[4 + len..].to_vec());
+        // Wipe everything (capacity included), then keep what follows the frame.
+        self.buf.zeroize();
+        self.buf.extend_from_slice(&rest);
+        Some(protocol::decode_body(body))
+    }
 }
 
 /// A request frame, with `args` kept as raw text so secrets can be parsed straight
@@ -443,20 +488,10 @@ where
         return;
     }
 
-    // Writer task: frames from request tasks go out in order.
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
     let conn = Arc::new(Conn {
         id: conn_id,
         peer,
-        out: tx,
+        out: tokio::sync::Mutex::new(Box::new(wr)),
         requests: Mutex::new(HashMap::new()),
         gone: AtomicBool::new(false),
         done: Notify::new(),
@@ -464,19 +499,10 @@ where
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
     drop(settings);
 
-    // A reader task owns the read half, so a frame is never half-read when the loop
-    // below turns to something else (read_exact is not cancel-safe). The small channel
-    // keeps backpressure: it stops reading while the loop is busy.
-    let (ftx, mut frames) = mpsc::channel::<Result<Frame, FrameError>>(2);
-    let reader = tokio::spawn(async move {
-        loop {
-            let f = read_frame(&mut rd, protocol::MAX_FRAME).await;
-            let end = f.is_err();
-            if ftx.send(f).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    // Frames are cut from a buffer that `read_buf` fills: unlike `read_exact`, it is
+    // cancel-safe, so the loop can turn to a stop or an idle deadline without losing
+    // half a frame, and no extra task (and thread hop) sits between socket and loop.
+    let mut inbuf = FrameBuf::default();
     let mut stop = state.stop.subscribe();
     let mut idle_deadline = tokio::time::Instant::now() + idle;
     let mut client_gone = false;
@@ -490,16 +516,26 @@ where
         if *stop.borrow_and_update() && !in_flight {
             break;
         }
-        let frame = tokio::select! {
-            f = frames.recv() => f,
-            _ = tokio::time::sleep_until(idle_deadline), if !in_flight => {
-                conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, "idle timeout"))).await;
-                break;
-            }
-            _ = stop.changed() => continue,
-            _ = conn.done.notified() => {
-                idle_deadline = tokio::time::Instant::now() + idle;
-                continue;
+        let frame = match inbuf.next_frame() {
+            Some(f) => Some(f),
+            None => {
+                inbuf.reserve();
+                tokio::select! {
+                    r = rd.read_buf(&mut inbuf.buf) => match r {
+                        Ok(0) => Some(Err(FrameError::Closed)),
+                        Ok(_) => continue,
+                        Err(e) => Some(Err(FrameError::Io(e))),
+                    },
+                    _ = tokio::time::sleep_until(idle_deadline), if !in_flight => {
+                        conn.send(&ServerMsg::Error(ErrorBody::new(ErrorCode::BadRequest, "idle timeout"))).await;
+                        break;
+                    }
+                    _ = stop.changed() => continue,
+                    _ = conn.done.notified() => {
+                        idle_deadline = tokio::time::Instant::now() + idle;
+                        continue;
+                    }
+                }
             }
         };
         idle_deadline = tokio::time::Instant::now() + idle;
@@ -606,6 +642,18 @@ where
                             continue;
                         }
                         state.in_flight.fetch_add(1, Ordering::SeqCst);
+                        if op == "ping" {
+                            // Nothing to wait for: answer in place, without a task.
+                            let _guard = InFlight(&state);
+                            let args =
+                                args.unwrap_or_else(|| zeroize::Zeroizing::new("null".into()));
+                            handle_request(&state, &conn, id, &op, &args, &cancel).await;
+                            conn.requests
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&id);
+                            continue;
+                        }
                         let (st, c) = (state.clone(), conn.clone());
                         tokio::spawn(async move {
                             let _guard = InFlight(&st);
@@ -623,7 +671,6 @@ where
             }
         }
     }
-    reader.abort();
     // The client is gone: stop its streams, let its other requests finish.
     if client_gone {
         conn.gone.store(true, Ordering::SeqCst);
@@ -640,7 +687,6 @@ where
         }
     }
     drop(conn);
-    let _ = writer.await;
     state.connections.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -664,7 +710,7 @@ fn filter_label(f: &moor_filters::FilterRef) -> String {
 /// Plan, authorize, check, run and audit one request.
 async fn handle_request(
     state: &State,
-    conn: &Conn,
+    conn: &Arc<Conn>,
     id: u64,
     op: &str,
     args: &str,
@@ -877,10 +923,10 @@ async fn handle_request(
                     r.streaming = true;
                 }
                 conn.send(&ServerMsg::Started { id }).await;
-                let out = conn.out.clone();
+                let out = conn.clone();
                 let pump = tokio::spawn(async move {
                     while let Some((chan, bytes)) = out_rx.recv().await {
-                        if out.send(encode_data(id, chan, &bytes)).await.is_err() {
+                        if !out.write(&encode_data(id, chan, &bytes)).await {
                             break;
                         }
                     }
@@ -906,13 +952,9 @@ async fn handle_request(
             let result = exec::run(&prepared, input, output, timeout, cancel).await;
             if let Some(pump) = pump {
                 let _ = pump.await;
-                let _ = conn
-                    .out
-                    .send(encode_data(id, protocol::CHAN_STDOUT, &[]))
+                conn.write(&encode_data(id, protocol::CHAN_STDOUT, &[]))
                     .await;
-                let _ = conn
-                    .out
-                    .send(encode_data(id, protocol::CHAN_STDERR, &[]))
+                conn.write(&encode_data(id, protocol::CHAN_STDERR, &[]))
                     .await;
             }
             match result {
