@@ -642,18 +642,6 @@ where
                             continue;
                         }
                         state.in_flight.fetch_add(1, Ordering::SeqCst);
-                        if op == "ping" {
-                            // Nothing to wait for: answer in place, without a task.
-                            let _guard = InFlight(&state);
-                            let args =
-                                args.unwrap_or_else(|| zeroize::Zeroizing::new("null".into()));
-                            handle_request(&state, &conn, id, &op, &args, &cancel).await;
-                            conn.requests
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&id);
-                            continue;
-                        }
                         let (st, c) = (state.clone(), conn.clone());
                         tokio::spawn(async move {
                             let _guard = InFlight(&st);
