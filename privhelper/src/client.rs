@@ -174,11 +174,7 @@ impl Client {
                     result,
                     error,
                 } if rid == id => {
-                    return match (ok, error) {
-                        (true, _) => Ok(result.unwrap_or(Value::Null)),
-                        (false, Some(e)) => Err(ClientError::Remote(e)),
-                        (false, None) => Err(ClientError::Protocol("failure without error".into())),
-                    };
+                    return outcome(ok, result, error);
                 }
                 ServerMsg::Error(e) => return Err(ClientError::Remote(e)),
                 _ => continue,
@@ -271,14 +267,10 @@ impl Client {
                         result,
                         error,
                     } if rid == id => {
-                        break match (ok, error) {
-                            (true, _) => serde_json::from_value(result.unwrap_or(Value::Null))
-                                .map_err(|e| ClientError::Protocol(e.to_string())),
-                            (false, Some(e)) => Err(ClientError::Remote(e)),
-                            (false, None) => {
-                                Err(ClientError::Protocol("failure without error".into()))
-                            }
-                        };
+                        break outcome(ok, result, error).and_then(|v| {
+                            serde_json::from_value(v)
+                                .map_err(|e| ClientError::Protocol(e.to_string()))
+                        });
                     }
                     ServerMsg::Error(e) => break Err(ClientError::Remote(e)),
                     _ => {}
@@ -292,6 +284,19 @@ impl Client {
             let _ = feeder.join();
         }
         result
+    }
+}
+
+/// A response's result, or its error.
+fn outcome(
+    ok: bool,
+    result: Option<Value>,
+    error: Option<ErrorBody>,
+) -> Result<Value, ClientError> {
+    match (ok, error) {
+        (true, _) => Ok(result.unwrap_or(Value::Null)),
+        (false, Some(e)) => Err(ClientError::Remote(e)),
+        (false, None) => Err(ClientError::Protocol("failure without error".into())),
     }
 }
 

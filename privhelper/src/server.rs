@@ -782,31 +782,10 @@ async fn handle_request(
                 return finish(rec, "denied", Some(reason));
             };
             rec.filter = Some(filter_label(f));
-            let limit = cfg.output_limit_bytes;
-            match read_limited(&path, limit) {
-                Ok((content, truncated)) => {
-                    conn.send(&ServerMsg::Response {
-                        id,
-                        ok: true,
-                        result: Some(
-                            json!({"content": b64_encode(&content), "truncated": truncated}),
-                        ),
-                        error: None,
-                    })
-                    .await;
-                    finish(rec, "ok", None);
-                }
-                Err(e) => {
-                    conn.send(&err_response(
-                        id,
-                        ErrorCode::Io,
-                        format!("{path}: {e}"),
-                        None,
-                    ))
-                    .await;
-                    finish(rec, "failed", Some(e.to_string()));
-                }
-            }
+            let read = read_limited(&path, cfg.output_limit_bytes)
+                .map(|(content, truncated)| json!({"content": b64_encode(&content), "truncated": truncated}));
+            let (outcome, reason) = reply_io(conn, id, &path, read).await;
+            finish(rec, outcome, reason);
         }
         Plan::WriteFile { path, value } => {
             rec.path = Some(path.clone());
@@ -824,28 +803,9 @@ async fn handle_request(
                 return finish(rec, "denied", Some(reason));
             };
             rec.filter = Some(filter_label(f));
-            match write_attribute(&path, &value) {
-                Ok(()) => {
-                    conn.send(&ServerMsg::Response {
-                        id,
-                        ok: true,
-                        result: Some(json!({})),
-                        error: None,
-                    })
-                    .await;
-                    finish(rec, "ok", None);
-                }
-                Err(e) => {
-                    conn.send(&err_response(
-                        id,
-                        ErrorCode::Io,
-                        format!("{path}: {e}"),
-                        None,
-                    ))
-                    .await;
-                    finish(rec, "failed", Some(e.to_string()));
-                }
-            }
+            let written = write_attribute(&path, &value).map(|()| json!({}));
+            let (outcome, reason) = reply_io(conn, id, &path, written).await;
+            finish(rec, outcome, reason);
         }
         Plan::Exec(p) => {
             rec.secret_stdin = p.secret_stdin.is_some();
@@ -997,6 +957,37 @@ async fn handle_request(
                     finish(rec, outcome, None);
                 }
             }
+        }
+    }
+}
+
+/// Answer a file operation done by moord itself; the audit outcome and reason.
+async fn reply_io(
+    conn: &Conn,
+    id: u64,
+    path: &str,
+    r: std::io::Result<Value>,
+) -> (&'static str, Option<String>) {
+    match r {
+        Ok(v) => {
+            conn.send(&ServerMsg::Response {
+                id,
+                ok: true,
+                result: Some(v),
+                error: None,
+            })
+            .await;
+            ("ok", None)
+        }
+        Err(e) => {
+            conn.send(&err_response(
+                id,
+                ErrorCode::Io,
+                format!("{path}: {e}"),
+                None,
+            ))
+            .await;
+            ("failed", Some(e.to_string()))
         }
     }
 }

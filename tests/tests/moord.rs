@@ -32,26 +32,8 @@ use serde_json::{Value, json};
 
 // ------------------------------------------------------------------ binaries
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => {
-            let d = PathBuf::from(d);
-            if d.is_absolute() {
-                d
-            } else {
-                repo_root().join(d)
-            }
-        }
-        None => repo_root().join("target"),
-    }
-}
+mod common;
+use common::{repo_root, target_dir};
 
 #[derive(Debug)]
 struct Bins {

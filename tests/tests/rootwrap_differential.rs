@@ -28,26 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 const ROOTWRAP_VERSION: &str = "7.10.0";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => {
-            let d = PathBuf::from(d);
-            if d.is_absolute() {
-                d
-            } else {
-                repo_root().join(d)
-            }
-        }
-        None => repo_root().join("target"),
-    }
-}
+mod common;
+use common::{repo_root, target_dir};
 
 fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
