@@ -46,6 +46,10 @@ impl ErrorBody {
     }
 }
 
+/// The longest wait for moord's next frame unless the caller sets another: moord's
+/// default maximum operation time plus a margin.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(3600 + 30);
+
 /// Read a key file (raw bytes).
 pub fn read_key_file(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
     Ok(Zeroizing::new(std::fs::read(path)?))
@@ -147,8 +151,18 @@ impl Client {
                 )));
             }
         }
-        c.stream.set_read_timeout(None)?;
+        // Every wait has a deadline: moord kills any operation after its own maximum
+        // (an hour by default), so silence for longer than that means it is gone.
+        c.stream.set_read_timeout(Some(DEFAULT_REPLY_TIMEOUT))?;
         Ok(c)
+    }
+
+    /// How long to wait for the next frame from moord before giving up (default:
+    /// [`DEFAULT_REPLY_TIMEOUT`]). Use a value above the operation's own deadline.
+    pub fn set_reply_timeout(&mut self, t: Duration) -> Result<(), ClientError> {
+        self.stream
+            .set_read_timeout(Some(t.max(Duration::from_millis(1))))?;
+        Ok(())
     }
 
     fn send_request(&mut self, op: &str, args: Value) -> Result<u64, ClientError> {

@@ -99,6 +99,13 @@ pub fn run(cmd: CallCommand, socket: &Path, key_file: Option<&PathBuf>) -> ExitC
             } else {
                 None
             };
+            if let Some(ms) = timeout_ms
+                && let Err(e) = client
+                    .set_reply_timeout(std::time::Duration::from_millis(ms.saturating_add(30_000)))
+            {
+                eprintln!("moor: {e}");
+                return ExitCode::from(EXIT_MOOR);
+            }
             let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
             match client.exec_stream(&args, timeout_ms, input, &mut out, &mut err) {
                 Ok(r) => match (r.exit_code, r.signal) {
