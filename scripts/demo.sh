@@ -36,7 +36,7 @@ show() {
   set +e; "$moor" filters check "${set_args[@]}" -- "$@"; rc=$?; set -e
   echo "  (exit $rc)"
 }
-step "moor filters check: what moord would run"
+step "moor filters check: what moord would run (executables are looked up on this host: a tool that is not installed here, such as iscsiadm outside the lab, is reported as not in exec_dirs)"
 show iscsiadm -m node -T iqn.2003-01.org.linux-iscsi.lab:vol1 -p 127.0.0.1:3260 --login
 show blockdev --getsize64 /dev/sdb
 show blockdev --getsize64 /dev/../etc/shadow
