@@ -1,6 +1,10 @@
 //! moor-connector: attaches and detaches block storage through moord.
 //!
 //! The transports (iSCSI, Fibre Channel, zFCP, DASD, NVMe-oF) and LUKS land here one
-//! protocol module at a time; today the crate carries the `moor` command-line tool,
-//! whose `filters` subcommands audit rootwrap-compatible filter sets.
+//! protocol module at a time. Today: validated identifiers ([`types`]: `Iqn`, `Portal`,
+//! `Lun` with os-brick's addressing modes) and the typed iSCSI connection properties
+//! ([`transport::iscsi`]); plus the `moor` command-line tool (`filters`, `call`).
 #![forbid(unsafe_code)]
+
+pub mod transport;
+pub mod types;
