@@ -1856,6 +1856,16 @@ fn socket_activation_uses_the_passed_socket() {
         .and_then(|f| u64::from_str_radix(f.trim(), 8).ok())
         .expect("flags");
     assert_ne!(flags & 0o2000000, 0, "fd 3 is not close-on-exec: {info}");
+    // The socket belongs to systemd: moord must not remove it when it stops, or the
+    // next activation would have nothing to listen on.
+    let mut d = d;
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(20).success());
+    assert!(
+        d.socket.exists(),
+        "moord removed the activated socket {}",
+        d.socket.display()
+    );
 }
 
 #[test]

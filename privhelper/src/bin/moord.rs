@@ -2,7 +2,7 @@
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,12 +180,14 @@ fn main() -> anyhow::Result<()> {
     if cfg.allow_uids.is_empty() && cfg.allow_gids.is_empty() {
         tracing::warn!("no allowed uid or gid: every caller will be refused");
     }
-    let listener = match activated_listener()? {
+    // The socket file is ours to remove at exit only when we bound it: under socket
+    // activation systemd owns it and keeps it for the next start.
+    let (listener, owned_socket) = match activated_listener()? {
         Some(l) => {
             tracing::info!("using the socket passed by systemd");
-            l
+            (l, None)
         }
-        None => bind(&cfg)?,
+        None => (bind(&cfg)?, Some(cfg.socket.clone())),
     };
     listener.set_nonblocking(true)?;
     // Files moord creates are never group/world-writable; commands run in `/`.
@@ -202,11 +204,12 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(listener, state, args))
+    rt.block_on(run(listener, owned_socket, state, args))
 }
 
 async fn run(
     listener: std::os::unix::net::UnixListener,
+    owned_socket: Option<PathBuf>,
     state: Arc<State>,
     args: Args,
 ) -> anyhow::Result<()> {
@@ -236,8 +239,7 @@ async fn run(
             "grace period over; exiting with operations still running"
         );
     }
-    let socket = state.settings().config.socket.clone();
-    if Path::new(&socket).exists() && std::env::var_os("LISTEN_FDS").is_none() {
+    if let Some(socket) = owned_socket {
         let _ = std::fs::remove_file(&socket);
     }
     tracing::info!("moord stopped");
