@@ -54,6 +54,7 @@ pub struct FileConfig {
     pub output_limit_bytes: Option<usize>,
     pub handshake_timeout_ms: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
+    pub write_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub keep_capabilities: Option<Vec<String>>,
     #[serde(default)]
@@ -118,6 +119,8 @@ pub struct Config {
     pub output_limit_bytes: usize,
     pub handshake_timeout_ms: u64,
     pub idle_timeout_secs: u64,
+    /// A client that takes longer than this to accept a frame is disconnected.
+    pub write_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     pub keep_capabilities: Vec<String>,
     pub policy: Vec<PolicyEntry>,
@@ -317,6 +320,7 @@ impl Config {
             output_limit_bytes: fc.output_limit_bytes.unwrap_or(16 << 20),
             handshake_timeout_ms: fc.handshake_timeout_ms.unwrap_or(5000),
             idle_timeout_secs: fc.idle_timeout_secs.unwrap_or(600),
+            write_timeout_secs: fc.write_timeout_secs.unwrap_or(30).max(1),
             shutdown_grace_secs: fc.shutdown_grace_secs.unwrap_or(30),
             keep_capabilities,
             policy,

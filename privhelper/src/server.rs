@@ -251,6 +251,10 @@ struct Conn {
     /// Requests in flight by id, with the stdin sink of streaming ones and a cancel.
     requests: Mutex<HashMap<u64, Req>>,
     gone: AtomicBool,
+    /// A write missed its deadline: the stream may hold half a frame, so the
+    /// connection is finished.
+    broken: AtomicBool,
+    write_timeout: Duration,
     /// Signalled whenever a request of this connection finishes.
     done: Notify,
 }
@@ -266,10 +270,33 @@ impl Conn {
         self.write(&encode_json(msg)).await;
     }
 
-    /// Write one encoded frame; a vanished client is noticed by the reader.
+    /// Write one encoded frame, within the write deadline. A client that stops
+    /// reading is disconnected rather than left holding moord's tasks.
     async fn write(&self, frame: &[u8]) -> bool {
+        if self.broken.load(Ordering::SeqCst) {
+            return false;
+        }
         let mut w = self.out.lock().await;
-        w.write_all(frame).await.is_ok() && w.flush().await.is_ok()
+        let wrote = tokio::time::timeout(self.write_timeout, async {
+            w.write_all(frame).await?;
+            w.flush().await
+        })
+        .await;
+        match wrote {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::warn!(
+                    conn = self.id,
+                    uid = self.peer.uid,
+                    "client did not read for {:?}; disconnecting",
+                    self.write_timeout
+                );
+                self.broken.store(true, Ordering::SeqCst);
+                self.done.notify_one();
+                false
+            }
+        }
     }
 
     fn record(&self, id: u64, op: &str) -> Record {
@@ -494,6 +521,8 @@ where
         out: tokio::sync::Mutex::new(Box::new(wr)),
         requests: Mutex::new(HashMap::new()),
         gone: AtomicBool::new(false),
+        broken: AtomicBool::new(false),
+        write_timeout: Duration::from_secs(cfg.write_timeout_secs),
         done: Notify::new(),
     });
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
@@ -514,6 +543,10 @@ where
             .is_empty();
         // Stopping: let in-flight requests finish (their streams keep flowing), then go.
         if *stop.borrow_and_update() && !in_flight {
+            break;
+        }
+        if conn.broken.load(Ordering::SeqCst) {
+            client_gone = true;
             break;
         }
         let frame = match inbuf.next_frame() {

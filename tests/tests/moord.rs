@@ -1909,3 +1909,22 @@ fn fd_exhaustion_is_survived() {
     });
     assert!(d.child_alive(), "moord died");
 }
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected() {
+    // moord must not wait forever on a socket nobody reads.
+    let d = Daemon::start(Opts {
+        config: "write_timeout_secs = 1\n".into(),
+        ..Opts::default()
+    });
+    let (mut raw, _) = Raw::handshake(&d);
+    // A response of about 11 MB (8 MiB of output, base64) fills every socket buffer.
+    raw.json(&json!({"type": "request", "id": 1, "op": "exec",
+        "args": {"argv": ["head", "-c", "8388608", "/dev/zero"]}}));
+    wait_for(20, "moord to give up on the silent client", || {
+        (d.log_count("did not read") > 0).then_some(())
+    });
+    d.client().ping().expect("others are still served");
+    assert!(d.child_alive());
+    drop(raw);
+}
