@@ -2,9 +2,11 @@
 //!
 //! The transports (iSCSI, Fibre Channel, zFCP, DASD, NVMe-oF) and LUKS land here one
 //! protocol module at a time. Today: validated identifiers ([`types`]: `Iqn`, `Portal`,
-//! `Lun` with os-brick's addressing modes) and the typed iSCSI connection properties
-//! ([`transport::iscsi`]); plus the `moor` command-line tool (`filters`, `call`).
+//! `Lun` with os-brick's addressing modes), the typed iSCSI connection properties
+//! ([`transport::iscsi`]), `HostPaths` and the sysfs readers attach and detach need
+//! ([`host`]); plus the `moor` command-line tool (`filters`, `call`).
 #![forbid(unsafe_code)]
 
+pub mod host;
 pub mod transport;
 pub mod types;
