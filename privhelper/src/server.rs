@@ -805,14 +805,11 @@ async fn handle_request(
                     .reason
                     .clone()
                     .unwrap_or_else(|| "only a ReadFileFilter may allow file.read".into());
-                conn.send(&err_response(
-                    id,
-                    ErrorCode::Denied,
-                    reason.clone(),
-                    d.closest.as_ref().or(d.filter.as_ref()).map(filter_label),
-                ))
-                .await;
-                return finish(rec, "denied", Some(reason));
+                return finish(
+                    rec,
+                    "denied",
+                    Some(deny(conn, id, reason, &d.closest, &d.filter).await),
+                );
             };
             rec.filter = Some(filter_label(f));
             let read = read_limited(&path, cfg.output_limit_bytes)
@@ -826,14 +823,11 @@ async fn handle_request(
             let d = settings.filters.set.decide_write(&path, &value);
             let Some(f) = d.filter.as_ref().filter(|_| d.allowed) else {
                 let reason = d.reason.clone().unwrap_or_default();
-                conn.send(&err_response(
-                    id,
-                    ErrorCode::Denied,
-                    reason.clone(),
-                    d.closest.as_ref().or(d.filter.as_ref()).map(filter_label),
-                ))
-                .await;
-                return finish(rec, "denied", Some(reason));
+                return finish(
+                    rec,
+                    "denied",
+                    Some(deny(conn, id, reason, &d.closest, &d.filter).await),
+                );
             };
             rec.filter = Some(filter_label(f));
             let written = write_attribute(&path, &value).map(|()| json!({}));
@@ -850,14 +844,11 @@ async fn handle_request(
                 rec.argv = Some(p.argv.clone());
                 rec.filter = d.closest.as_ref().or(d.filter.as_ref()).map(filter_label);
                 let reason = d.reason.clone().unwrap_or_else(|| "denied".into());
-                conn.send(&err_response(
-                    id,
-                    ErrorCode::Denied,
-                    reason.clone(),
-                    d.closest.as_ref().or(d.filter.as_ref()).map(filter_label),
-                ))
-                .await;
-                return finish(rec, "denied", Some(reason));
+                return finish(
+                    rec,
+                    "denied",
+                    Some(deny(conn, id, reason, &d.closest, &d.filter).await),
+                );
             }
             let (Some(f), Some(argv)) = (d.filter.as_ref(), d.exec.clone()) else {
                 return finish(rec, "error", Some("allowed without a command".into()));
@@ -992,6 +983,21 @@ async fn handle_request(
             }
         }
     }
+}
+
+/// Answer a request the filters refused, naming the closest (or matched) filter; the
+/// reason, for the audit record.
+async fn deny(
+    conn: &Conn,
+    id: u64,
+    reason: String,
+    closest: &Option<moor_filters::FilterRef>,
+    matched: &Option<moor_filters::FilterRef>,
+) -> String {
+    let near = closest.as_ref().or(matched.as_ref()).map(filter_label);
+    conn.send(&err_response(id, ErrorCode::Denied, reason.clone(), near))
+        .await;
+    reason
 }
 
 /// Answer a file operation done by moord itself; the audit outcome and reason.

@@ -47,25 +47,7 @@ fn bins() -> &'static Bins {
     BINS.get_or_init(|| {
         let (env_d, env_c) = (std::env::var_os("MOORD_BIN"), std::env::var_os("MOOR_BIN"));
         if env_d.is_none() || env_c.is_none() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let out = Command::new(cargo)
-                .args([
-                    "build",
-                    "-p",
-                    "moor-privhelper",
-                    "-p",
-                    "moor-connector",
-                    "--bins",
-                ])
-                .current_dir(repo_root())
-                .stdin(Stdio::null())
-                .output()
-                .expect("run cargo build");
-            assert!(
-                out.status.success(),
-                "cargo build -p moor-privhelper -p moor-connector failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            common::cargo_build(&["-p", "moor-privhelper", "-p", "moor-connector", "--bins"]);
         }
         let moord = env_d
             .map(PathBuf::from)

@@ -546,18 +546,7 @@ fn moord_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("MOORD_BIN") {
         return PathBuf::from(p);
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "-p", "moor-privhelper", "--bin", "moord"])
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "cargo build -p moor-privhelper --bin moord failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cargo_build(&["-p", "moor-privhelper", "--bin", "moord"]);
     target_dir().join("debug/moord")
 }
 

@@ -155,18 +155,7 @@ fn moor_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("MOOR_BIN") {
         return PathBuf::from(p);
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "-p", "moor-connector", "--bin", "moor"])
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "cargo build -p moor-connector --bin moor failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cargo_build(&["-p", "moor-connector", "--bin", "moor"]);
     let bin = target_dir().join("debug").join("moor");
     assert!(
         bin.is_file(),

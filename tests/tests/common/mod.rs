@@ -24,3 +24,22 @@ pub fn target_dir() -> PathBuf {
         None => repo_root().join("target"),
     }
 }
+
+/// Build with cargo from the workspace root (`args` after `cargo build`), failing the
+/// test with cargo's output when the build fails.
+pub fn cargo_build(args: &[&str]) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .arg("build")
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
