@@ -855,7 +855,13 @@ async fn handle_request(
             };
             rec.filter = Some(filter_label(f));
             rec.argv = Some(argv.clone());
-            // Bounded concurrency: wait in a bounded queue for a slot.
+            let timeout = Duration::from_secs(cfg.max_op_timeout_secs).min(
+                p.timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(Duration::from_secs(cfg.op_timeout_secs)),
+            );
+            // Bounded concurrency: wait in a bounded queue for a slot, no longer than
+            // the operation itself may take.
             if state.queued.fetch_add(1, Ordering::SeqCst) >= cfg.max_queued_ops {
                 state.queued.fetch_sub(1, Ordering::SeqCst);
                 conn.send(&err_response(
@@ -867,16 +873,19 @@ async fn handle_request(
                 .await;
                 return finish(rec, "busy", None);
             }
-            let permit = state.ops_permits.clone().acquire_owned().await;
+            let permit =
+                tokio::time::timeout(timeout, state.ops_permits.clone().acquire_owned()).await;
             state.queued.fetch_sub(1, Ordering::SeqCst);
-            let Ok(_permit) = permit else {
-                return finish(rec, "error", Some("semaphore closed".into()));
+            let _permit = match permit {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return finish(rec, "error", Some("semaphore closed".into())),
+                Err(_) => {
+                    let msg = format!("no free slot within {} ms", timeout.as_millis());
+                    conn.send(&err_response(id, ErrorCode::Busy, msg.clone(), None))
+                        .await;
+                    return finish(rec, "busy", Some(msg));
+                }
             };
-            let timeout = Duration::from_secs(cfg.max_op_timeout_secs).min(
-                p.timeout_ms
-                    .map(Duration::from_millis)
-                    .unwrap_or(Duration::from_secs(cfg.op_timeout_secs)),
-            );
             let prepared = Prepared {
                 argv,
                 env: d.env.clone(),

@@ -1910,3 +1910,28 @@ fn a_client_that_stops_reading_is_disconnected() {
     assert!(d.child_alive());
     drop(raw);
 }
+
+#[test]
+fn waiting_for_a_slot_has_a_deadline() {
+    // One slot, taken by a long sleep: a second exec gives up (busy) at its own deadline.
+    let d = Daemon::start(Opts {
+        config: "max_concurrent_ops = 1\n".into(),
+        ..Opts::default()
+    });
+    let mut slow = d.client();
+    let sleeper = std::thread::spawn(move || slow.exec(&exec_args(&["sleep", "3"])));
+    wait_for(10, "the sleep to start", || {
+        (!children_named(d.pid(), "sleep").is_empty()).then_some(())
+    });
+    let t = Instant::now();
+    let mut args = exec_args(&["echo", "queued"]);
+    args.timeout_ms = Some(400);
+    let r = d.client().exec(&args);
+    assert_eq!(remote_code(&r), Some(ErrorCode::Busy), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "gave up after {:?}",
+        t.elapsed()
+    );
+    assert!(sleeper.join().expect("thread").is_ok());
+}
