@@ -132,7 +132,7 @@ fi
 
 sock=$work/moord.sock
 "$bin/moord" --config "$work/moord.toml" --socket "$sock" --filters-path "$work/filters" \
-  --exec-dirs /bin,/usr/bin --allow-uid "$uid" --grant "uid:$uid=*" \
+  --exec-dirs /bin,/usr/bin --allow-uid "$uid" --grant "uid:$uid=ping,exec" \
   --key-file "$work/moord.key" --audit-log "$work/audit.log" 2>"$work/moord.log" &
 moord_pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done

@@ -1,6 +1,8 @@
 //! The audit trail: one JSON line per request, appended to a root-only file (and
-//! mirrored to the log). Secrets never reach it: typed operations carry secrets only
-//! on stdin, and the record says only that a secret was passed.
+//! mirrored to the log). Secrets never reach it: they travel on a command's stdin
+//! (the record says only that a secret was passed) or are written into an
+//! open-iscsi record by moord (the record names the file and the key, never the
+//! value).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -22,7 +24,7 @@ pub struct Record {
     pub pid: i32,
     pub op: String,
     /// allowed-and-ran outcome (`ok`, `failed`, `timeout`, `client-gone`) or a refusal
-    /// (`denied`, `forbidden`, `bad-request`, `busy`, `error`).
+    /// (`denied`, `forbidden`, `bad-request`, `busy`, `identity-mismatch`, `error`).
     pub outcome: String,
     /// `file:line name` of the filter that allowed (or came closest to) it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,10 +32,16 @@ pub struct Record {
     /// The argv that ran (resolved executable first), or was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argv: Option<Vec<String>>,
+    /// The file written or read (canonical host path). For an iSCSI secret: the
+    /// record file(s) edited, separated by a space.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The value written; for an iSCSI secret, the record key (never the secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// The identity check made right before acting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardRecord>,
     /// `true` when a secret went to the command's stdin (its content is never logged).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub secret_stdin: bool,
@@ -44,6 +52,36 @@ pub struct Record {
     pub duration_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A [`crate::ops::Guard`] as audited.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GuardRecord {
+    pub device: String,
+    pub expected_wwid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<String>,
+}
+
+impl From<&crate::ops::Guard> for GuardRecord {
+    fn from(g: &crate::ops::Guard) -> GuardRecord {
+        match g {
+            crate::ops::Guard::Wwid { device, expected } => GuardRecord {
+                device: device.clone(),
+                expected_wwid: expected.clone(),
+                map: None,
+            },
+            crate::ops::Guard::DmMap {
+                device,
+                name,
+                expected,
+            } => GuardRecord {
+                device: device.clone(),
+                expected_wwid: expected.clone(),
+                map: Some(name.clone()),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Default)]

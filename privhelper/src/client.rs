@@ -166,6 +166,15 @@ impl Client {
     }
 
     fn send_request(&mut self, op: &str, args: Value) -> Result<u64, ClientError> {
+        self.send_request_timeout(op, args, None)
+    }
+
+    fn send_request_timeout(
+        &mut self,
+        op: &str,
+        args: Value,
+        timeout: Option<Duration>,
+    ) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         protocol::write_frame(
@@ -174,6 +183,7 @@ impl Client {
                 id,
                 op: op.into(),
                 args,
+                timeout_ms: timeout.map(|t| t.as_millis().max(1) as u64),
             }),
         )?;
         Ok(id)
@@ -200,6 +210,24 @@ impl Client {
     pub fn call(&mut self, op: &str, args: Value) -> Result<Value, ClientError> {
         let id = self.send_request(op, args)?;
         self.wait_response(id)
+    }
+
+    /// Run one operation with a deadline: moord kills what it runs when `timeout`
+    /// passes, and this call waits for the reply a little longer than that (then
+    /// fails with a timeout; the connection should then be dropped).
+    pub fn call_timeout(
+        &mut self,
+        op: &str,
+        args: Value,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
+        let id = self.send_request_timeout(op, args, Some(timeout))?;
+        let previous = self.stream.read_timeout()?;
+        self.stream
+            .set_read_timeout(Some(timeout + Duration::from_secs(5)))?;
+        let r = self.wait_response(id);
+        self.stream.set_read_timeout(previous)?;
+        r
     }
 
     pub fn ping(&mut self) -> Result<(), ClientError> {

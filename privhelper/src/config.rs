@@ -57,6 +57,12 @@ pub struct FileConfig {
     pub write_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub keep_capabilities: Option<Vec<String>>,
+    /// Prefix under which moord resolves every path it touches itself (sysfs
+    /// writes, identity guards, `file.read`, iSCSI record edits). For tests and
+    /// containers; "/" on a host.
+    pub host_root: Option<PathBuf>,
+    /// open-iscsi's database, as a host path (resolved under `host_root`).
+    pub iscsi_db_dir: Option<PathBuf>,
     #[serde(default)]
     pub policy: Vec<PolicyEntry>,
 }
@@ -79,7 +85,8 @@ pub struct PolicyEntry {
     pub gid: Option<u32>,
     pub user: Option<String>,
     pub group: Option<String>,
-    /// Operation names, or "*" for every operation.
+    /// Operation names, or a family ending in `.*` (`iscsi.*` is every operation
+    /// whose name starts with `iscsi.`). A bare `*` is refused.
     pub ops: Vec<String>,
 }
 
@@ -124,6 +131,12 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub keep_capabilities: Vec<String>,
     pub policy: Vec<PolicyEntry>,
+    /// Where the host's file system is (`/`, or a fixture tree in tests): every
+    /// path moord opens itself is this prefix + the canonical host path. The
+    /// filters always see the canonical host path.
+    pub host_root: PathBuf,
+    /// open-iscsi's database directory as a canonical host path (`/etc/iscsi`).
+    pub iscsi_db_dir: String,
     /// The uid that must own the config, filter files and key file (0 in production).
     pub trusted_owner: u32,
 }
@@ -148,6 +161,7 @@ pub struct Overrides {
     pub audit_log: Option<PathBuf>,
     pub grants: Vec<PolicyEntry>,
     pub trusted_owner: Option<u32>,
+    pub host_root: Option<PathBuf>,
 }
 
 /// Refuse a file that someone other than the trusted owner could have written.
@@ -177,7 +191,7 @@ pub fn check_trusted_file(path: &Path, trusted_owner: u32) -> Result<(), ConfigE
     Ok(())
 }
 
-/// Parse a grant flag: `uid:N=op,op` or `gid:N=op,op` (`*` for all operations).
+/// Parse a grant flag: `uid:N=op,op` or `gid:N=op,op` (`family.*` for a family).
 pub fn parse_grant(s: &str) -> Result<PolicyEntry, String> {
     let (who, ops) = s.split_once('=').ok_or("expected uid:N=ops or gid:N=ops")?;
     let (kind, id) = who.split_once(':').ok_or("expected uid:N or gid:N")?;
@@ -254,11 +268,7 @@ impl Config {
                 p.gid = Some(gid_of(&g)?);
             }
             for op in &p.ops {
-                if op != "*" && !OPS.iter().any(|e| e.name == op) {
-                    return Err(ConfigError::Invalid(format!(
-                        "policy names unknown operation {op:?}"
-                    )));
-                }
+                check_policy_op(op)?;
             }
         }
         let filters_path = ov
@@ -298,6 +308,28 @@ impl Config {
         let keep_capabilities = fc
             .keep_capabilities
             .unwrap_or_else(|| DEFAULT_KEEP_CAPS.iter().map(|s| s.to_string()).collect());
+        let host_root = ov
+            .host_root
+            .clone()
+            .or(fc.host_root)
+            .unwrap_or_else(|| "/".into());
+        if !host_root.is_absolute() || !host_root.is_dir() {
+            return Err(ConfigError::Invalid(format!(
+                "host_root {} is not an absolute path to a directory",
+                host_root.display()
+            )));
+        }
+        let iscsi_db_dir = fc.iscsi_db_dir.unwrap_or_else(|| "/etc/iscsi".into());
+        let iscsi_db_dir = iscsi_db_dir
+            .to_str()
+            .filter(|d| crate::ops::is_canonical_path(d) && *d != "/")
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "iscsi_db_dir {} is not an absolute, canonical path",
+                    iscsi_db_dir.display()
+                ))
+            })?
+            .to_string();
         let cfg = Config {
             socket: ov
                 .socket
@@ -324,6 +356,8 @@ impl Config {
             shutdown_grace_secs: fc.shutdown_grace_secs.unwrap_or(30),
             keep_capabilities,
             policy,
+            host_root,
+            iscsi_db_dir,
             trusted_owner,
         };
         Ok(cfg)
@@ -336,10 +370,15 @@ impl Config {
             let hit = p.uid == Some(uid) || p.gid.is_some_and(|g| groups.contains(&g));
             if hit {
                 for op in &p.ops {
-                    if op == "*" {
-                        ops.extend(OPS.iter().map(|e| e.name.to_string()));
-                    } else {
-                        ops.insert(op.clone());
+                    match family_prefix(op) {
+                        Some(prefix) => ops.extend(
+                            OPS.iter()
+                                .filter(|e| e.name.starts_with(prefix))
+                                .map(|e| e.name.to_string()),
+                        ),
+                        None => {
+                            ops.insert(op.clone());
+                        }
                     }
                 }
             }
@@ -347,9 +386,53 @@ impl Config {
         ops
     }
 
+    /// Where moord finds the canonical host path `canonical` (absolute) on its own
+    /// file system: under [`Config::host_root`].
+    pub fn host_path(&self, canonical: &str) -> PathBuf {
+        host_path(&self.host_root, canonical)
+    }
+
     /// May this caller connect at all?
     pub fn may_connect(&self, uid: u32, groups: &[u32]) -> bool {
         self.allow_uids.contains(&uid) || groups.iter().any(|g| self.allow_gids.contains(g))
+    }
+}
+
+/// `root` + the canonical absolute path `canonical`.
+pub fn host_path(root: &Path, canonical: &str) -> PathBuf {
+    let rel = canonical.trim_start_matches('/');
+    if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    }
+}
+
+/// `iscsi.*` → `Some("iscsi.")`; anything else `None`.
+fn family_prefix(op: &str) -> Option<&str> {
+    op.strip_suffix('*').filter(|p| p.ends_with('.'))
+}
+
+/// A policy entry's operation: a known name, or a family (`iscsi.*`) that names at
+/// least one known operation. A bare `*` would grant every operation moord will
+/// ever have (including `exec`), so it is refused.
+fn check_policy_op(op: &str) -> Result<(), ConfigError> {
+    if op == "*" {
+        return Err(ConfigError::Invalid(
+            "policy op \"*\" is not allowed: list the operations, or families such as \"iscsi.*\""
+                .into(),
+        ));
+    }
+    let known = match family_prefix(op) {
+        Some(prefix) => prefix.len() > 1 && OPS.iter().any(|e| e.name.starts_with(prefix)),
+        None => OPS.iter().any(|e| e.name == op),
+    };
+    if known {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "policy names unknown operation {op:?}"
+        )))
     }
 }
 
@@ -405,7 +488,49 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
         assert!(Config::load(Some(&p), &ov).is_err(), "writable");
+        for bad in ["*", "nope.*", ".*", "iscsi*", "iscsi.node_*"] {
+            std::fs::write(&p, format!("[[policy]]\nuid = 1\nops = [\"{bad}\"]\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(Config::load(Some(&p), &ov).is_err(), "policy op {bad:?}");
+        }
+        assert!(
+            Config::load(
+                None,
+                &Overrides {
+                    host_root: Some("relative".into()),
+                    ..Overrides::default()
+                }
+            )
+            .is_err()
+        );
         assert!(parse_grant("uid:x=ping").is_err());
         assert!(parse_grant("user:1=ping").is_err());
+    }
+
+    #[test]
+    fn op_families_expand_to_known_operations() {
+        let ov = Overrides {
+            grants: vec![parse_grant("uid:5=ping,iscsi.*,block.*").unwrap()],
+            ..Overrides::default()
+        };
+        let c = Config::load(None, &ov).unwrap();
+        let ops = c.ops_for(5, &[5]);
+        assert!(ops.contains("ping") && ops.contains("block.flush"));
+        assert!(ops.contains("iscsi.login") && ops.contains("iscsi.node_secret"));
+        assert!(
+            !ops.contains("exec") && !ops.contains("scsi.delete"),
+            "{ops:?}"
+        );
+        assert!(ops.iter().all(|o| OPS.iter().any(|e| e.name == o)));
+        assert_eq!(c.host_root, PathBuf::from("/"));
+        assert_eq!(c.iscsi_db_dir, "/etc/iscsi");
+        assert_eq!(
+            c.host_path("/sys/block/sda"),
+            PathBuf::from("/sys/block/sda")
+        );
+        assert_eq!(
+            host_path(Path::new("/tmp/root"), "/sys/block/sda"),
+            PathBuf::from("/tmp/root/sys/block/sda")
+        );
     }
 }

@@ -15,8 +15,17 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod exec;
 #[cfg(feature = "server")]
+pub mod guard;
+#[cfg(feature = "server")]
 pub mod peer;
 #[cfg(feature = "server")]
 pub mod privs;
 #[cfg(feature = "server")]
+pub mod records;
+#[cfg(feature = "server")]
 pub mod server;
+
+/// The filter engine moord decides with, for tests that check the shipped filters
+/// against the typed operations' plans.
+#[cfg(feature = "server")]
+pub use moor_filters;

@@ -83,7 +83,15 @@ pub enum ClientMsg {
     },
     /// Run operation `op` with `args`. `id` is chosen by the client and must not be
     /// reused while a request with that id is in flight on the connection.
-    Request { id: u64, op: String, args: Value },
+    Request {
+        id: u64,
+        op: String,
+        args: Value,
+        /// The caller's deadline for this request in milliseconds: moord kills a
+        /// command the request runs when it passes (capped by its own maximum).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
 }
 
 /// Machine-readable error classes.
@@ -106,8 +114,14 @@ pub enum ErrorCode {
     Timeout,
     /// The command could not be started.
     ExecFailed,
-    /// An I/O error performing the operation (file read, sysfs write).
+    /// An I/O error performing the operation (file read, sysfs write, record edit).
     Io,
+    /// The device no longer carries the identity (WWID) the caller captured: the
+    /// operation was refused and nothing was written or run.
+    IdentityMismatch,
+    /// The thing the operation acts on does not exist (e.g. no open-iscsi record
+    /// for an `iscsi.*_secret`); nothing was changed.
+    NotFound,
     /// A frame over the size limit.
     TooLarge,
     /// The daemon is stopping.
@@ -330,6 +344,7 @@ mod tests {
             id: 7,
             op: "ping".into(),
             args: Value::Null,
+            timeout_ms: None,
         });
         let got = read_frame(&mut &f[..]).unwrap();
         let Frame::Json(j) = got else {
@@ -341,7 +356,8 @@ mod tests {
             ClientMsg::Request {
                 id: 7,
                 op: "ping".into(),
-                args: Value::Null
+                args: Value::Null,
+                timeout_ms: None,
             }
         );
         let d = encode_data(9, CHAN_STDOUT, b"abc");

@@ -20,15 +20,16 @@ use tokio::net::UnixListener;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use zeroize::Zeroize;
 
-use crate::audit::{Audit, Record};
+use crate::audit::{Audit, GuardRecord, Record};
 use crate::config::{Config, check_trusted_file};
 use crate::exec::{self, Input, Output, Prepared};
-use crate::ops::{self, Plan, b64_encode};
+use crate::ops::{self, Guard, Plan, b64_encode};
 use crate::peer::Peer;
 use crate::protocol::{
     self, CHAN_STDIN, ClientMsg, ErrorBody, ErrorCode, ExecResult, Frame, FrameError, ServerMsg,
     encode_data, encode_json,
 };
+use crate::records;
 
 /// Everything a reload replaces at once.
 #[derive(Debug)]
@@ -116,6 +117,8 @@ pub struct State {
     next_conn: AtomicU64,
     stopping: AtomicBool,
     stop: watch::Sender<bool>,
+    /// Serialises moord's own edits of open-iscsi records.
+    records_lock: Mutex<()>,
 }
 
 /// A guard that counts one in-flight request.
@@ -144,6 +147,7 @@ impl State {
             next_conn: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             stop: watch::Sender::new(false),
+            records_lock: Mutex::new(()),
         }))
     }
 
@@ -378,6 +382,8 @@ struct RawRequest<'a> {
     op: String,
     #[serde(borrow)]
     args: Option<&'a RawValue>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 /// Serve one connection: handshake, then requests until the client goes away.
@@ -632,6 +638,7 @@ where
                         r.id,
                         r.op,
                         r.args.map(|a| zeroize::Zeroizing::new(a.get().to_string())),
+                        r.timeout_ms,
                     )),
                     Ok(r) => Err(format!("unexpected message type {:?}", r.kind)),
                     Err(e) => Err(format!("not a request: {e}")),
@@ -647,7 +654,7 @@ where
                         client_gone = true;
                         break;
                     }
-                    Ok((id, op, args)) => {
+                    Ok((id, op, args, timeout_ms)) => {
                         let cancel = Arc::new(Notify::new());
                         let duplicate = {
                             let mut reqs = conn.requests.lock().unwrap_or_else(|p| p.into_inner());
@@ -680,7 +687,7 @@ where
                             let _guard = InFlight(&st);
                             let args =
                                 args.unwrap_or_else(|| zeroize::Zeroizing::new("null".into()));
-                            handle_request(&st, &c, id, &op, &args, &cancel).await;
+                            handle_request(&st, &c, id, &op, &args, timeout_ms, &cancel).await;
                             c.requests
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -735,6 +742,7 @@ async fn handle_request(
     id: u64,
     op: &str,
     args: &str,
+    request_timeout_ms: Option<u64>,
     cancel: &Notify,
 ) {
     let start = Instant::now();
@@ -812,14 +820,15 @@ async fn handle_request(
                 );
             };
             rec.filter = Some(filter_label(f));
-            let read = read_limited(&path, cfg.output_limit_bytes)
+            let read = read_limited(&cfg.host_path(&path), cfg.output_limit_bytes)
                 .map(|(content, truncated)| json!({"content": b64_encode(&content), "truncated": truncated}));
             let (outcome, reason) = reply_io(conn, id, &path, read).await;
             finish(rec, outcome, reason);
         }
-        Plan::WriteFile { path, value } => {
+        Plan::WriteFile { path, value, guard } => {
             rec.path = Some(path.clone());
             rec.value = Some(value.clone());
+            rec.guard = guard.as_ref().map(GuardRecord::from);
             let d = settings.filters.set.decide_write(&path, &value);
             let Some(f) = d.filter.as_ref().filter(|_| d.allowed) else {
                 let reason = d.reason.clone().unwrap_or_default();
@@ -830,12 +839,83 @@ async fn handle_request(
                 );
             };
             rec.filter = Some(filter_label(f));
-            let written = write_attribute(&path, &value).map(|()| json!({}));
+            if let Some(g) = &guard
+                && let Err(reason) = check_guard(conn, id, cfg, g).await
+            {
+                return finish(rec, "identity-mismatch", Some(reason));
+            }
+            let written = write_attribute(&cfg.host_path(&path), &value).map(|()| json!({}));
             let (outcome, reason) = reply_io(conn, id, &path, written).await;
             finish(rec, outcome, reason);
         }
+        Plan::IscsiSecret(p) => {
+            // The filters and the audit see the record files and the key name; the
+            // secret stays in `p.secret` (zeroized on drop, redacted in Debug).
+            rec.value = Some(p.key.to_string());
+            let files = match records::locate(&cfg.host_root, &cfg.iscsi_db_dir, &p.record) {
+                Ok(f) => f,
+                Err(e) => {
+                    let code = match e {
+                        records::RecordError::NotFound(_) => ErrorCode::NotFound,
+                        _ => ErrorCode::Io,
+                    };
+                    conn.send(&err_response(id, code, e.to_string(), None))
+                        .await;
+                    return finish(rec, "failed", Some(e.to_string()));
+                }
+            };
+            let listed: Vec<&str> = files.iter().map(|f| f.host_path.as_str()).collect();
+            rec.path = Some(listed.join(" "));
+            // Every record must pass before any is edited.
+            let mut allowed_by = None;
+            for f in &files {
+                let d = settings.filters.set.decide_write(&f.host_path, p.key);
+                match d.filter.as_ref().filter(|_| d.allowed) {
+                    Some(fr) => {
+                        allowed_by.get_or_insert_with(|| filter_label(fr));
+                    }
+                    None => {
+                        let reason = d.reason.clone().unwrap_or_default();
+                        return finish(
+                            rec,
+                            "denied",
+                            Some(deny(conn, id, reason, &d.closest, &d.filter).await),
+                        );
+                    }
+                }
+            }
+            rec.filter = allowed_by;
+            let edited = {
+                let _lock = state.records_lock.lock().unwrap_or_else(|p| p.into_inner());
+                files
+                    .iter()
+                    .try_for_each(|f| records::set_key(f, p.key, &p.secret))
+            };
+            match edited {
+                Ok(()) => {
+                    conn.send(&ServerMsg::Response {
+                        id,
+                        ok: true,
+                        result: Some(json!({ "records": listed })),
+                        error: None,
+                    })
+                    .await;
+                    finish(rec, "ok", None);
+                }
+                Err(e) => {
+                    let code = match e {
+                        records::RecordError::BadSecret => ErrorCode::BadRequest,
+                        _ => ErrorCode::Io,
+                    };
+                    conn.send(&err_response(id, code, e.to_string(), None))
+                        .await;
+                    finish(rec, "failed", Some(e.to_string()));
+                }
+            }
+        }
         Plan::Exec(p) => {
             rec.secret_stdin = p.secret_stdin.is_some();
+            rec.guard = p.guard.as_ref().map(GuardRecord::from);
             let d = settings
                 .filters
                 .set
@@ -855,8 +935,14 @@ async fn handle_request(
             };
             rec.filter = Some(filter_label(f));
             rec.argv = Some(argv.clone());
+            // The op's own deadline, else the request's, else the default; the
+            // shorter of the two when both are given; never above the maximum.
+            let asked = match (p.timeout_ms, request_timeout_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let timeout = Duration::from_secs(cfg.max_op_timeout_secs).min(
-                p.timeout_ms
+                asked
                     .map(Duration::from_millis)
                     .unwrap_or(Duration::from_secs(cfg.op_timeout_secs)),
             );
@@ -886,6 +972,13 @@ async fn handle_request(
                     return finish(rec, "busy", Some(msg));
                 }
             };
+            // The identity check comes last, right before the command runs (after any
+            // wait for a slot).
+            if let Some(g) = &p.guard
+                && let Err(reason) = check_guard(conn, id, cfg, g).await
+            {
+                return finish(rec, "identity-mismatch", Some(reason));
+            }
             let prepared = Prepared {
                 argv,
                 env: d.env.clone(),
@@ -1009,6 +1102,25 @@ async fn deny(
     reason
 }
 
+/// Check an identity guard right before acting. On a mismatch, answer
+/// `identity_mismatch` and return the reason for the audit record.
+async fn check_guard(conn: &Conn, id: u64, cfg: &Config, g: &Guard) -> Result<(), String> {
+    match crate::guard::check(&cfg.host_root, g) {
+        Ok(()) => Ok(()),
+        Err(m) => {
+            let msg = m.to_string();
+            conn.send(&err_response(
+                id,
+                ErrorCode::IdentityMismatch,
+                msg.clone(),
+                None,
+            ))
+            .await;
+            Err(msg)
+        }
+    }
+}
+
 /// Answer a file operation done by moord itself; the audit outcome and reason.
 async fn reply_io(
     conn: &Conn,
@@ -1041,7 +1153,7 @@ async fn reply_io(
 }
 
 /// Read at most `limit` bytes, without following a final symlink.
-fn read_limited(path: &str, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
+fn read_limited(path: &Path, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
@@ -1057,7 +1169,7 @@ fn read_limited(path: &str, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
 
 /// Write a kernel attribute: the file must exist (no create, no truncate), and a
 /// final symlink is not followed.
-fn write_attribute(path: &str, value: &str) -> std::io::Result<()> {
+fn write_attribute(path: &Path, value: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -172,6 +172,17 @@ fn filter_label(file: &Path, name: &str) -> String {
 /// Prints its pid (= its process group) and its two children's, then waits for them.
 const FORKER: &str = "#!/bin/sh\necho \"$$\"\n/usr/bin/sleep 300 &\necho \"$!\"\n/usr/bin/sleep 300 &\necho \"$!\"\nwait\n";
 
+/// Every operation moord has (a bare `*` is not a valid grant).
+const ALL_OPS: &[&str] = &[
+    "ping",
+    "exec",
+    "file.read",
+    "sysfs.write",
+    "iscsi.*",
+    "scsi.*",
+    "block.*",
+];
+
 #[derive(Debug, Clone)]
 struct Opts {
     allow_uids: Vec<u32>,
@@ -187,6 +198,10 @@ struct Opts {
     /// A command that execs moord (`prlimit …`, `systemd-socket-activate -l SOCKET`);
     /// `{socket}` is replaced by the socket path.
     wrapper: Vec<String>,
+    /// More moord flags (`--host-root DIR`).
+    args: Vec<String>,
+    /// `MOORD_LOG` (default `info`).
+    log: &'static str,
 }
 
 impl Default for Opts {
@@ -194,12 +209,14 @@ impl Default for Opts {
         Opts {
             allow_uids: vec![0],
             allow_gids: Vec::new(),
-            grants: vec!["uid:0=*".into()],
+            grants: vec![format!("uid:0={}", ALL_OPS.join(","))],
             key: true,
             key_group: None,
             filters: FILTERS.into(),
             config: String::new(),
             wrapper: Vec::new(),
+            args: Vec::new(),
+            log: "info",
         }
     }
 }
@@ -297,11 +314,12 @@ impl Daemon {
         for g in &o.grants {
             cmd.arg("--grant").arg(g);
         }
+        cmd.args(&o.args);
         let logf = fs::File::create(&log).expect("log file");
         cmd.stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup"))
             .stderr(logf)
-            .env("MOORD_LOG", "info");
+            .env("MOORD_LOG", o.log);
         let child = cmd.spawn().expect("spawn moord");
         let mut d = Daemon {
             child,
@@ -1578,6 +1596,7 @@ fn audit_log_has_one_line_per_request_with_the_documented_fields() {
             "argv",
             "path",
             "value",
+            "guard",
             "secret_stdin",
             "exit_code",
             "signal",
@@ -1934,4 +1953,325 @@ fn waiting_for_a_slot_has_a_deadline() {
         t.elapsed()
     );
     assert!(sleeper.join().expect("thread").is_ok());
+}
+
+// ------------------------------------------------------------------ typed operations
+
+/// The shipped filters (packaging/filters.d/moor.filters), as the test filter file.
+fn shipped_filters() -> String {
+    fs::read_to_string(repo_root().join("packaging/filters.d/moor.filters"))
+        .expect("read packaging/filters.d/moor.filters")
+}
+
+/// A fixture host tree for `--host-root` (0755, removed on drop).
+fn host_root() -> tempfile::TempDir {
+    let t = tempfile::Builder::new()
+        .prefix("moord-host-")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    t
+}
+
+fn put(root: &Path, rel: &str, content: &str) -> PathBuf {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    fs::write(&p, content).expect("write fixture");
+    p
+}
+
+const WWID_RAW: &str = "naa.6001405a1b2c3d4e5f60718293a4b5c6";
+const WWID: &str = "36001405a1b2c3d4e5f60718293a4b5c6";
+
+#[test]
+fn scsi_delete_checks_the_wwid_right_before_writing() {
+    let root = host_root();
+    put(
+        root.path(),
+        "sys/block/sdb/device/wwid",
+        &format!("{WWID_RAW}\n"),
+    );
+    let delete = put(root.path(), "sys/block/sdb/device/delete", "");
+    put(
+        root.path(),
+        "sys/block/dm-2/dm/uuid",
+        &format!("mpath-{WWID}\n"),
+    );
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=ping,scsi.*,block.*".into()],
+        filters: shipped_filters(),
+        args: vec!["--host-root".into(), root.path().display().to_string()],
+        ..Opts::default()
+    });
+    // A stand-in blockdev (found first in exec_dirs) that records that it ran.
+    let ran = d.dir.join("blockdev-ran");
+    write_mode(
+        &d.dir.join("bin/blockdev"),
+        format!("#!/bin/sh\necho \"$@\" > {}\n", ran.display()).as_bytes(),
+        0o755,
+    );
+    let mut c = d.client();
+    let wrong = "36001405ffffffffffffffffffffffff0";
+    let r = c.call(
+        "scsi.delete",
+        json!({"device": "sdb", "expected_wwid": wrong}),
+    );
+    let Err(ClientError::Remote(e)) = &r else {
+        panic!("expected identity_mismatch, got {r:?}")
+    };
+    assert_eq!(e.code, ErrorCode::IdentityMismatch, "{e:?}");
+    assert_eq!(e.code_str(), "identity_mismatch");
+    for part in ["sdb", wrong, WWID] {
+        assert!(e.message.contains(part), "{part} in {:?}", e.message);
+    }
+    assert_eq!(
+        fs::read_to_string(&delete).expect("delete"),
+        "",
+        "nothing written"
+    );
+    let rec = d.audit_wait("the refused delete", |r| {
+        r["outcome"] == "identity-mismatch"
+    });
+    assert_eq!(rec["op"], "scsi.delete");
+    assert_eq!(
+        rec["guard"],
+        json!({"device": "sdb", "expected_wwid": wrong})
+    );
+    assert_eq!(
+        rec["path"], "/sys/block/sdb/device/delete",
+        "the host path, not the fixture's"
+    );
+    assert!(
+        rec["reason"].as_str().unwrap_or_default().contains(WWID),
+        "{rec}"
+    );
+
+    // block.flush refuses before anything runs (a dm map that is not this WWID's).
+    let r = c.call(
+        "block.flush",
+        json!({"device": "dm-2", "expected_wwid": wrong}),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::IdentityMismatch), "{r:?}");
+    let rec = d.audit_wait("the refused flush", |r| {
+        r["op"] == "block.flush" && r["outcome"] == "identity-mismatch"
+    });
+    assert!(rec.get("exit_code").is_none(), "nothing ran: {rec}");
+    assert!(!ran.exists(), "blockdev ran despite the mismatch");
+    // The right identity: the command runs, with the same result as `exec`.
+    let r = c
+        .call(
+            "block.flush",
+            json!({"device": "dm-2", "expected_wwid": WWID}),
+        )
+        .expect("flush with the right WWID");
+    assert_eq!(r["exit_code"], 0, "{r}");
+    assert_eq!(
+        r["filter"],
+        filter_label_in(&d.filters_file, &shipped_filters(), "blockdev_flush")
+    );
+    assert_eq!(
+        fs::read_to_string(&ran).expect("blockdev ran"),
+        "--flushbufs /dev/dm-2\n"
+    );
+    // A disk that is gone is a mismatch too.
+    let r = c.call(
+        "scsi.rescan",
+        json!({"device": "sdc", "expected_wwid": WWID}),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::IdentityMismatch), "{r:?}");
+
+    // The right WWID: "1" is written, under the host root.
+    c.call(
+        "scsi.delete",
+        json!({"device": "sdb", "expected_wwid": WWID}),
+    )
+    .expect("delete with the right WWID");
+    assert_eq!(fs::read_to_string(&delete).expect("delete"), "1");
+    let rec = d.audit_wait("the delete", |r| {
+        r["op"] == "scsi.delete" && r["outcome"] == "ok"
+    });
+    assert_eq!(rec["value"], "1");
+    assert_eq!(
+        rec["guard"],
+        json!({"device": "sdb", "expected_wwid": WWID})
+    );
+    assert_eq!(
+        rec["filter"],
+        filter_label_in(&d.filters_file, &shipped_filters(), "scsi_device_delete")
+    );
+    c.ping().expect("connection still good");
+}
+
+/// `file:line name` of filter `name` in `text` as loaded from `file`.
+fn filter_label_in(file: &Path, text: &str, name: &str) -> String {
+    let line = text
+        .lines()
+        .position(|l| l.starts_with(&format!("{name}:")))
+        .expect("filter in text")
+        + 1;
+    format!("{}:{line} {name}", file.display())
+}
+
+#[test]
+fn iscsi_node_secret_edits_the_record_and_never_logs_the_secret() {
+    let root = host_root();
+    let iqn = "iqn.2004-10.com.example:secret-test";
+    let record = "# BEGIN RECORD 2.1.8\nnode.name = iqn.2004-10.com.example:secret-test\nnode.session.auth.authmethod = CHAP\n# END RECORD\n";
+    let recs = [
+        put(
+            root.path(),
+            &format!("etc/iscsi/nodes/{iqn}/fd00::5,3260,1/default"),
+            record,
+        ),
+        put(
+            root.path(),
+            &format!("etc/iscsi/nodes/{iqn}/fd00::5,3260,2/default"),
+            record,
+        ),
+    ];
+    let other = put(
+        root.path(),
+        &format!("etc/iscsi/nodes/{iqn}/fd00::5,3260,1/iser"),
+        record,
+    );
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=iscsi.*".into()],
+        filters: shipped_filters(),
+        config: format!("host_root = \"{}\"\n", root.path().display()),
+        log: "debug",
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    let secret = format!("Pw-{}", protocol::to_hex(&random_bytes(8)));
+    let r = c
+        .call(
+            "iscsi.node_secret",
+            json!({"iqn": iqn, "portal": "[fd00::5]:3260", "iface": "default", "key": "password", "secret": secret}),
+        )
+        .unwrap_or_else(|e| panic!("node_secret: {e}\n{}", d.log_text()));
+    let host_paths: Vec<String> = recs
+        .iter()
+        .map(|p| {
+            format!(
+                "/{}",
+                p.strip_prefix(root.path()).expect("under root").display()
+            )
+        })
+        .collect();
+    assert_eq!(r["records"], json!(host_paths), "{r}");
+    for p in &recs {
+        let text = fs::read_to_string(p).expect("record");
+        assert_eq!(
+            text,
+            record.replace(
+                "# END RECORD",
+                &format!("node.session.auth.password = {secret}\n# END RECORD")
+            )
+        );
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(p).expect("meta").mode() & 0o777, 0o600);
+    }
+    assert_eq!(
+        fs::read_to_string(&other).expect("other"),
+        record,
+        "other iface untouched"
+    );
+    let rec = d.audit_wait("the secret edit", |r| r["op"] == "iscsi.node_secret");
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+    assert_eq!(rec["value"], "node.session.auth.password");
+    assert_eq!(rec["path"], host_paths.join(" "));
+    assert_eq!(
+        rec["filter"],
+        filter_label_in(&d.filters_file, &shipped_filters(), "iscsi_node_secret")
+    );
+
+    // No record: not_found, nothing created.
+    let r = c.call(
+        "iscsi.node_secret",
+        json!({"iqn": "iqn.2004-10.com.example:none", "portal": "10.0.0.9", "iface": "default", "key": "password_in", "secret": secret}),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::NotFound), "{r:?}");
+    assert!(
+        !root
+            .path()
+            .join("etc/iscsi/nodes/iqn.2004-10.com.example:none")
+            .exists()
+    );
+    // A secret that would end the record line: refused before anything is read.
+    let r = c.call(
+        "iscsi.node_secret",
+        json!({"iqn": iqn, "portal": "[fd00::5]:3260", "iface": "default", "key": "password", "secret": format!("{secret}\nnode.startup = automatic")}),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::BadRequest), "{r:?}");
+    // A discovery secret without a discovery record.
+    let r = c.call(
+        "iscsi.discovery_secret",
+        json!({"portal": "10.0.0.9:3260", "key": "password", "secret": secret}),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::NotFound), "{r:?}");
+    c.ping().expect_err("ping is not granted");
+
+    wait_for(10, "4 audit lines", || {
+        (d.audit_lines().len() >= 4).then_some(())
+    });
+    let audit = fs::read_to_string(&d.audit).expect("audit");
+    assert!(
+        !audit.contains(&secret),
+        "the secret is in the audit log:\n{audit}"
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("moord::audit"),
+        "debug log mirrors the audit records"
+    );
+    assert!(
+        !log.contains(&secret),
+        "the secret is in moord's log:\n{log}"
+    );
+}
+
+#[test]
+fn policy_families_allow_their_operations_only() {
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=iscsi.*".into()],
+        filters: shipped_filters(),
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    let want: Vec<String> = moor_privhelper::ops::OPS
+        .iter()
+        .filter(|e| e.name.starts_with("iscsi."))
+        .map(|e| e.name.to_string())
+        .collect();
+    let mut got = c.ops.clone();
+    got.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(got, want_sorted, "welcome lists the family's operations");
+    let r = c.exec(&exec_args(&["iscsiadm", "-m", "session"]));
+    assert_eq!(remote_code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    let r = c.call(
+        "scsi.scan",
+        json!({"host": 0, "channel": 0, "target": 0, "lun": 1}),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    // An iscsi.* operation gets past the policy (and fails later: no record here).
+    let r = c.call(
+        "iscsi.discovery_secret",
+        json!({"portal": "192.0.2.1", "key": "password", "secret": "x"}),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::NotFound), "{r:?}");
+    let rec = d.audit_wait("the forbidden exec", |r| r["op"] == "exec");
+    assert_eq!(rec["outcome"], "forbidden");
+
+    // A bare `*` is refused at load.
+    let out = Command::new(&bins().moord)
+        .args(["--check", "--allow-uid", "0", "--grant", "uid:0=*"])
+        .arg("--filters-path")
+        .arg(d.filters_file.parent().expect("dir"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run moord --check");
+    assert!(!out.status.success(), "moord accepted a bare *");
+    assert!(stderr_of(&out).contains("\"*\""), "{}", stderr_of(&out));
 }

@@ -632,3 +632,590 @@ fn systemd_analyze_verify_accepts_both_units() {
         "systemd-analyze verify accepted a missing ExecStart binary:\n{text}"
     );
 }
+
+// ------------------------------------------------------------------ typed operations vs the shipped filters
+
+use moor_privhelper::moor_filters::{self, LoadOptions, Loaded, System};
+use moor_privhelper::ops::{self, IscsiRecord, OPS, Plan};
+use serde_json::json;
+
+/// Every executable exists (in the first exec dir): the decision is about argv.
+#[derive(Debug)]
+struct AnyExec;
+
+impl System for AnyExec {
+    fn is_executable(&self, _: &Path) -> bool {
+        true
+    }
+    fn is_file(&self, _: &Path) -> bool {
+        true
+    }
+    fn realpath(&self, path: &str) -> Option<String> {
+        Some(path.to_string())
+    }
+    fn proc_exe(&self, _: u32) -> Option<String> {
+        None
+    }
+}
+
+fn shipped_filters() -> Loaded {
+    let dir = packaging().join("filters.d");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&dir).expect("filters.d").uid();
+    let loaded = moor_filters::load(
+        &[dir],
+        &LoadOptions {
+            trusted_owner: owner,
+        },
+    );
+    assert!(
+        loaded.is_clean(),
+        "packaging/filters.d does not load cleanly: {:?}",
+        loaded.diagnostics
+    );
+    loaded
+}
+
+fn exec_dirs() -> Vec<PathBuf> {
+    moor_filters::config::DEFAULT_EXEC_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .collect()
+}
+
+const IQNS: &[&str] = &[
+    "iqn.2004-10.com.example:vol-1",
+    "eui.0123456789abcdef",
+    "naa.0123456789abcdef0123456789abcdef",
+];
+const PORTALS: &[&str] = &["10.0.0.1:3260", "[fd00::1]:3260", "[2001:db8::a:1]:3261"];
+const IFACES: &[&str] = &["default", "iser", "bnx2i.00:11:22:33:44:55", "cxgb4i_1"];
+
+/// Valid sample arguments for every typed operation, with the filter that must
+/// allow each plan.
+fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
+    let mut v = Vec::new();
+    for (i, iqn) in IQNS.iter().enumerate() {
+        for (j, portal) in PORTALS.iter().enumerate() {
+            let iface = IFACES[(i + j) % IFACES.len()];
+            let np = json!({"iqn": iqn, "portal": portal});
+            v.push(("iscsi.node_show", np.clone(), "iscsiadm_node_show"));
+            v.push(("iscsi.login", np.clone(), "iscsiadm_node_login_logout"));
+            v.push(("iscsi.logout", np.clone(), "iscsiadm_node_login_logout"));
+            v.push(("iscsi.node_delete", np.clone(), "iscsiadm_node_delete"));
+            v.push((
+                "iscsi.node_new",
+                json!({"iqn": iqn, "portal": portal, "iface": iface}),
+                "iscsiadm_node_new",
+            ));
+            for (name, value) in [
+                ("node.startup", "automatic"),
+                ("node.conn[0].startup", "manual"),
+                ("node.session.scan", "manual"),
+                ("node.session.auth.authmethod", "CHAP"),
+                ("node.session.auth.username", "user@example.com"),
+                ("node.session.auth.username_in", ""),
+            ] {
+                v.push((
+                    "iscsi.node_update",
+                    json!({"iqn": iqn, "portal": portal, "name": name, "value": value}),
+                    "iscsiadm_node_update",
+                ));
+            }
+            for key in ["password", "password_in"] {
+                v.push((
+                    "iscsi.node_secret",
+                    json!({"iqn": iqn, "portal": portal, "iface": iface, "key": key, "secret": "Sekr1t pw!"}),
+                    "iscsi_node_secret",
+                ));
+            }
+        }
+    }
+    for (j, portal) in PORTALS.iter().enumerate() {
+        for iface in IFACES {
+            let pi = json!({"portal": portal, "iface": iface});
+            v.push(("iscsi.discover", pi.clone(), "iscsiadm_discovery"));
+            v.push((
+                "iscsi.discovery_new",
+                pi.clone(),
+                "iscsiadm_discoverydb_new",
+            ));
+            v.push((
+                "iscsi.discovery_run",
+                pi.clone(),
+                "iscsiadm_discoverydb_discover",
+            ));
+            for name in [
+                "discovery.sendtargets.auth.authmethod",
+                "discovery.sendtargets.auth.username",
+                "discovery.sendtargets.auth.username_in",
+            ] {
+                v.push((
+                    "iscsi.discovery_update",
+                    json!({"portal": portal, "iface": iface, "name": name, "value": "CHAP"}),
+                    "iscsiadm_discoverydb_update",
+                ));
+            }
+        }
+        v.push((
+            "iscsi.portal_nodes",
+            json!({"portal": portal}),
+            "iscsiadm_node_show_portal",
+        ));
+        let key = ["password", "password_in"][j % 2];
+        v.push((
+            "iscsi.discovery_secret",
+            json!({"portal": portal, "key": key, "secret": "x"}),
+            "iscsi_discovery_secret",
+        ));
+    }
+    for (host, channel, target, lun) in [
+        (0, 0, 0, 0),
+        (3, 0, 1, 255),
+        (12, 1, 7, 256),
+        (2, 0, 0, 16_384),
+        (7, 0, 3, 1u64 << 40),
+    ] {
+        v.push((
+            "scsi.scan",
+            json!({"host": host, "channel": channel, "target": target, "lun": lun}),
+            "scsi_host_scan",
+        ));
+    }
+    for dev in ["sda", "sdb", "sdaa", "sdzzz"] {
+        let a = json!({"device": dev, "expected_wwid": "36001405abcdef0123456789abcdef012"});
+        v.push(("scsi.delete", a.clone(), "scsi_device_delete"));
+        v.push(("scsi.rescan", a.clone(), "scsi_device_rescan"));
+        v.push(("block.flush", a, "blockdev_flush"));
+    }
+    for dev in ["dm-0", "dm-17"] {
+        v.push((
+            "block.flush",
+            json!({"device": dev, "expected_wwid": "36001405abcdef0123456789abcdef012"}),
+            "blockdev_flush",
+        ));
+    }
+    const W: &str = "36001405abcdef0123456789abcdef012";
+    for dev in ["sdb", "sdaa"] {
+        let a = json!({"device": dev, "expected_wwid": W});
+        v.push(("multipath.add_wwid", a.clone(), "multipath_add_wwid"));
+        v.push(("multipath.add_path", a.clone(), "multipathd_path"));
+        v.push(("multipath.del_path", a, "multipathd_path"));
+    }
+    for (dev, map) in [("dm-0", W), ("dm-12", "mpatha"), ("dm-3", "vol_1:x-2.y")] {
+        let a = json!({"device": dev, "map": map, "expected_wwid": W});
+        v.push(("multipath.flush", a.clone(), "multipath_flush"));
+        v.push(("multipath.resize", a, "multipathd_resize_map"));
+        v.push((
+            "multipath.check",
+            json!({"device": dev, "expected_wwid": W}),
+            "multipath_check",
+        ));
+    }
+    for dev in ["sdc", "dm-4"] {
+        v.push((
+            "block.read_check",
+            json!({"device": dev, "expected_wwid": W}),
+            "blockdev_read_check",
+        ));
+    }
+    v.push(("multipath.status", json!({}), "multipathd_show_status"));
+    v.push(("multipath.paths", json!({}), "multipathd_show_paths"));
+    v
+}
+
+/// The address of a portal as open-iscsi names record directories (no brackets).
+fn record_addr(portal: &str) -> (String, u16) {
+    let p: ops::IscsiDiscover =
+        serde_json::from_value(json!({"portal": portal, "iface": "default"})).expect("portal");
+    let shown = p.portal.to_string();
+    let (host, port) = shown.rsplit_once(':').expect("host:port");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host.to_string(), port.parse().expect("port"))
+}
+
+/// A fixture database holding the records `rec` can be in (current and legacy
+/// layouts), and the canonical paths moord finds there.
+fn record_paths(rec: &IscsiRecord) -> Vec<String> {
+    let t = tempfile::tempdir().expect("tempdir");
+    let db = t.path().join("etc/iscsi");
+    match rec {
+        IscsiRecord::Node { iqn, portal, iface } => {
+            let (addr, port) = record_addr(&portal.to_string());
+            let target = db.join("nodes").join(iqn.to_string());
+            for tpgt in [1, 2] {
+                let d = target.join(format!("{addr},{port},{tpgt}"));
+                std::fs::create_dir_all(&d).expect("mkdir");
+                std::fs::write(d.join(iface.to_string()), "node.startup = manual\n")
+                    .expect("write");
+            }
+            std::fs::write(target.join(format!("{addr},{port}")), "").expect("legacy");
+        }
+        IscsiRecord::Discovery { portal } => {
+            let (addr, port) = record_addr(&portal.to_string());
+            let d = db.join("send_targets").join(format!("{addr},{port}"));
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("st_config"), "").expect("write");
+        }
+    }
+    let mut found: Vec<String> = moor_privhelper::records::locate(t.path(), "/etc/iscsi", rec)
+        .expect("records found")
+        .into_iter()
+        .map(|f| f.host_path)
+        .collect();
+    // The legacy discovery layout (the portal entry is the record).
+    if let IscsiRecord::Discovery { portal } = rec {
+        let (addr, port) = record_addr(&portal.to_string());
+        found.push(format!("/etc/iscsi/send_targets/{addr},{port}"));
+    }
+    found
+}
+
+#[test]
+fn shipped_filters_lint_clean() {
+    let loaded = shipped_filters();
+    let findings = moor_filters::audit::lint(&loaded);
+    assert!(
+        findings.is_empty(),
+        "`moor filters lint --strict` would report: {findings:#?}"
+    );
+    // rootwrap splits definitions on ',': no pattern may contain one.
+    let text = std::fs::read_to_string(packaging().join("filters.d/moor.filters")).expect("read");
+    for f in &loaded.set.filters {
+        assert!(
+            f.args.iter().all(|a| !a.contains(',')),
+            "{} has a comma in a pattern",
+            f.name
+        );
+    }
+    assert!(text.contains("[Filters]"));
+}
+
+#[test]
+fn every_typed_operation_passes_the_shipped_filters() {
+    let loaded = shipped_filters();
+    let set = &loaded.set;
+    let dirs = exec_dirs();
+    let samples = samples();
+    let untyped = ["ping", "exec", "file.read", "sysfs.write"];
+    for e in OPS.iter().filter(|e| !untyped.contains(&e.name)) {
+        assert!(
+            samples.iter().any(|(op, _, _)| *op == e.name),
+            "no sample arguments for typed operation {}",
+            e.name
+        );
+    }
+    for (op, args, want) in &samples {
+        let plan = ops::plan(op, &args.to_string()).unwrap_or_else(|e| panic!("{op} {args}: {e}"));
+        match plan {
+            Plan::Exec(p) => {
+                let d = set.decide(&p.argv, &dirs, &AnyExec);
+                assert!(d.allowed(), "{op} {:?} denied: {:?}", p.argv, d.reason);
+                assert_eq!(
+                    d.filter.as_ref().map(|f| f.name.as_str()),
+                    Some(*want),
+                    "{op} {:?}",
+                    p.argv
+                );
+                // One more argument is never allowed.
+                let mut longer = p.argv.clone();
+                longer.push("--debug=8".into());
+                assert!(
+                    !set.decide(&longer, &dirs, &AnyExec).allowed(),
+                    "{longer:?}"
+                );
+                let mut longer = p.argv.clone();
+                longer.push(p.argv.last().cloned().unwrap_or_default());
+                assert!(
+                    !set.decide(&longer, &dirs, &AnyExec).allowed(),
+                    "{longer:?}"
+                );
+            }
+            Plan::WriteFile { path, value, .. } => {
+                let d = set.decide_write(&path, &value);
+                assert!(
+                    d.allowed,
+                    "{op}: write {value:?} to {path} denied: {:?}",
+                    d.reason
+                );
+                assert_eq!(d.filter.as_ref().map(|f| f.name.as_str()), Some(*want));
+                assert!(!set.decide_write(&path, &format!("{value} 1")).allowed);
+                assert!(!set.decide_write(&path, &format!("{value}\n1")).allowed);
+            }
+            Plan::IscsiSecret(p) => {
+                let paths = record_paths(&p.record);
+                assert!(paths.len() >= 2, "{paths:?}");
+                for path in &paths {
+                    let d = set.decide_write(path, p.key);
+                    assert!(
+                        d.allowed,
+                        "{op}: key {} in {path} denied: {:?}",
+                        p.key, d.reason
+                    );
+                    assert_eq!(d.filter.as_ref().map(|f| f.name.as_str()), Some(*want));
+                    // The filters allow the key, never another key or a value.
+                    for other in [
+                        "node.startup",
+                        "node.session.auth.username",
+                        p.secret.expose(),
+                    ] {
+                        assert!(!set.decide_write(path, other).allowed, "{path} {other}");
+                    }
+                }
+            }
+            other => panic!("{op}: unexpected plan {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn mutated_plans_are_denied_by_the_shipped_filters() {
+    let loaded = shipped_filters();
+    let set = &loaded.set;
+    let dirs = exec_dirs();
+    let argv = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let iqn = IQNS[0];
+    for denied in [
+        // A password through node_update / discoverydb update would sit in argv.
+        argv(&[
+            "iscsiadm",
+            "-m",
+            "node",
+            "-T",
+            iqn,
+            "-p",
+            "10.0.0.1:3260",
+            "--op",
+            "update",
+            "-n",
+            "node.session.auth.password",
+            "-v",
+            "x",
+        ]),
+        argv(&[
+            "iscsiadm",
+            "-m",
+            "node",
+            "-T",
+            iqn,
+            "-p",
+            "10.0.0.1:3260",
+            "--op",
+            "update",
+            "-n",
+            "node.session.auth.password_in",
+            "-v",
+            "x",
+        ]),
+        argv(&[
+            "iscsiadm",
+            "-m",
+            "discoverydb",
+            "-t",
+            "sendtargets",
+            "-I",
+            "default",
+            "-p",
+            "10.0.0.1:3260",
+            "--op",
+            "update",
+            "-n",
+            "discovery.sendtargets.auth.password",
+            "-v",
+            "x",
+        ]),
+        // Other modes, other discovery types, no iface.
+        argv(&[
+            "iscsiadm",
+            "-m",
+            "discoverydb",
+            "-t",
+            "isns",
+            "-I",
+            "default",
+            "-p",
+            "10.0.0.1:3260",
+            "--discover",
+        ]),
+        argv(&[
+            "iscsiadm",
+            "-m",
+            "discoverydb",
+            "-t",
+            "sendtargets",
+            "-p",
+            "10.0.0.1:3260",
+            "--discover",
+        ]),
+        argv(&[
+            "iscsiadm",
+            "-m",
+            "discoverydb",
+            "-t",
+            "sendtargets",
+            "-I",
+            "default",
+            "-p",
+            "10.0.0.1:3260",
+            "--op",
+            "delete",
+        ]),
+        argv(&[
+            "iscsiadm",
+            "-m",
+            "node",
+            "-T",
+            iqn,
+            "-p",
+            "10.0.0.1:3260",
+            "--interface",
+            "-default",
+            "--op",
+            "new",
+        ]),
+        argv(&[
+            "iscsiadm",
+            "-m",
+            "node",
+            "-T",
+            iqn,
+            "-p",
+            "10.0.0.1:3260",
+            "--login",
+            "--logout",
+        ]),
+        argv(&["blockdev", "--flushbufs", "/dev/sda", "/dev/sdb"]),
+        argv(&["blockdev", "--flushbufs", "/dev/sda1"]),
+    ] {
+        let d = set.decide(&denied, &dirs, &AnyExec);
+        assert!(!d.allowed(), "{denied:?} allowed by {:?}", d.filter);
+    }
+    for (path, value) in [
+        // Wildcard scans: every channel/target/LUN of a host.
+        ("/sys/class/scsi_host/host0/scan", "- - -"),
+        ("/sys/class/scsi_host/host0/scan", "0 0 -"),
+        ("/sys/class/scsi_host/host0/scan", "0 - 1"),
+        ("/sys/class/scsi_host/host0/scan", "0 0 1 "),
+        ("/sys/class/scsi_host/hostX/scan", "0 0 1"),
+        ("/sys/block/sda/device/delete", "0"),
+        ("/sys/block/sda1/device/delete", "1"),
+        ("/sys/block/dm-0/device/delete", "1"),
+        ("/sys/bus/scsi/devices/0:0:0:1/delete", "1"),
+        ("/sys/block/sda/device/../../sdb/device/delete", "1"),
+        // Secrets: only the password keys, only in records.
+        ("/etc/iscsi/iscsid.conf", "node.session.auth.password"),
+        (
+            "/etc/iscsi/nodes/iqn.2004-10.com.example:vol-1/10.0.0.1,3260,1/default",
+            "node.startup",
+        ),
+        (
+            "/etc/iscsi/nodes/iqn.2004-10.com.example:vol-1/10.0.0.1,3260,1/default",
+            "discovery.sendtargets.auth.password",
+        ),
+        (
+            "/etc/iscsi/nodes/iqn.2004-10.com.example:vol-1/10.0.0.1,3260,1/../../../iscsid.conf",
+            "node.session.auth.password",
+        ),
+        (
+            "/etc/iscsi/nodes/iqn.2004-10.com.example:vol-1/host.example.com,3260,1/default",
+            "node.session.auth.password",
+        ),
+        (
+            "/etc/iscsi/send_targets/10.0.0.1,3260/st_config",
+            "node.session.auth.password",
+        ),
+        (
+            "/etc/iscsi/send_targets/10.0.0.1,3260/iqn.2004-10.com.example:vol-1,10.0.0.1,3260,1,default",
+            "discovery.sendtargets.auth.password",
+        ),
+        ("/etc/iscsi/ifaces/default", "node.session.auth.password"),
+    ] {
+        let d = set.decide_write(path, value);
+        assert!(
+            !d.allowed,
+            "write {value:?} to {path} allowed by {:?}",
+            d.filter
+        );
+    }
+    // The typed operations refuse these shapes before the filters see them.
+    for (op, args) in [
+        (
+            "iscsi.node_update",
+            json!({"iqn": iqn, "portal": "10.0.0.1", "name": "node.session.auth.password", "value": "x"}),
+        ),
+        (
+            "iscsi.discovery_update",
+            json!({"portal": "10.0.0.1", "iface": "default", "name": "discovery.sendtargets.auth.password", "value": "x"}),
+        ),
+        (
+            "iscsi.login",
+            json!({"iqn": iqn, "portal": "target.example.com:3260"}),
+        ),
+        (
+            "iscsi.node_update",
+            json!({"iqn": iqn, "portal": "10.0.0.1", "name": "node.startup", "value": "a b"}),
+        ),
+        (
+            "iscsi.node_secret",
+            json!({"iqn": iqn, "portal": "10.0.0.1", "iface": "default", "key": "password", "secret": "a\nnode.startup = automatic"}),
+        ),
+        (
+            "scsi.scan",
+            json!({"host": 0, "channel": 0, "target": 0, "lun": "-"}),
+        ),
+        (
+            "scsi.delete",
+            json!({"device": "sda1", "expected_wwid": "3600"}),
+        ),
+        ("scsi.delete", json!({"device": "sda", "expected_wwid": ""})),
+        (
+            "block.flush",
+            json!({"device": "nvme0n1", "expected_wwid": "3600"}),
+        ),
+    ] {
+        assert!(
+            matches!(
+                ops::plan(op, &args.to_string()),
+                Err(ops::OpError::BadArgs { .. })
+            ),
+            "{op} {args} was planned"
+        );
+    }
+}
+
+#[test]
+fn packaged_policy_grants_the_typed_families_and_still_exec() {
+    // moord.toml as shipped, with the `moor` group replaced by a gid (the group need
+    // not exist where the tests run) and loaded the way moord loads it.
+    let text = std::fs::read_to_string(packaging().join("moord.toml")).expect("read");
+    assert!(text.contains("group = \"moor\""));
+    let text = text
+        .replace("socket_group = \"moor\"", "socket_group = 4242")
+        .replace("allow_groups = [\"moor\"]", "allow_groups = []")
+        .replace("group = \"moor\"", "gid = 4242");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("moord.toml");
+    std::fs::write(&path, text).expect("write");
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata(&path).expect("meta").uid();
+    let cfg = moor_privhelper::config::Config::load(
+        Some(&path),
+        &moor_privhelper::config::Overrides {
+            trusted_owner: Some(me),
+            ..Default::default()
+        },
+    )
+    .expect("packaged moord.toml loads");
+    assert_eq!(cfg.host_root, PathBuf::from("/"));
+    assert_eq!(cfg.iscsi_db_dir, "/etc/iscsi");
+    let ops = cfg.ops_for(5000, &[4242]);
+    let all: BTreeSet<String> = OPS.iter().map(|e| e.name.to_string()).collect();
+    assert_eq!(
+        ops, all,
+        "the moor group gets every operation (exec and sysfs.write still)"
+    );
+    for family in ["iscsi.", "scsi.", "block.", "multipath."] {
+        assert!(ops.iter().any(|o| o.starts_with(family)));
+    }
+    assert!(cfg.ops_for(5000, &[5000]).is_empty());
+}

@@ -46,6 +46,11 @@ struct Args {
     /// Stay in the foreground (moord never forks; accepted for compatibility).
     #[arg(long)]
     foreground: bool,
+    /// Resolve every path moord opens itself (sysfs writes, identity checks,
+    /// file.read, iSCSI records) under DIR instead of `/` (tests and containers;
+    /// overrides `host_root`). The filters still see the host paths.
+    #[arg(long, value_name = "DIR")]
+    host_root: Option<PathBuf>,
     /// The uid that must own config, filter and key files (tests only; default 0).
     #[arg(long, value_name = "UID", hide = true)]
     trusted_owner: Option<u32>,
@@ -72,6 +77,7 @@ fn load_config(a: &Args) -> anyhow::Result<Config> {
         audit_log: a.audit_log.clone(),
         grants: a.grants.clone(),
         trusted_owner: a.trusted_owner,
+        host_root: a.host_root.clone(),
     };
     let file = match &a.config {
         Some(p) => Some(p.clone()),
@@ -144,6 +150,7 @@ fn main() -> anyhow::Result<()> {
         &mut args.socket,
         &mut args.key_file,
         &mut args.audit_log,
+        &mut args.host_root,
     ]
     .into_iter()
     .flatten()
@@ -173,6 +180,12 @@ fn main() -> anyhow::Result<()> {
             }
         );
         return Ok(());
+    }
+    if cfg.host_root != std::path::Path::new("/") {
+        tracing::warn!(
+            host_root = %cfg.host_root.display(),
+            "host_root is set: moord reads and writes files under it, not the host's (tests and containers only)"
+        );
     }
     if settings.key.is_none() {
         tracing::warn!("no key file: callers are authenticated by peer credentials alone");

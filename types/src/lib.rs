@@ -20,6 +20,8 @@ pub enum TypeError {
     Portal { value: String, reason: &'static str },
     #[error("invalid LUN {value:?}: {reason}")]
     Lun { value: String, reason: &'static str },
+    #[error("invalid iSCSI interface name {value:?}: 1-64 characters of A-Z a-z 0-9 . _ : -")]
+    Iface { value: String },
     #[error("invalid addressing mode {value:?}: expected one of SAM, transparent, SAM2, SAM3-flat")]
     AddressingMode { value: String },
 }
@@ -539,6 +541,110 @@ impl<'de> Deserialize<'de> for Lun {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
         Lun::from_json(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Maps a sysfs `wwid` to the form udev/`scsi_id` (and multipath) use, like
+/// os-brick's `get_sysfs_wwid`: the 4-character textual designator type is replaced
+/// by its numeric code — `t10.`→`1`, `eui.`→`2`, `naa.`→`3`, anything else `8` —
+/// followed by the rest (from the fifth character). Surrounding whitespace is
+/// dropped first (the kernel pads some `wwid`s).
+pub fn normalize_wwid(raw: &str) -> String {
+    let wwid = raw.trim();
+    let (prefix, rest) = match wwid.char_indices().nth(4) {
+        Some((i, _)) => wwid.split_at(i),
+        None => (wwid, ""),
+    };
+    let code = match prefix {
+        "t10." => '1',
+        "eui." => '2',
+        "naa." => '3',
+        _ => '8',
+    };
+    let mut out = String::with_capacity(rest.len() + 1);
+    out.push(code);
+    out.push_str(rest);
+    out
+}
+
+/// A kernel block device name moor may act on: a SCSI disk (`sdX`), a device-mapper
+/// node (`dm-N`), an NVMe namespace (`nvmeXnY`), a DASD (`dasdX`) or an MD array
+/// (`mdN`). Whole devices only; never a path.
+pub fn is_block_device_name(name: &str) -> bool {
+    fn digits(s: &str) -> bool {
+        !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit())
+    }
+    fn letters(s: &str) -> bool {
+        !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_lowercase())
+    }
+    if let Some(r) = name.strip_prefix("sd") {
+        return letters(r);
+    }
+    if let Some(r) = name.strip_prefix("dasd") {
+        return letters(r);
+    }
+    if let Some(r) = name.strip_prefix("dm-") {
+        return digits(r);
+    }
+    if let Some(r) = name.strip_prefix("md") {
+        return digits(r);
+    }
+    if let Some(r) = name.strip_prefix("nvme") {
+        return r
+            .split_once('n')
+            .is_some_and(|(c, n)| digits(c) && digits(n));
+    }
+    false
+}
+
+/// An open-iscsi interface name (`default`, `iser`, `bnx2i.00:11:22:33:44:55`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IfaceName(String);
+
+impl IfaceName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn default_iface() -> IfaceName {
+        IfaceName("default".into())
+    }
+}
+
+impl FromStr for IfaceName {
+    type Err = TypeError;
+    fn from_str(s: &str) -> Result<Self, TypeError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && !s.starts_with(['.', '-'])
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        if ok {
+            Ok(IfaceName(s.to_string()))
+        } else {
+            Err(TypeError::Iface {
+                value: s.to_string(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for IfaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for IfaceName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for IfaceName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,0 +1,549 @@
+//! Typed operations. Each operation is a struct of validated arguments and a function
+//! that plans what root must do for it: run an argv, read a file, write a value to
+//! a kernel attribute, or set a secret in an open-iscsi record. The daemon checks
+//! every plan against the filters before it runs it, and checks the plan's identity
+//! [`Guard`] right before acting. Adding an operation is one struct + one `plan` +
+//! one line in [`OPS`].
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+pub mod block;
+pub mod iscsi;
+pub mod multipath;
+pub mod scsi;
+
+pub use block::*;
+pub use iscsi::*;
+pub use multipath::*;
+pub use scsi::*;
+
+/// A typed operation's argument struct: its wire name, for clients.
+pub trait TypedOp: Serialize + std::fmt::Debug {
+    const NAME: &'static str;
+}
+
+/// An identity check moord makes immediately before it acts (invariant 1): the
+/// device must still be the one the caller captured at attach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// `device` (a name such as `sdb` or `dm-3`) must carry WWID `expected`
+    /// (udev form, see `moor_types::normalize_wwid`): for `sdX` the normalised
+    /// `/sys/block/sdX/device/wwid`; for `dm-N` a `/sys/block/dm-N/dm/uuid` of
+    /// `mpath-<expected>`.
+    Wwid { device: String, expected: String },
+    /// `device` (`dm-N`) must be the multipath map `name` carrying WWID `expected`:
+    /// `/sys/block/dm-N/dm/name` is `name` and `/sys/block/dm-N/dm/uuid` is
+    /// `mpath-<expected>`.
+    DmMap {
+        device: String,
+        name: String,
+        expected: String,
+    },
+}
+
+/// What root must do for one operation.
+#[derive(Debug)]
+pub enum Plan {
+    /// Answer without doing anything.
+    Ping,
+    /// Run `argv` (argv[0] as the filters expect it; moord resolves the executable).
+    Exec(ExecPlan),
+    /// Read a file (allowed by a ReadFileFilter for `cat PATH`).
+    ReadFile { path: String },
+    /// Write `value` to the existing file `path` (allowed by a WriteFileFilter).
+    WriteFile {
+        path: String,
+        value: String,
+        guard: Option<Guard>,
+    },
+    /// Set one secret key in an open-iscsi node or discovery record (the only way to
+    /// give iscsiadm a CHAP password without putting it in argv). The filters see the
+    /// record path and the key name, never the secret.
+    IscsiSecret(IscsiSecretPlan),
+}
+
+#[derive(Debug)]
+pub struct ExecPlan {
+    pub argv: Vec<String>,
+    /// Bytes for the child's stdin (not secret).
+    pub stdin: Option<Vec<u8>>,
+    /// Secret bytes for the child's stdin; never logged, zeroized after use.
+    pub secret_stdin: Option<Secret>,
+    /// Stream stdin/stdout/stderr as data frames instead of buffering.
+    pub stream: bool,
+    pub timeout_ms: Option<u64>,
+    /// Identity check before the command runs.
+    pub guard: Option<Guard>,
+}
+
+/// Secret text in a request's arguments: sent as a JSON string, zeroized on drop,
+/// redacted in Debug.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(Zeroizing<String>);
+
+impl SecretText {
+    pub fn new(s: impl Into<String>) -> SecretText {
+        SecretText(Zeroizing::new(s.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Secret bytes: zeroized on drop, redacted in Debug.
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(Zeroizing::new(bytes))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// Why an operation's arguments are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    #[error("unknown operation {0:?}")]
+    Unknown(String),
+    #[error("invalid arguments for {op}: {message}")]
+    BadArgs { op: &'static str, message: String },
+}
+
+pub(crate) fn bad(op: &'static str, message: impl Into<String>) -> OpError {
+    OpError::BadArgs {
+        op,
+        message: message.into(),
+    }
+}
+
+/// `ping`: no arguments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingArgs {}
+
+/// `exec`: rootwrap-daemon compatibility. Only for callers whose policy allows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecArgs {
+    pub argv: Vec<String>,
+    /// Standard input, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Secret standard input (UTF-8), written to the child's stdin and never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_stdin: Option<Zeroizing<String>>,
+    /// Stream stdin/stdout/stderr through data frames.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    /// Deadline in milliseconds (capped by the daemon's maximum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `file.read`: read a file that a ReadFileFilter allows (`cat PATH`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReadArgs {
+    pub path: String,
+}
+
+/// `sysfs.write`: write a value to a kernel attribute under /sys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysfsWriteArgs {
+    pub path: String,
+    pub value: String,
+}
+
+/// Absolute, no `.`/`..`/empty components, no NUL.
+pub fn is_canonical_path(p: &str) -> bool {
+    p.starts_with('/')
+        && p.len() <= 4096
+        && !p.contains('\0')
+        && (p == "/"
+            || p[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".."))
+}
+
+fn plan_ping(_: PingArgs) -> Result<Plan, OpError> {
+    Ok(Plan::Ping)
+}
+
+fn plan_exec(a: ExecArgs) -> Result<Plan, OpError> {
+    const OP: &str = "exec";
+    if a.argv.is_empty() {
+        return Err(bad(OP, "argv is empty"));
+    }
+    if a.argv.iter().any(|s| s.contains('\0')) {
+        return Err(bad(OP, "argv contains a NUL byte"));
+    }
+    if a.stream && (a.stdin.is_some() || a.secret_stdin.is_some()) {
+        return Err(bad(
+            OP,
+            "a streamed request sends stdin as data frames, not in `stdin`",
+        ));
+    }
+    let stdin = match &a.stdin {
+        Some(b) => Some(b64_decode(b).map_err(|e| bad(OP, format!("stdin is not base64: {e}")))?),
+        None => None,
+    };
+    let secret_stdin = a.secret_stdin.map(|s| Secret::new(s.as_bytes().to_vec()));
+    Ok(Plan::Exec(ExecPlan {
+        argv: a.argv,
+        stdin,
+        secret_stdin,
+        stream: a.stream,
+        timeout_ms: a.timeout_ms,
+        guard: None,
+    }))
+}
+
+fn plan_file_read(a: FileReadArgs) -> Result<Plan, OpError> {
+    if !is_canonical_path(&a.path) {
+        return Err(bad(
+            "file.read",
+            format!("path {:?} is not absolute and canonical", a.path),
+        ));
+    }
+    Ok(Plan::ReadFile { path: a.path })
+}
+
+fn plan_sysfs_write(a: SysfsWriteArgs) -> Result<Plan, OpError> {
+    const OP: &str = "sysfs.write";
+    if !a.path.starts_with("/sys/") || !is_canonical_path(&a.path) {
+        return Err(bad(
+            OP,
+            format!("path {:?} is not a canonical path under /sys", a.path),
+        ));
+    }
+    if a.value.len() > 4096 || a.value.contains('\0') {
+        return Err(bad(OP, "value is longer than 4096 bytes or contains NUL"));
+    }
+    Ok(Plan::WriteFile {
+        path: a.path,
+        value: a.value,
+        guard: None,
+    })
+}
+
+/// Deserialize `args` for an op and plan it.
+pub(crate) fn typed<A: for<'de> Deserialize<'de>>(
+    op: &'static str,
+    args: &str,
+    f: fn(A) -> Result<Plan, OpError>,
+) -> Result<Plan, OpError> {
+    let args = if args.trim() == "null" { "{}" } else { args };
+    let a: A = serde_json::from_str(args).map_err(|e| bad(op, e.to_string()))?;
+    f(a)
+}
+
+/// An entry of the operation table.
+pub struct OpEntry {
+    pub name: &'static str,
+    /// Plan from the raw JSON text of `args`.
+    pub plan: fn(&str) -> Result<Plan, OpError>,
+}
+
+impl std::fmt::Debug for OpEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Every operation moord knows.
+pub const OPS: &[OpEntry] = &[
+    OpEntry {
+        name: "ping",
+        plan: |a| typed("ping", a, plan_ping),
+    },
+    OpEntry {
+        name: "exec",
+        plan: |a| typed("exec", a, plan_exec),
+    },
+    OpEntry {
+        name: "file.read",
+        plan: |a| typed("file.read", a, plan_file_read),
+    },
+    OpEntry {
+        name: "sysfs.write",
+        plan: |a| typed("sysfs.write", a, plan_sysfs_write),
+    },
+    OpEntry {
+        name: IscsiNodeNew::NAME,
+        plan: |a| typed(IscsiNodeNew::NAME, a, IscsiNodeNew::plan),
+    },
+    OpEntry {
+        name: IscsiNodeShow::NAME,
+        plan: |a| typed(IscsiNodeShow::NAME, a, IscsiNodeShow::plan),
+    },
+    OpEntry {
+        name: IscsiNodeUpdate::NAME,
+        plan: |a| typed(IscsiNodeUpdate::NAME, a, IscsiNodeUpdate::plan),
+    },
+    OpEntry {
+        name: IscsiNodeSecret::NAME,
+        plan: |a| typed(IscsiNodeSecret::NAME, a, IscsiNodeSecret::plan),
+    },
+    OpEntry {
+        name: IscsiLogin::NAME,
+        plan: |a| typed(IscsiLogin::NAME, a, IscsiLogin::plan),
+    },
+    OpEntry {
+        name: IscsiLogout::NAME,
+        plan: |a| typed(IscsiLogout::NAME, a, IscsiLogout::plan),
+    },
+    OpEntry {
+        name: IscsiNodeDelete::NAME,
+        plan: |a| typed(IscsiNodeDelete::NAME, a, IscsiNodeDelete::plan),
+    },
+    OpEntry {
+        name: IscsiPortalNodes::NAME,
+        plan: |a| typed(IscsiPortalNodes::NAME, a, IscsiPortalNodes::plan),
+    },
+    OpEntry {
+        name: IscsiDiscover::NAME,
+        plan: |a| typed(IscsiDiscover::NAME, a, IscsiDiscover::plan),
+    },
+    OpEntry {
+        name: IscsiDiscoveryNew::NAME,
+        plan: |a| typed(IscsiDiscoveryNew::NAME, a, IscsiDiscoveryNew::plan),
+    },
+    OpEntry {
+        name: IscsiDiscoveryUpdate::NAME,
+        plan: |a| typed(IscsiDiscoveryUpdate::NAME, a, IscsiDiscoveryUpdate::plan),
+    },
+    OpEntry {
+        name: IscsiDiscoverySecret::NAME,
+        plan: |a| typed(IscsiDiscoverySecret::NAME, a, IscsiDiscoverySecret::plan),
+    },
+    OpEntry {
+        name: IscsiDiscoveryRun::NAME,
+        plan: |a| typed(IscsiDiscoveryRun::NAME, a, IscsiDiscoveryRun::plan),
+    },
+    OpEntry {
+        name: ScsiScan::NAME,
+        plan: |a| typed(ScsiScan::NAME, a, ScsiScan::plan),
+    },
+    OpEntry {
+        name: ScsiDelete::NAME,
+        plan: |a| typed(ScsiDelete::NAME, a, ScsiDelete::plan),
+    },
+    OpEntry {
+        name: ScsiRescan::NAME,
+        plan: |a| typed(ScsiRescan::NAME, a, ScsiRescan::plan),
+    },
+    OpEntry {
+        name: BlockFlush::NAME,
+        plan: |a| typed(BlockFlush::NAME, a, BlockFlush::plan),
+    },
+    OpEntry {
+        name: BlockReadCheck::NAME,
+        plan: |a| typed(BlockReadCheck::NAME, a, BlockReadCheck::plan),
+    },
+    OpEntry {
+        name: MultipathAddWwid::NAME,
+        plan: |a| typed(MultipathAddWwid::NAME, a, MultipathAddWwid::plan),
+    },
+    OpEntry {
+        name: MultipathAddPath::NAME,
+        plan: |a| typed(MultipathAddPath::NAME, a, MultipathAddPath::plan),
+    },
+    OpEntry {
+        name: MultipathDelPath::NAME,
+        plan: |a| typed(MultipathDelPath::NAME, a, MultipathDelPath::plan),
+    },
+    OpEntry {
+        name: MultipathFlush::NAME,
+        plan: |a| typed(MultipathFlush::NAME, a, MultipathFlush::plan),
+    },
+    OpEntry {
+        name: MultipathResize::NAME,
+        plan: |a| typed(MultipathResize::NAME, a, MultipathResize::plan),
+    },
+    OpEntry {
+        name: MultipathCheck::NAME,
+        plan: |a| typed(MultipathCheck::NAME, a, MultipathCheck::plan),
+    },
+    OpEntry {
+        name: MultipathdStatus::NAME,
+        plan: |a| typed(MultipathdStatus::NAME, a, MultipathdStatus::plan),
+    },
+    OpEntry {
+        name: MultipathdPaths::NAME,
+        plan: |a| typed(MultipathdPaths::NAME, a, MultipathdPaths::plan),
+    },
+];
+
+/// Plan operation `op` from its raw JSON arguments.
+pub fn plan(op: &str, args: &str) -> Result<Plan, OpError> {
+    match OPS.iter().find(|e| e.name == op) {
+        Some(e) => (e.plan)(args),
+        None => Err(OpError::Unknown(op.to_string())),
+    }
+}
+
+pub fn b64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+pub fn b64_decode(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_validate_arguments() {
+        assert!(matches!(plan("ping", "null"), Ok(Plan::Ping)));
+        assert!(matches!(plan("nope", "{}"), Err(OpError::Unknown(_))));
+        assert!(matches!(
+            plan("exec", r#"{"argv":[]}"#),
+            Err(OpError::BadArgs { .. })
+        ));
+        assert!(matches!(
+            plan("exec", r#"{"argv":["a"],"shell":true}"#),
+            Err(OpError::BadArgs { .. })
+        ));
+        let Ok(Plan::Exec(e)) = plan(
+            "exec",
+            r#"{"argv":["cat"],"stdin":"aGk=","secret_stdin":"pw"}"#,
+        ) else {
+            panic!("exec plan")
+        };
+        assert_eq!(e.stdin.as_deref(), Some(&b"hi"[..]));
+        assert_eq!(
+            format!("{:?}", e.secret_stdin),
+            "Some(Secret(<2 bytes redacted>))"
+        );
+        assert!(plan("sysfs.write", r#"{"path":"/sys/a/../b","value":"1"}"#).is_err());
+        assert!(plan("sysfs.write", r#"{"path":"/etc/passwd","value":"1"}"#).is_err());
+        assert!(matches!(
+            plan(
+                "sysfs.write",
+                r#"{"path":"/sys/block/sda/device/delete","value":"1"}"#
+            ),
+            Ok(Plan::WriteFile { .. })
+        ));
+        assert!(plan("file.read", r#"{"path":"etc/x"}"#).is_err());
+    }
+
+    #[test]
+    fn canonical_paths() {
+        assert!(is_canonical_path("/sys/block/sda"));
+        assert!(is_canonical_path("/"));
+        for p in ["sys", "/sys//x", "/sys/./x", "/sys/../x", "/sys/x/"] {
+            assert!(!is_canonical_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn op_names_are_unique_and_typed_ones_belong_to_a_family() {
+        let mut names: Vec<&str> = OPS.iter().map(|e| e.name).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate operation names");
+        for name in names {
+            let untyped = ["ping", "exec", "file.read", "sysfs.write"].contains(&name);
+            assert!(
+                untyped
+                    || ["iscsi.", "scsi.", "block.", "multipath."]
+                        .iter()
+                        .any(|f| name.starts_with(f)),
+                "{name}: policy families (`iscsi.*`, …) would not cover it"
+            );
+            assert!(!name.contains('*') && !name.contains(','), "{name}");
+        }
+    }
+
+    #[test]
+    fn typed_plans_carry_guards_and_fixed_argv() {
+        let wwid = "36001405abcdef0123456789abcdef012";
+        let Ok(Plan::WriteFile { path, value, guard }) = plan(
+            "scsi.delete",
+            &format!(r#"{{"device":"sdb","expected_wwid":"{wwid}"}}"#),
+        ) else {
+            panic!("scsi.delete plan")
+        };
+        assert_eq!(
+            (path.as_str(), value.as_str()),
+            ("/sys/block/sdb/device/delete", "1")
+        );
+        assert_eq!(
+            guard,
+            Some(Guard::Wwid {
+                device: "sdb".into(),
+                expected: wwid.into()
+            })
+        );
+        let Ok(Plan::Exec(e)) = plan(
+            "block.flush",
+            &format!(r#"{{"device":"dm-3","expected_wwid":"{wwid}"}}"#),
+        ) else {
+            panic!("block.flush plan")
+        };
+        assert_eq!(e.argv, ["blockdev", "--flushbufs", "/dev/dm-3"]);
+        assert!(e.guard.is_some() && !e.stream && e.stdin.is_none());
+        let Ok(Plan::WriteFile { path, value, guard }) = plan(
+            "scsi.scan",
+            r#"{"host":4,"channel":0,"target":2,"lun":1099511627776}"#,
+        ) else {
+            panic!("scsi.scan plan")
+        };
+        assert_eq!(path, "/sys/class/scsi_host/host4/scan");
+        assert_eq!(value, "0 2 1099511627776");
+        assert_eq!(guard, None);
+        let Ok(Plan::Exec(e)) = plan(
+            "iscsi.login",
+            r#"{"iqn":"iqn.2004-10.com.example:a","portal":"fd00::1"}"#,
+        ) else {
+            panic!("iscsi.login plan")
+        };
+        assert_eq!(
+            e.argv,
+            [
+                "iscsiadm",
+                "-m",
+                "node",
+                "-T",
+                "iqn.2004-10.com.example:a",
+                "-p",
+                "[fd00::1]:3260",
+                "--login"
+            ]
+        );
+        // A device name that is not a whole disk, or a missing WWID, is refused.
+        for bad in [
+            r#"{"device":"sdb1","expected_wwid":"3"}"#,
+            r#"{"device":"../sdb","expected_wwid":"3"}"#,
+            r#"{"device":"sdb","expected_wwid":""}"#,
+            r#"{"device":"sdb","expected_wwid":"3 6"}"#,
+            r#"{"device":"sdb"}"#,
+        ] {
+            assert!(plan("scsi.delete", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! dm-multipath operations. Paths are named by their SCSI disk and maps by both
+//! their `dm-N` node and their name; moord checks the identity of each before it
+//! runs the command.
+
+use moor_types::is_block_device_name;
+use serde::{Deserialize, Serialize};
+
+use super::{ExecPlan, Guard, OpError, Plan, TypedOp, bad};
+
+fn exec(argv: &[&str], guard: Option<Guard>) -> Plan {
+    Plan::Exec(ExecPlan {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        stdin: None,
+        secret_stdin: None,
+        stream: false,
+        timeout_ms: None,
+        guard,
+    })
+}
+
+fn check_disk(op: &'static str, d: &str) -> Result<(), OpError> {
+    if d.starts_with("sd") && is_block_device_name(d) {
+        Ok(())
+    } else {
+        Err(bad(
+            op,
+            format!("device {d:?} is not a SCSI disk name (sdX)"),
+        ))
+    }
+}
+
+fn check_dm(op: &'static str, d: &str) -> Result<(), OpError> {
+    if d.starts_with("dm-") && is_block_device_name(d) {
+        Ok(())
+    } else {
+        Err(bad(
+            op,
+            format!("device {d:?} is not a device-mapper node (dm-N)"),
+        ))
+    }
+}
+
+fn check_map(op: &'static str, m: &str) -> Result<(), OpError> {
+    let ok = !m.is_empty()
+        && m.len() <= 128
+        && !m.starts_with(['-', '.'])
+        && m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            op,
+            format!("map name {m:?} is not 1-128 of A-Z a-z 0-9 . _ : -"),
+        ))
+    }
+}
+
+fn check_wwid(op: &'static str, w: &str) -> Result<(), OpError> {
+    let ok =
+        !w.is_empty() && w.len() <= 256 && w.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(op, format!("expected_wwid {w:?} is not a WWID")))
+    }
+}
+
+/// A path (SCSI disk) and the WWID it must carry.
+macro_rules! path_op {
+    ($(#[$m:meta])* $t:ident, $name:literal, [$($arg:literal),*]) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $t {
+            pub device: String,
+            pub expected_wwid: String,
+        }
+
+        impl TypedOp for $t {
+            const NAME: &'static str = $name;
+        }
+
+        impl $t {
+            pub fn plan(self) -> Result<Plan, OpError> {
+                check_disk(Self::NAME, &self.device)?;
+                check_wwid(Self::NAME, &self.expected_wwid)?;
+                let dev = format!("/dev/{}", self.device);
+                let mut argv: Vec<&str> = vec![$($arg),*];
+                argv.push(&dev);
+                Ok(exec(&argv, Some(Guard::Wwid {
+                    device: self.device.clone(),
+                    expected: self.expected_wwid.clone(),
+                })))
+            }
+        }
+    };
+}
+
+path_op!(
+    /// `multipath -a /dev/sdX`: whitelist the disk's WWID (wwids file), so a map is
+    /// created even for one path under `find_multipaths yes`.
+    MultipathAddWwid, "multipath.add_wwid", ["multipath", "-a"]
+);
+path_op!(
+    /// `multipathd add path /dev/sdX`.
+    MultipathAddPath, "multipath.add_path", ["multipathd", "add", "path"]
+);
+path_op!(
+    /// `multipathd del path /dev/sdX`: stop monitoring a path being removed.
+    MultipathDelPath, "multipath.del_path", ["multipathd", "del", "path"]
+);
+
+/// A map: its node, its name and the WWID it must carry.
+macro_rules! map_op {
+    ($(#[$m:meta])* $t:ident, $name:literal, [$($arg:literal),*]) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $t {
+            pub device: String,
+            pub map: String,
+            pub expected_wwid: String,
+        }
+
+        impl TypedOp for $t {
+            const NAME: &'static str = $name;
+        }
+
+        impl $t {
+            pub fn plan(self) -> Result<Plan, OpError> {
+                check_dm(Self::NAME, &self.device)?;
+                check_map(Self::NAME, &self.map)?;
+                check_wwid(Self::NAME, &self.expected_wwid)?;
+                let mut argv: Vec<&str> = vec![$($arg),*];
+                argv.push(&self.map);
+                Ok(exec(&argv, Some(Guard::DmMap {
+                    device: self.device.clone(),
+                    name: self.map.clone(),
+                    expected: self.expected_wwid.clone(),
+                })))
+            }
+        }
+    };
+}
+
+map_op!(
+    /// `multipath -f MAP`: flush (remove) an unused map.
+    MultipathFlush, "multipath.flush", ["multipath", "-f"]
+);
+map_op!(
+    /// `multipathd resize map MAP`: adopt the paths' new size.
+    MultipathResize, "multipath.resize", ["multipathd", "resize", "map"]
+);
+
+/// `multipath -C dm-N`: exit 0 when the map has usable paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultipathCheck {
+    pub device: String,
+    pub expected_wwid: String,
+}
+
+impl TypedOp for MultipathCheck {
+    const NAME: &'static str = "multipath.check";
+}
+
+impl MultipathCheck {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        check_dm(Self::NAME, &self.device)?;
+        check_wwid(Self::NAME, &self.expected_wwid)?;
+        Ok(exec(
+            &["multipath", "-C", &self.device],
+            Some(Guard::Wwid {
+                device: self.device.clone(),
+                expected: self.expected_wwid.clone(),
+            }),
+        ))
+    }
+}
+
+/// `multipathd show status`: exit 0 when multipathd runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultipathdStatus {}
+
+impl TypedOp for MultipathdStatus {
+    const NAME: &'static str = "multipath.status";
+}
+
+impl MultipathdStatus {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        Ok(exec(&["multipathd", "show", "status"], None))
+    }
+}
+
+/// `multipathd show paths raw format %d`: the path devices multipathd monitors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultipathdPaths {}
+
+impl TypedOp for MultipathdPaths {
+    const NAME: &'static str = "multipath.paths";
+}
+
+impl MultipathdPaths {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        Ok(exec(
+            &["multipathd", "show", "paths", "raw", "format", "%d"],
+            None,
+        ))
+    }
+}
