@@ -4,6 +4,8 @@ step() { printf '\n==> %s\n' "$*"; }
 ensure_toolchain() {
   command -v cargo >/dev/null || { echo "cargo (Rust stable) is required" >&2; exit 2; }
   command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 2; }
+  # Build dependencies: the connector links libudev (udev crate), found via pkg-config.
+  ensure_packages libudev-dev pkg-config
 }
 
 # Debian packages the tests need (idempotent; needs root or sudo).

@@ -7,6 +7,10 @@
 //! ([`host`]); plus the `moor` command-line tool (`filters`, `call`).
 #![forbid(unsafe_code)]
 
+pub mod attachments;
+pub mod exec;
 pub mod host;
+pub mod lock;
+pub mod properties;
 pub mod transport;
 pub mod types;

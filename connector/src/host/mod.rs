@@ -1,12 +1,18 @@
-//! Access to the host's kernel interfaces (sysfs, `/dev`, `/etc`, `/proc`) through a
-//! root prefix, so every reader can be pointed at a fixture tree in tests.
+//! Access to the host's kernel interfaces (sysfs, `/dev`, `/etc`, `/proc`, `/run`)
+//! through a root prefix, so every reader can be pointed at a fixture tree in tests.
 //!
 //! [`HostPaths`] is a plain value, not a trait: production code uses
 //! [`HostPaths::system`] (root `/`), tests use [`HostPaths::under`] with a directory
 //! from `connector/testdata/`. Every path the readers touch is built by
-//! [`HostPaths::sys`], [`HostPaths::dev`], [`HostPaths::etc`] or [`HostPaths::proc`].
+//! [`HostPaths::sys`], [`HostPaths::dev`], [`HostPaths::etc`], [`HostPaths::proc`] or
+//! [`HostPaths::run`].
+//!
+//! Waiting for devices to appear or go away is event-driven, see [`udev`].
 
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod scsi;
+pub mod udev;
 
 use std::fs;
 use std::io;
@@ -25,9 +31,15 @@ pub enum HostError {
     Invalid { path: PathBuf, reason: String },
     #[error("invalid path component {value:?}: {reason}")]
     Component { value: String, reason: &'static str },
+    /// The udev event monitor (netlink socket) failed.
+    #[error("udev monitor: {action}: {source}")]
+    Monitor {
+        action: &'static str,
+        source: io::Error,
+    },
 }
 
-/// The root under which the host's `/sys`, `/dev`, `/etc` and `/proc` are found.
+/// The root under which the host's `/sys`, `/dev`, `/etc`, `/proc` and `/run` are found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPaths {
     root: PathBuf,
@@ -84,6 +96,11 @@ impl HostPaths {
     /// `<root>/proc/<rel>`.
     pub fn proc(&self, rel: &str) -> PathBuf {
         self.join("proc", rel)
+    }
+
+    /// `<root>/run/<rel>` (udev's database lives in `/run/udev/data`).
+    pub fn run(&self, rel: &str) -> PathBuf {
+        self.join("run", rel)
     }
 
     /// Reads a sysfs-style attribute with its trailing newline(s) removed.
@@ -206,6 +223,10 @@ mod tests {
             PathBuf::from("/etc/iscsi/initiatorname.iscsi")
         );
         assert_eq!(h.proc("mounts"), PathBuf::from("/proc/mounts"));
+        assert_eq!(
+            h.run("/udev/data/b8:16"),
+            PathBuf::from("/run/udev/data/b8:16")
+        );
         assert_eq!(h.sys(""), PathBuf::from("/sys"));
         assert_eq!(HostPaths::default(), h);
     }
@@ -226,6 +247,10 @@ mod tests {
         assert_eq!(
             h.proc("self/mounts"),
             PathBuf::from("/tmp/fx/proc/self/mounts")
+        );
+        assert_eq!(
+            h.run("udev/data/b8:16"),
+            PathBuf::from("/tmp/fx/run/udev/data/b8:16")
         );
     }
 

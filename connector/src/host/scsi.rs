@@ -159,28 +159,7 @@ pub struct ScsiDevice {
     pub wwid: Option<String>,
 }
 
-/// Maps a sysfs `wwid` to the form udev/`scsi_id` (and multipath) use, like
-/// os-brick's `get_sysfs_wwid`: the 4-character textual designator type is replaced
-/// by its numeric code — `t10.`→`1`, `eui.`→`2`, `naa.`→`3`, anything else `8` —
-/// followed by the rest (from the fifth character). Surrounding whitespace is
-/// dropped first (the kernel pads some `wwid`s).
-pub fn normalize_wwid(raw: &str) -> String {
-    let wwid = raw.trim();
-    let (prefix, rest) = match wwid.char_indices().nth(4) {
-        Some((i, _)) => wwid.split_at(i),
-        None => (wwid, ""),
-    };
-    let code = match prefix {
-        "t10." => '1',
-        "eui." => '2',
-        "naa." => '3',
-        _ => '8',
-    };
-    let mut out = String::with_capacity(rest.len() + 1);
-    out.push(code);
-    out.push_str(rest);
-    out
-}
+pub use moor_types::normalize_wwid;
 
 fn session_name(session: u32) -> String {
     format!("session{session}")

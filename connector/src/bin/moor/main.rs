@@ -2,6 +2,7 @@
 
 mod call_cmd;
 mod filters_cmd;
+mod volume_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,26 @@ enum Command {
     /// Call moord directly: `ping`, or `exec -- ARGV…`.
     #[command(subcommand)]
     Call(call_cmd::CallCommand),
+    /// Attach a volume from its connection_info; prints device_info JSON.
+    #[command(subcommand)]
+    Connect(volume_cmd::ConnectCommand),
+    /// Detach a volume attached by `moor connect`; prints what was removed and
+    /// anything left behind.
+    #[command(subcommand)]
+    Disconnect(volume_cmd::DisconnectCommand),
+    /// Make the host see an attached volume's new size; prints it.
+    #[command(subcommand)]
+    Extend(volume_cmd::ExtendCommand),
+    /// The by-path links of a volume's paths that exist now.
+    #[command(subcommand)]
+    Paths(volume_cmd::PathsCommand),
+    /// Check an attached volume can be read.
+    #[command(subcommand)]
+    Check(volume_cmd::CheckCommand),
+    /// The volumes moor attached on this host (its attachment records) as JSON.
+    Volumes(volume_cmd::VolumesArgs),
+    /// This host's connector properties (initiator name, multipath, …) as JSON.
+    ConnectorProperties(volume_cmd::PropertiesArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,5 +67,39 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Filters(cmd) => filters_cmd::run(cmd),
         Command::Call(cmd) => call_cmd::run(cmd, &cli.socket, cli.key_file.as_ref()),
+        Command::Connect(cmd) => {
+            volume_cmd::init_logging();
+            report(volume_cmd::connect(cmd, &cli.socket, cli.key_file.as_ref()))
+        }
+        Command::Disconnect(cmd) => {
+            volume_cmd::init_logging();
+            report(volume_cmd::disconnect(
+                cmd,
+                &cli.socket,
+                cli.key_file.as_ref(),
+            ))
+        }
+        Command::Extend(cmd) => {
+            volume_cmd::init_logging();
+            report(volume_cmd::extend(cmd, &cli.socket, cli.key_file.as_ref()))
+        }
+        Command::Paths(cmd) => report(volume_cmd::paths(cmd)),
+        Command::Check(cmd) => {
+            volume_cmd::init_logging();
+            report(volume_cmd::check(cmd, &cli.socket, cli.key_file.as_ref()))
+        }
+        Command::Volumes(args) => report(volume_cmd::volumes(args)),
+        Command::ConnectorProperties(args) => report(volume_cmd::properties(args)),
+    }
+}
+
+/// Errors of the volume commands: one line (with causes) on stderr, exit 1.
+fn report(r: anyhow::Result<ExitCode>) -> ExitCode {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("moor: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

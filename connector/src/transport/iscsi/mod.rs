@@ -1,6 +1,12 @@
-//! iSCSI transport (os-brick `ISCSIConnector`). Today: validated connection
-//! properties ([`props::IscsiProps`]).
+//! iSCSI transport (os-brick `ISCSIConnector`): validated connection properties
+//! ([`props`]), sessions read from sysfs ([`sessions`]) and attach/detach
+//! ([`connect`]).
 
+pub mod connect;
+pub mod extend;
+pub mod multipath;
 pub mod props;
+pub mod sessions;
 
+pub use connect::{DetachOutcome, DeviceInfo, IscsiConnector, IscsiError, Leftover, Options};
 pub use props::{AccessMode, AuthMethod, Chap, IscsiProps, IscsiTarget, PropsError, Secret};

@@ -12,8 +12,9 @@ use zeroize::Zeroizing;
 
 use crate::types::{AddressingMode, Iqn, Lun, Portal, TypeError, json_type_name};
 
-/// Longest CHAP user name / secret accepted (open-iscsi `AUTH_STR_MAX_LEN`).
-pub const MAX_CHAP_LEN: usize = 256;
+/// Longest CHAP user name / secret accepted: open-iscsi keeps at most 255 bytes
+/// (`AUTH_STR_MAX_LEN` 256 including the terminating NUL).
+pub const MAX_CHAP_LEN: usize = 255;
 
 /// Why connection properties were refused.
 #[derive(Debug, thiserror::Error)]
@@ -217,12 +218,18 @@ fn chap_username(o: &Obj, key: &'static str) -> Result<Option<String>, PropsErro
     let Some(u) = get_str(o, key)? else {
         return Ok(None);
     };
+    // The characters moord accepts in a node record value (see ops::iscsi).
     let reason = if u.is_empty() {
         "empty"
     } else if u.len() > MAX_CHAP_LEN {
-        "longer than 256 bytes"
+        "longer than 255 bytes"
     } else if !no_control(u) {
         "contains control characters"
+    } else if !u
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._@:-".contains(&b))
+    {
+        "may only contain A-Z a-z 0-9 . _ @ : -"
     } else {
         return Ok(Some(u.to_owned()));
     };
@@ -241,12 +248,15 @@ fn secret(o: &Obj, key: &'static str) -> Result<Option<Secret>, PropsError> {
         });
     };
     // Newlines would corrupt open-iscsi's line-based node records.
+    // open-iscsi strips surrounding whitespace when it reads a record back.
     let reason = if p.is_empty() {
         "empty"
     } else if p.len() > MAX_CHAP_LEN {
-        "longer than 256 bytes"
+        "longer than 255 bytes"
     } else if !no_control(p) {
         "contains control characters"
+    } else if p.trim() != p {
+        "has leading or trailing whitespace"
     } else {
         return Ok(Some(Secret(Zeroizing::new(p.clone()))));
     };

@@ -1,0 +1,396 @@
+//! `moor connect|disconnect <protocol>` and `moor connector-properties`: attach and
+//! detach volumes from the `connection_info` a control plane produced; every
+//! privileged step goes to moord.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use moor_connector::attachments::Registry;
+use moor_connector::exec::{Daemon, DryRun, Privileged};
+use moor_connector::host::HostPaths;
+use moor_connector::host::udev::UdevEvents;
+use moor_connector::lock::LockDir;
+use moor_connector::properties::connector_properties;
+use moor_connector::transport::iscsi::{
+    DeviceInfo, IscsiConnector, IscsiError, IscsiProps, Options,
+};
+use moor_connector::types::IfaceName;
+use moor_privhelper::client::read_key_file;
+use serde_json::Value;
+
+/// Exit status when a detach left something behind (the outcome is still printed).
+const EXIT_INCOMPLETE: u8 = 3;
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Print the typed operations moord would run instead of running them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Overall deadline of the operation, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    timeout: u64,
+    /// Read sysfs, /dev, /etc and /run under DIR (fixture trees, containers).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    host_root: PathBuf,
+    /// Directory for per-target and per-volume lock files.
+    #[arg(long, value_name = "DIR", default_value = "/run/moor/locks")]
+    lock_dir: PathBuf,
+    /// Directory of moor's attachment records (what was handed out, with its WWID).
+    #[arg(long, value_name = "DIR", default_value = "/run/moor/attachments")]
+    attachments_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct IscsiArgs {
+    /// connection_info JSON (the whole object or its `data`), or `-` for stdin.
+    #[arg(long, value_name = "FILE")]
+    properties: PathBuf,
+    /// Use dm-multipath over every path (listed, or found by sendtargets
+    /// discovery). Detach finds the map by the volume's WWID either way.
+    #[arg(long)]
+    multipath: bool,
+    /// open-iscsi interface (`default`, `iser`, or an offload iface).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    iface: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectCommand {
+    /// Attach an iSCSI volume; prints device_info JSON.
+    Iscsi(IscsiArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DisconnectCommand {
+    /// Detach an iSCSI volume; prints the outcome JSON.
+    Iscsi {
+        #[command(flatten)]
+        args: IscsiArgs,
+        /// device_info JSON printed by `moor connect`, or `-` for stdin.
+        #[arg(long, value_name = "FILE")]
+        device_info: PathBuf,
+        /// Remove devices even when flushing them fails (unwritten data is lost;
+        /// the outcome says which).
+        #[arg(long)]
+        force: bool,
+        /// Exit 0 even when something is left behind (the outcome lists it).
+        #[arg(long)]
+        ignore_errors: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExtendCommand {
+    /// Rescan every path of an attached iSCSI volume, check they agree, resize its
+    /// multipath map; prints the new size.
+    Iscsi {
+        #[command(flatten)]
+        args: IscsiArgs,
+        /// device_info JSON printed by `moor connect`, or `-` for stdin.
+        #[arg(long, value_name = "FILE")]
+        device_info: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PathsCommand {
+    /// The /dev/disk/by-path links of the volume's paths that exist now.
+    Iscsi(IscsiArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Read the first 4 KiB of an attached volume (through moord, identity-checked);
+    /// exit 0 when the read works.
+    Iscsi {
+        #[command(flatten)]
+        args: IscsiArgs,
+        #[arg(long, value_name = "FILE")]
+        device_info: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct VolumesArgs {
+    /// Directory of moor's attachment records.
+    #[arg(long, value_name = "DIR", default_value = "/run/moor/attachments")]
+    attachments_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PropertiesArgs {
+    /// The host will attach with dm-multipath.
+    #[arg(long)]
+    multipath: bool,
+    #[arg(long)]
+    enforce_multipath: bool,
+    /// The address the control plane should export volumes to.
+    #[arg(long, value_name = "ADDR")]
+    ip: Option<String>,
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    host_root: PathBuf,
+}
+
+/// Logs to stderr: readable on a terminal, JSON lines otherwise. `MOOR_LOG` sets
+/// the level (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.without_time().with_target(false).init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+fn read_json(path: &Path, what: &str) -> Result<Value> {
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .with_context(|| format!("reading {what} from stdin"))?;
+        s
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading {what} {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{what} is not JSON"))
+}
+
+/// `connection_info` as Nova/Cinder pass it (`{"driver_volume_type", "data"}`) or
+/// just its `data`.
+fn connection_data(v: Value, protocol: &str) -> Result<Value> {
+    match v {
+        Value::Object(mut o) if o.contains_key("data") && o.contains_key("driver_volume_type") => {
+            let kind = o
+                .get("driver_volume_type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if !kind.eq_ignore_ascii_case(protocol) {
+                bail!("connection_info is for driver_volume_type {kind:?}, not {protocol}");
+            }
+            Ok(o.remove("data").unwrap_or(Value::Null))
+        }
+        other => Ok(other),
+    }
+}
+
+struct Setup {
+    privileged: Box<dyn Privileged>,
+    dry: Option<std::sync::Arc<DryRun>>,
+}
+
+struct SharedDry(std::sync::Arc<DryRun>);
+
+impl Privileged for SharedDry {
+    fn call(
+        &self,
+        op: &'static str,
+        args: Value,
+        shown: &dyn std::fmt::Debug,
+        timeout: Duration,
+    ) -> Result<Value, moor_connector::exec::PrivError> {
+        self.0.call(op, args, shown, timeout)
+    }
+
+    fn dry_run(&self) -> bool {
+        true
+    }
+}
+
+fn setup(common: &Common, socket: &Path, key_file: Option<&PathBuf>) -> Result<Setup> {
+    if common.dry_run {
+        let dry = std::sync::Arc::new(DryRun::new());
+        return Ok(Setup {
+            privileged: Box::new(SharedDry(dry.clone())),
+            dry: Some(dry),
+        });
+    }
+    let key = match key_file {
+        Some(p) => {
+            Some(read_key_file(p).with_context(|| format!("reading key file {}", p.display()))?)
+        }
+        None => None,
+    };
+    let daemon =
+        Daemon::new(socket, key).with_reply_timeout(Duration::from_secs(common.timeout + 30));
+    daemon.check()?;
+    Ok(Setup {
+        privileged: Box::new(daemon),
+        dry: None,
+    })
+}
+
+fn connector<'a>(
+    args: &IscsiArgs,
+    privileged: &'a dyn Privileged,
+    events: &'a UdevEvents,
+) -> Result<IscsiConnector<'a>> {
+    let iface: IfaceName = args.iface.parse()?;
+    Ok(IscsiConnector {
+        paths: HostPaths::under(&args.common.host_root),
+        privileged,
+        events,
+        locks: LockDir::new(&args.common.lock_dir),
+        registry: Registry::new(&args.common.attachments_dir),
+        options: Options {
+            iface,
+            timeout: Duration::from_secs(args.common.timeout),
+            multipath: args.multipath,
+        },
+    })
+}
+
+fn print_plan(dry: &DryRun, stopped: Option<&str>) {
+    let plan = serde_json::json!({
+        "dry_run": true,
+        "operations": dry.planned(),
+        "stopped": stopped,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&plan).unwrap_or_default()
+    );
+}
+
+fn props_for(args: &IscsiArgs) -> Result<IscsiProps> {
+    let data = connection_data(
+        read_json(&args.properties, "connection properties")?,
+        "iscsi",
+    )?;
+    Ok(IscsiProps::from_connection_info(&data)?)
+}
+
+pub fn connect(cmd: ConnectCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
+    let ConnectCommand::Iscsi(args) = cmd;
+    let props = props_for(&args)?;
+    let s = setup(&args.common, socket, key_file)?;
+    let events = UdevEvents;
+    let c = connector(&args, &*s.privileged, &events)?;
+    let result = c.connect(&props);
+    if let Some(dry) = &s.dry {
+        let stopped = match result {
+            Err(IscsiError::DryRun(why)) => Some(why),
+            Err(e) => return Err(anyhow::Error::new(e).context("dry run")),
+            Ok(_) => None,
+        };
+        print_plan(dry, stopped.as_deref());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let info: DeviceInfo = result?;
+    println!("{}", serde_json::to_string_pretty(&info)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn disconnect(
+    cmd: DisconnectCommand,
+    socket: &Path,
+    key_file: Option<&PathBuf>,
+) -> Result<ExitCode> {
+    let DisconnectCommand::Iscsi {
+        args,
+        device_info,
+        force,
+        ignore_errors,
+    } = cmd;
+    let props = props_for(&args)?;
+    let info = device_info_from(&device_info)?;
+    let s = setup(&args.common, socket, key_file)?;
+    let events = UdevEvents;
+    let c = connector(&args, &*s.privileged, &events)?;
+    let result = c.disconnect(&props, &info, force, ignore_errors);
+    if let Some(dry) = &s.dry {
+        result.context("dry run")?;
+        print_plan(dry, None);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match result {
+        Ok(outcome) => {
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(IscsiError::Incomplete(outcome)) => {
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            eprintln!("moor: detach incomplete: {}", outcome.summary());
+            Ok(ExitCode::from(EXIT_INCOMPLETE))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn properties(args: PropertiesArgs) -> Result<ExitCode> {
+    let p = connector_properties(
+        &HostPaths::under(&args.host_root),
+        args.ip,
+        args.multipath,
+        args.enforce_multipath,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&p)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn device_info_from(path: &Path) -> Result<DeviceInfo> {
+    serde_json::from_value(read_json(path, "device_info")?)
+        .context("device_info does not have the shape moor connect prints")
+}
+
+pub fn extend(cmd: ExtendCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
+    let ExtendCommand::Iscsi { args, device_info } = cmd;
+    let props = props_for(&args)?;
+    let info = device_info_from(&device_info)?;
+    let s = setup(&args.common, socket, key_file)?;
+    let events = UdevEvents;
+    let c = connector(&args, &*s.privileged, &events)?;
+    let result = c.extend(&props, &info);
+    if let Some(dry) = &s.dry {
+        result.context("dry run")?;
+        print_plan(dry, None);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", serde_json::to_string_pretty(&result?)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn paths(cmd: PathsCommand) -> Result<ExitCode> {
+    let PathsCommand::Iscsi(args) = cmd;
+    let props = props_for(&args)?;
+    let dry = DryRun::new();
+    let events = UdevEvents;
+    let c = connector(&args, &dry, &events)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&c.volume_paths(&props)?)?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check(cmd: CheckCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
+    let CheckCommand::Iscsi { args, device_info } = cmd;
+    let info = device_info_from(&device_info)?;
+    let s = setup(&args.common, socket, key_file)?;
+    let events = UdevEvents;
+    let c = connector(&args, &*s.privileged, &events)?;
+    let ok = c.check_valid_device(&info)?;
+    println!("{}", serde_json::json!({"path": info.path, "valid": ok}));
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn volumes(args: VolumesArgs) -> Result<ExitCode> {
+    let all = Registry::new(&args.attachments_dir).all();
+    println!("{}", serde_json::to_string_pretty(&all)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1190 @@
+//! iSCSI attach and detach (single path here, dm-multipath in [`super::multipath`];
+//! every privileged step a typed moord operation, every device found through udev
+//! events, one deadline per call).
+//!
+//! Differences from os-brick, on purpose (reference/os-brick.md §7):
+//! * sessions scan manually and only the one LUN asked for (`C T L`, never `- - L`);
+//! * a device that already sits at the LUN before we scan is refreshed and checked
+//!   by moord (it may be a stale device of another volume, CVE-2023-2088);
+//! * detach needs the WWID captured at attach; moord re-reads and compares it before
+//!   every flush and delete, and a device that no longer matches is left alone and
+//!   reported, never removed;
+//! * the result of a detach is a typed outcome that names whatever is left.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use moor_privhelper::ops::{
+    BlockFlush, ChapSecret, IscsiLogin, IscsiLogout, IscsiNodeDelete, IscsiNodeNew,
+    IscsiNodeSecret, IscsiNodeShow, IscsiNodeUpdate, MultipathDelPath, MultipathFlush,
+    MultipathdPaths, ScsiDelete, ScsiRescan, ScsiScan, SecretText,
+};
+use serde::{Deserialize, Serialize};
+
+use super::props::{Chap, IscsiProps, IscsiTarget, PropsError};
+use super::sessions::{Session, sessions, sessions_for};
+use crate::attachments::{Attachment, Registry, device_ino, now_secs};
+use crate::exec::{ExecOutput, PrivError, Privileged, run, run_exec};
+use crate::host::scsi::{self, Hctl, ScsiDevice};
+use crate::host::udev::{DeviceEvents, WaitError, wait_for_removal, wait_for_scsi_disk};
+use crate::host::{HostError, HostPaths};
+use crate::lock::{LockDir, LockError, Mode};
+use crate::types::IfaceName;
+use moor_privhelper::ops::TypedOp;
+
+/// How long undoing a failed attach may take, even past the attach's deadline.
+const CLEANUP_TIME: Duration = Duration::from_secs(30);
+
+/// Login attempt bounds written into every node record moor creates: at most
+/// (1 + retries) × timeout ≈ 30 s per portal.
+const LOGIN_TIMEOUT_SECS: &str = "10";
+const LOGIN_RETRIES: &str = "2";
+
+/// iscsiadm exit codes moor interprets (open-iscsi `iscsi_err.h`).
+const ISCSI_ERR_IDBM: i32 = 6;
+const ISCSI_ERR_SESS_EXISTS: i32 = 15;
+const ISCSI_ERR_NO_OBJS_FOUND: i32 = 21;
+const ISCSI_ERR_LOGIN_AUTH_FAILED: i32 = 24;
+
+/// What `moor connect iscsi` returns (os-brick's `device_info`, plus the SCSI disks
+/// behind `path`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: String,
+    #[serde(default)]
+    pub scsi_wwn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipath_id: Option<String>,
+    /// moor: the SCSI disks (`sdX`) this attach found, with their HCTL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+}
+
+/// Everything an iSCSI attach or detach can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum IscsiError {
+    #[error(transparent)]
+    Props(#[from] PropsError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Privileged(#[from] PrivError),
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("login to {target} failed: {detail}")]
+    Login {
+        target: String,
+        detail: String,
+        /// The target refused the CHAP credentials.
+        auth: bool,
+    },
+    #[error("{target}: {message}")]
+    Target { target: String, message: String },
+    #[error("no path of the volume could be attached: {}", .0.join("; "))]
+    AllPathsFailed(Vec<String>),
+    #[error(
+        "device_info has no scsi_wwn: moor will not remove devices it cannot identify (pass the device_info moor connect printed)"
+    )]
+    NoIdentity,
+    #[error("detach incomplete: {}", .0.summary())]
+    Incomplete(Box<DetachOutcome>),
+    #[error("multipath: {0}")]
+    Multipath(String),
+    /// A dry run cannot go past a step whose effect later steps need.
+    #[error("dry run stops here: {0}")]
+    DryRun(String),
+}
+
+/// Options of one connector.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// open-iscsi interface (`default`, `iser`, an offload iface).
+    pub iface: IfaceName,
+    /// Overall deadline of one attach or detach.
+    pub timeout: Duration,
+    /// Attach through dm-multipath over every path of the volume.
+    pub multipath: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            iface: IfaceName::default_iface(),
+            timeout: Duration::from_secs(120),
+            multipath: false,
+        }
+    }
+}
+
+/// Something a detach could not remove, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    /// `/dev/sdb`, `session 3 (iqn…@portal)`, `node record iqn…@portal`, …
+    pub what: String,
+    pub reason: String,
+}
+
+/// The result of a detach (architecture invariant 4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachOutcome {
+    /// `clean`, `clean-with-data-loss` or `leftovers`.
+    pub status: String,
+    /// SCSI disks removed from the kernel.
+    pub removed: Vec<String>,
+    /// Targets logged out (`iqn@portal`).
+    pub logged_out: Vec<String>,
+    /// Sessions kept because other volumes' LUNs still use them.
+    pub kept_sessions: Vec<Leftover>,
+    /// Devices removed although their buffers could not be flushed (`force`).
+    pub data_loss_risk: Vec<String>,
+    pub leftovers: Vec<Leftover>,
+}
+
+impl DetachOutcome {
+    fn finish(&mut self) {
+        self.status = if !self.leftovers.is_empty() {
+            "leftovers"
+        } else if !self.data_loss_risk.is_empty() {
+            "clean-with-data-loss"
+        } else {
+            "clean"
+        }
+        .to_string();
+    }
+
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for l in &self.leftovers {
+            parts.push(format!("{} left: {}", l.what, l.reason));
+        }
+        if !self.data_loss_risk.is_empty() {
+            parts.push(format!(
+                "removed without a successful flush (unwritten data lost): {}",
+                self.data_loss_risk.join(", ")
+            ));
+        }
+        if parts.is_empty() {
+            "nothing left".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+pub(super) fn target_name(t: &IscsiTarget) -> String {
+    format!("{}@{}", t.iqn, t.portal)
+}
+
+fn target_lock(t: &IscsiTarget) -> String {
+    format!("iscsi-target-{}@{}", t.iqn, t.portal)
+}
+
+pub(super) fn volume_lock(t: &IscsiTarget) -> String {
+    format!("iscsi-volume-{}-lun-{}", t.iqn, t.lun.get())
+}
+
+/// The iSCSI connector.
+pub struct IscsiConnector<'a> {
+    pub paths: HostPaths,
+    pub privileged: &'a dyn Privileged,
+    pub events: &'a dyn DeviceEvents,
+    pub locks: LockDir,
+    /// What moor handed out on this host (see [`crate::attachments`]).
+    pub registry: Registry,
+    pub options: Options,
+}
+
+impl std::fmt::Debug for IscsiConnector<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IscsiConnector")
+            .field("paths", &self.paths)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IscsiConnector<'_> {
+    pub(super) fn deadline(&self) -> Instant {
+        Instant::now() + self.options.timeout
+    }
+
+    /// Attach one volume: log in (or reuse the session), scan its LUN, wait for the
+    /// disk, and return its device_info. Alternative portals are tried in order;
+    /// whatever a failed path set up is undone before the next one.
+    pub fn connect(&self, props: &IscsiProps) -> Result<DeviceInfo, IscsiError> {
+        let deadline = self.deadline();
+        let primary = props.primary().ok_or(PropsError::Missing {
+            key: "target_portal",
+        })?;
+        let _volume = self
+            .locks
+            .lock(&volume_lock(primary), Mode::Exclusive, deadline)?;
+        if self.options.multipath {
+            return self.connect_multipath(props, deadline);
+        }
+        self.connect_single(props, deadline)
+    }
+
+    /// Record what an attach handed out (a failure is logged: the attach itself
+    /// succeeded, only the stale-device check of a later attach loses its memory).
+    pub(super) fn remember(&self, props: &IscsiProps, t: &IscsiTarget, dev: &ScsiDevice) {
+        let Some(wwid) = dev.wwid.clone() else { return };
+        let Ok(Some(ino)) = device_ino(&self.paths, &dev.name) else {
+            return;
+        };
+        let a = Attachment {
+            device: dev.name.clone(),
+            wwid,
+            sysfs_ino: ino,
+            protocol: "iscsi".into(),
+            target: format!("{} lun {}", target_name(t), t.lun.get()),
+            volume_id: props.volume_id.clone(),
+            attached_at: now_secs(),
+        };
+        if let Err(e) = self.registry.record(&a) {
+            tracing::warn!(registry = %self.registry.path().display(), "attachment not recorded: {e}");
+        }
+    }
+
+    /// Single path: the paths are tried in order until one works.
+    pub(super) fn connect_single(
+        &self,
+        props: &IscsiProps,
+        deadline: Instant,
+    ) -> Result<DeviceInfo, IscsiError> {
+        let mut failures: Vec<(String, IscsiError)> = Vec::new();
+        for t in props.targets() {
+            match self.connect_path(props, t, deadline) {
+                Ok(dev) => {
+                    tracing::info!(target = %target_name(t), device = %dev.name, wwid = ?dev.wwid, "attached");
+                    self.remember(props, t, &dev);
+                    return Ok(DeviceInfo {
+                        kind: "block".into(),
+                        path: format!("/dev/{}", dev.name),
+                        scsi_wwn: dev.wwid.clone().unwrap_or_default(),
+                        multipath_id: None,
+                        devices: vec![format!("{} {}", dev.name, dev.hctl)],
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(target = %target_name(t), error = %e, "path failed");
+                    if self.privileged.dry_run() {
+                        return Err(e);
+                    }
+                    failures.push((target_name(t), e));
+                }
+            }
+        }
+        if failures.len() == 1 {
+            // One path: its own typed error rather than a list.
+            if let Some((_, e)) = failures.pop() {
+                return Err(e);
+            }
+        }
+        Err(IscsiError::AllPathsFailed(
+            failures
+                .into_iter()
+                .map(|(t, e)| format!("{t}: {e}"))
+                .collect(),
+        ))
+    }
+
+    /// Run an iscsiadm operation; retried (up to 5 attempts, 50 ms doubling) while
+    /// iscsiadm reports a database failure (exit 6): it walks every record of the
+    /// node database and fails when another caller's record vanishes under it.
+    pub(super) fn iscsiadm<T: TypedOp>(
+        &self,
+        op: &T,
+        dl: Instant,
+    ) -> Result<ExecOutput, PrivError> {
+        let mut pause = Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            let out = run_exec(self.privileged, op, dl)?;
+            if out.exit_code != Some(ISCSI_ERR_IDBM) || attempt == 5 || Instant::now() + pause > dl
+            {
+                return Ok(out);
+            }
+            tracing::debug!(
+                op = T::NAME,
+                attempt,
+                "iscsiadm database failure, retrying: {}",
+                out.summary()
+            );
+            std::thread::sleep(pause);
+            pause *= 2;
+            attempt += 1;
+        }
+    }
+
+    /// A logged-in session to `t`, if there is one.
+    fn live_session(&self, t: &IscsiTarget) -> Result<Option<Session>, IscsiError> {
+        Ok(sessions_for(&self.paths, &t.iqn, &t.portal)?
+            .into_iter()
+            .find(Session::logged_in))
+    }
+
+    fn target_err(t: &IscsiTarget, message: impl Into<String>) -> IscsiError {
+        IscsiError::Target {
+            target: target_name(t),
+            message: message.into(),
+        }
+    }
+
+    fn node_update(
+        &self,
+        t: &IscsiTarget,
+        name: &str,
+        value: &str,
+        dl: Instant,
+    ) -> Result<(), IscsiError> {
+        let out = self.iscsiadm(
+            &IscsiNodeUpdate {
+                iqn: t.iqn.clone(),
+                portal: t.portal.clone(),
+                name: name.into(),
+                value: value.into(),
+            },
+            dl,
+        )?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(Self::target_err(
+                t,
+                format!(
+                    "setting {name} in the node record failed: {}",
+                    out.summary()
+                ),
+            ))
+        }
+    }
+
+    fn node_secret(
+        &self,
+        t: &IscsiTarget,
+        key: ChapSecret,
+        secret: &str,
+        dl: Instant,
+    ) -> Result<(), IscsiError> {
+        run(
+            self.privileged,
+            &IscsiNodeSecret {
+                iqn: t.iqn.clone(),
+                portal: t.portal.clone(),
+                iface: self.options.iface.clone(),
+                key,
+                secret: SecretText::new(secret),
+            },
+            dl,
+        )?;
+        Ok(())
+    }
+
+    fn set_chap(
+        &self,
+        t: &IscsiTarget,
+        chap: Option<&Chap>,
+        dl: Instant,
+    ) -> Result<(), IscsiError> {
+        let Some(chap) = chap else {
+            // A record left from an earlier CHAP attach must not keep its credentials.
+            return self.node_update(t, "node.session.auth.authmethod", "None", dl);
+        };
+        self.node_update(t, "node.session.auth.authmethod", "CHAP", dl)?;
+        self.node_update(t, "node.session.auth.username", &chap.username, dl)?;
+        self.node_secret(t, ChapSecret::Password, chap.password.expose(), dl)?;
+        match &chap.mutual {
+            Some((user_in, pass_in)) => {
+                self.node_update(t, "node.session.auth.username_in", user_in, dl)?;
+                self.node_secret(t, ChapSecret::PasswordIn, pass_in.expose(), dl)?;
+            }
+            // One-way CHAP: forget target credentials an earlier mutual attach left.
+            None => self.node_update(t, "node.session.auth.username_in", "", dl)?,
+        }
+        Ok(())
+    }
+
+    /// Make sure a node record exists for `t` with manual scanning and the volume's
+    /// CHAP settings. Returns whether this call created the record.
+    fn ensure_node(
+        &self,
+        props: &IscsiProps,
+        t: &IscsiTarget,
+        dl: Instant,
+    ) -> Result<bool, IscsiError> {
+        let show = self.iscsiadm(
+            &IscsiNodeShow {
+                iqn: t.iqn.clone(),
+                portal: t.portal.clone(),
+            },
+            dl,
+        )?;
+        let created = !show.success();
+        if created {
+            let new = self.iscsiadm(
+                &IscsiNodeNew {
+                    iqn: t.iqn.clone(),
+                    portal: t.portal.clone(),
+                    iface: self.options.iface.clone(),
+                },
+                dl,
+            )?;
+            if !new.success() {
+                return Err(Self::target_err(
+                    t,
+                    format!("creating the node record failed: {}", new.summary()),
+                ));
+            }
+        }
+        let configured = self
+            .node_update(t, "node.session.scan", "manual", dl)
+            .map_err(|e| {
+                Self::target_err(
+                    t,
+                    format!(
+                        "{e} (open-iscsi must support node.session.scan=manual; moor never lets a session scan every LUN)"
+                    ),
+                )
+            })
+            .and_then(|()| {
+                // Bound one login attempt (iscsid's default retries 8 × 15 s): an
+                // unreachable portal must fail in time for the next one to be tried.
+                self.node_update(t, "node.conn[0].timeo.login_timeout", LOGIN_TIMEOUT_SECS, dl)?;
+                self.node_update(t, "node.session.initial_login_retry_max", LOGIN_RETRIES, dl)?;
+                if self.options.multipath {
+                    // Hand a dead path to dm-multipath after 5 s instead of holding
+                    // I/O for iscsid's default 120 s: the map queues and fails over.
+                    self.node_update(t, "node.session.timeo.replacement_timeout", "5", dl)?;
+                }
+                Ok(())
+            })
+            .and_then(|()| self.set_chap(t, props.auth.as_ref(), dl));
+        match configured {
+            Ok(()) => Ok(created),
+            Err(e) => {
+                if created {
+                    self.forget_node(t);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Undo a login this attach made (best effort, with its own short deadline so
+    /// it runs even when the attach ran out of time): log out (this also cancels a
+    /// login iscsid is still retrying) unless another attach already has a disk on
+    /// the session, then delete the node record if this attach created it.
+    pub(super) fn undo_login(&self, t: &IscsiTarget, created_record: bool) {
+        let dl = Instant::now() + CLEANUP_TIME;
+        // Disks at this attach's own LUN are the half-attached result of this
+        // attach (the session is new), not another volume's.
+        let in_use = sessions_for(&self.paths, &t.iqn, &t.portal)
+            .unwrap_or_default()
+            .iter()
+            .any(|s| {
+                scsi::session_devices(&self.paths, s.id)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|d| d.hctl.lun != t.lun.get())
+            });
+        if in_use {
+            tracing::info!(target = %target_name(t), "session now used by another volume: kept");
+            return;
+        }
+        let r = self.iscsiadm(
+            &IscsiLogout {
+                iqn: t.iqn.clone(),
+                portal: t.portal.clone(),
+            },
+            dl,
+        );
+        match r {
+            Ok(o) if o.success() || o.exit_code == Some(ISCSI_ERR_NO_OBJS_FOUND) => {}
+            Ok(o) => tracing::warn!(target = %target_name(t), "logout failed: {}", o.summary()),
+            Err(e) => tracing::warn!(target = %target_name(t), "logout failed: {e}"),
+        }
+        if created_record {
+            self.forget_node(t);
+        } else if let Err(e) = self.node_update(t, "node.startup", "manual", dl) {
+            tracing::warn!(target = %target_name(t), "{e}");
+        }
+    }
+
+    /// Delete the node record of `t` (best effort: used to undo a failed attach).
+    fn forget_node(&self, t: &IscsiTarget) {
+        let dl = Instant::now() + CLEANUP_TIME;
+        let r = self.iscsiadm(
+            &IscsiNodeDelete {
+                iqn: t.iqn.clone(),
+                portal: t.portal.clone(),
+            },
+            dl,
+        );
+        match r {
+            Ok(o) if o.success() || o.exit_code == Some(ISCSI_ERR_NO_OBJS_FOUND) => {}
+            Ok(o) => {
+                tracing::warn!(target = %target_name(t), "node record not deleted: {}", o.summary())
+            }
+            Err(e) => tracing::warn!(target = %target_name(t), "node record not deleted: {e}"),
+        }
+    }
+
+    /// Set up the node record and log in; returns the new session.
+    fn login(
+        &self,
+        props: &IscsiProps,
+        t: &IscsiTarget,
+        dl: Instant,
+    ) -> Result<(Session, bool), IscsiError> {
+        let created = self.ensure_node(props, t, dl)?;
+        let out = self.iscsiadm(
+            &IscsiLogin {
+                iqn: t.iqn.clone(),
+                portal: t.portal.clone(),
+            },
+            dl,
+        )?;
+        let ok = out.success() || out.exit_code == Some(ISCSI_ERR_SESS_EXISTS);
+        if !ok {
+            self.undo_login(t, created);
+            let auth = out.exit_code == Some(ISCSI_ERR_LOGIN_AUTH_FAILED);
+            let detail = if auth {
+                format!(
+                    "the target refused the CHAP credentials ({})",
+                    out.summary()
+                )
+            } else {
+                out.summary()
+            };
+            return Err(IscsiError::Login {
+                target: target_name(t),
+                detail,
+                auth,
+            });
+        }
+        if self.privileged.dry_run() {
+            return Err(IscsiError::DryRun(
+                "then: find the new session in sysfs, scan the LUN on it, wait for the disk".into(),
+            ));
+        }
+        // Restore the session at boot, as os-brick does (detach sets it back).
+        if let Err(e) = self.node_update(t, "node.startup", "automatic", dl) {
+            tracing::warn!(target = %target_name(t), "{e}");
+        }
+        match self.live_session(t)? {
+            Some(s) => Ok((s, created)),
+            None => {
+                self.undo_login(t, created);
+                Err(Self::target_err(
+                    t,
+                    "iscsiadm reported a login but no session is in sysfs",
+                ))
+            }
+        }
+    }
+
+    /// Log in if needed, then find or scan the LUN and wait for its disk.
+    pub(super) fn connect_path(
+        &self,
+        props: &IscsiProps,
+        t: &IscsiTarget,
+        deadline: Instant,
+    ) -> Result<ScsiDevice, IscsiError> {
+        // Exclusive: a failed attach may log out the session it opened, which must
+        // not pull it from under another attach on the same target.
+        let _target = self
+            .locks
+            .lock(&target_lock(t), Mode::Exclusive, deadline)?;
+        let (session, logged_in) = match self.live_session(t)? {
+            Some(s) => {
+                tracing::info!(target = %target_name(t), session = s.id, "reusing session");
+                (s, None)
+            }
+            None => {
+                let (s, created) = self.login(props, t, deadline)?;
+                (s, Some(created))
+            }
+        };
+        let found = self.find_lun(t, &session, deadline);
+        if found.is_err() {
+            // Leave nothing of a failed path behind: the session this attach opened.
+            if let Some(created) = logged_in {
+                self.undo_login(t, created);
+            }
+        }
+        found
+    }
+
+    /// Find or scan the LUN on `session` and wait for its disk.
+    fn find_lun(
+        &self,
+        t: &IscsiTarget,
+        session: &Session,
+        deadline: Instant,
+    ) -> Result<ScsiDevice, IscsiError> {
+        let host = scsi::session_host(&self.paths, session.id)?.ok_or_else(|| {
+            Self::target_err(t, format!("session {} has no SCSI host", session.id))
+        })?;
+        let existing = scsi::session_targets(&self.paths, session.id)?.unwrap_or_default();
+        let (channel, target) = match (existing.first(), session.target_id) {
+            (Some(st), _) => (st.channel, st.target),
+            (None, Some(id)) => (0, id),
+            (None, None) => {
+                return Err(Self::target_err(
+                    t,
+                    format!("session {} exposes no target id to scan", session.id),
+                ));
+            }
+        };
+        let hctl = Hctl {
+            host,
+            channel,
+            target,
+            lun: t.lun.get(),
+        };
+        if let Some(name) = scsi::device_name_by_hctl(&self.paths, session.id, hctl)? {
+            return self.check_existing(t, hctl, name, deadline);
+        }
+        let mut watch = self.events.watch()?;
+        self.scan(t, hctl, deadline)?;
+        Ok(wait_for_scsi_disk(
+            &self.paths,
+            &mut *watch,
+            hctl,
+            deadline,
+        )?)
+    }
+
+    /// Scan exactly `hctl`. The kernel scans synchronously: when the write returns
+    /// and no SCSI device exists at `hctl`, the target did not present the LUN (yet):
+    /// scan again after 1, 2, 4 … s (arrays can be slow to map a new LUN) until the
+    /// deadline.
+    fn scan(&self, t: &IscsiTarget, hctl: Hctl, deadline: Instant) -> Result<(), IscsiError> {
+        let dev = self.paths.sys(&format!("bus/scsi/devices/{hctl}"));
+        let mut pause = Duration::from_secs(1);
+        loop {
+            run(
+                self.privileged,
+                &ScsiScan {
+                    host: hctl.host,
+                    channel: hctl.channel,
+                    target: hctl.target,
+                    lun: hctl.lun,
+                },
+                deadline,
+            )?;
+            if dev.exists() || self.privileged.dry_run() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now + pause > deadline {
+                return Err(Self::target_err(
+                    t,
+                    format!(
+                        "logged in, but the target presents no LUN {} to this host (scanned {hctl})",
+                        t.lun.get()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+    }
+
+    /// A disk already sits at the LUN: the same volume attached before, or a stale
+    /// device of a volume the array has since replaced (CVE-2023-2088). moord
+    /// refreshes its identity (rescan re-reads VPD page 0x83); if the WWID changed
+    /// the device is not handed out.
+    fn check_existing(
+        &self,
+        t: &IscsiTarget,
+        hctl: Hctl,
+        name: String,
+        dl: Instant,
+    ) -> Result<ScsiDevice, IscsiError> {
+        let before = scsi::block_wwid(&self.paths, &name)?
+            .ok_or_else(|| Self::target_err(t, format!("/dev/{name} at {hctl} has no WWID")))?;
+        // What an earlier attach handed out at this LUN, if it was moor's.
+        let recorded = self.registry.current(&self.paths, &name);
+        let refreshed = run(
+            self.privileged,
+            &ScsiRescan {
+                device: name.clone(),
+                expected_wwid: before.clone(),
+            },
+            dl,
+        );
+        let after = scsi::block_wwid(&self.paths, &name)?;
+        let stale = match refreshed {
+            Err(PrivError::IdentityMismatch { message, .. }) => Some(message),
+            Err(e) => return Err(e.into()),
+            Ok(()) if after.as_deref() != Some(before.as_str()) => Some(format!(
+                "WWID changed from {before} to {}",
+                after.as_deref().unwrap_or("none")
+            )),
+            Ok(()) => match &recorded {
+                Some(r) if after.as_deref() != Some(r.wwid.as_str()) => Some(format!(
+                    "it was attached as {} with WWID {}, the array now presents WWID {} there",
+                    r.volume_id.as_deref().unwrap_or(&r.target),
+                    r.wwid,
+                    after.as_deref().unwrap_or("none")
+                )),
+                _ => None,
+            },
+        };
+        if let Some(why) = stale {
+            return Err(Self::target_err(
+                t,
+                format!(
+                    "a stale device /dev/{name} of another volume sits at LUN {} ({why}); refusing to hand it out — detach or clean it up first",
+                    t.lun.get()
+                ),
+            ));
+        }
+        tracing::info!(device = %name, "LUN already attached; identity confirmed");
+        Ok(ScsiDevice {
+            hctl,
+            name,
+            wwid: Some(before),
+        })
+    }
+
+    /// Detach one volume. Its disks are the ones carrying the WWID captured at
+    /// attach, on any iSCSI session (multipath paths may come from discovery);
+    /// moord confirms that WWID again before each flush, delete and map flush. A
+    /// disk at the volume's LUN with another WWID is reported, never touched. A
+    /// session is logged out only when no other LUN uses it. `force` removes disks
+    /// and maps whose flush failed (and reports the data-loss risk); `ignore_errors`
+    /// returns the outcome instead of an error when something is left.
+    pub fn disconnect(
+        &self,
+        props: &IscsiProps,
+        info: &DeviceInfo,
+        force: bool,
+        ignore_errors: bool,
+    ) -> Result<DetachOutcome, IscsiError> {
+        let expected = info.scsi_wwn.trim().to_string();
+        if expected.is_empty() {
+            return Err(IscsiError::NoIdentity);
+        }
+        let deadline = self.deadline();
+        let primary = props.primary().ok_or(PropsError::Missing {
+            key: "target_portal",
+        })?;
+        let _volume = self
+            .locks
+            .lock(&volume_lock(primary), Mode::Exclusive, deadline)?;
+        let mut out = DetachOutcome::default();
+        let (ours, touched) = self.find_volume(props, &expected, &mut out)?;
+        // Lock every target involved (sorted: no lock-order deadlock), exclusive.
+        let mut keys: BTreeSet<String> = props.targets().iter().map(target_lock).collect();
+        keys.extend(
+            touched
+                .iter()
+                .filter_map(|s| s.path.as_ref().map(target_lock)),
+        );
+        let _targets = keys
+            .iter()
+            .map(|k| self.locks.lock(k, Mode::Exclusive, deadline))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        // Refresh every disk's identity (rescan re-reads VPD 0x83) before anything
+        // is flushed: a LUN the array gave to another volume shows up here.
+        let mut disks = Vec::new();
+        for d in ours {
+            let r = run(
+                self.privileged,
+                &ScsiRescan {
+                    device: d.name.clone(),
+                    expected_wwid: expected.clone(),
+                },
+                deadline,
+            );
+            match r {
+                Ok(()) => disks.push(d),
+                Err(PrivError::IdentityMismatch { message, .. }) => out.leftovers.push(Leftover {
+                    what: format!("/dev/{}", d.name),
+                    reason: format!("identity changed since attach, not touched: {message}"),
+                }),
+                // A dead path cannot be rescanned; its flush below decides.
+                Err(e) => {
+                    tracing::warn!(device = %d.name, "rescan failed: {e}");
+                    disks.push(d);
+                }
+            }
+        }
+
+        // Maps over our disks: only multipath maps of this WWID are ours to flush.
+        let mut maps: Vec<(String, String)> = Vec::new();
+        let mut under_map: BTreeSet<String> = BTreeSet::new();
+        let mut held = BTreeSet::new();
+        for d in &disks {
+            for dm in scsi::holders(&self.paths, &d.name)? {
+                if scsi::dm_multipath_wwid(&self.paths, &dm)?.as_deref() == Some(&expected) {
+                    under_map.insert(d.name.clone());
+                    if !maps.iter().any(|(m, _)| *m == dm) {
+                        let name = scsi::dm_name(&self.paths, &dm)?.unwrap_or_default();
+                        maps.push((dm, name));
+                    }
+                } else {
+                    held.insert(d.name.clone());
+                    out.leftovers.push(Leftover {
+                        what: format!("/dev/{}", d.name),
+                        reason: format!("in use by {dm}, which is not this volume's multipath map"),
+                    });
+                }
+            }
+        }
+        disks.retain(|d| !held.contains(&d.name));
+
+        // Flush before removing anything: without force a failed flush removes nothing.
+        let flush_failed = |what: String, e: String, out: &mut DetachOutcome| {
+            if force {
+                tracing::warn!(%what, "flush failed, removing anyway (--force): {e}");
+                out.data_loss_risk.push(what);
+                Ok(())
+            } else {
+                Err(IscsiError::Target {
+                    target: target_name(primary),
+                    message: format!(
+                        "flushing {what} failed: {e}; nothing was removed (retry, or detach with --force and lose unwritten data)"
+                    ),
+                })
+            }
+        };
+        // Disks outside a map first: a failure there must come before any map is
+        // flushed (a map flush also removes the map).
+        let mut removable = Vec::new();
+        for d in disks {
+            if under_map.contains(&d.name) {
+                removable.push(d);
+                continue;
+            }
+            let r = run_exec(
+                self.privileged,
+                &BlockFlush {
+                    device: d.name.clone(),
+                    expected_wwid: expected.clone(),
+                },
+                deadline,
+            );
+            match r {
+                Ok(o) if o.success() => removable.push(d),
+                Err(PrivError::IdentityMismatch { message, .. }) => out.leftovers.push(Leftover {
+                    what: format!("/dev/{}", d.name),
+                    reason: format!("identity changed since attach, not touched: {message}"),
+                }),
+                Ok(o) => {
+                    flush_failed(format!("/dev/{}", d.name), o.summary(), &mut out)?;
+                    removable.push(d);
+                }
+                Err(e) => {
+                    flush_failed(format!("/dev/{}", d.name), e.to_string(), &mut out)?;
+                    removable.push(d);
+                }
+            }
+        }
+
+        let mut gone_maps = Vec::new();
+        for (dm, name) in &maps {
+            let r = run_exec(
+                self.privileged,
+                &MultipathFlush {
+                    device: dm.clone(),
+                    map: name.clone(),
+                    expected_wwid: expected.clone(),
+                },
+                deadline,
+            );
+            match r {
+                Ok(o) if o.success() => gone_maps.push(dm.clone()),
+                Ok(o) => flush_failed(format!("/dev/{dm} ({name})"), o.summary(), &mut out)?,
+                Err(PrivError::IdentityMismatch { message, .. }) => {
+                    return Err(IscsiError::Target {
+                        target: target_name(primary),
+                        message: format!("{dm} is no longer this volume's map: {message}"),
+                    });
+                }
+                Err(e) => flush_failed(format!("/dev/{dm} ({name})"), e.to_string(), &mut out)?,
+            }
+        }
+        // multipathd stops monitoring the paths (while they still exist: moord
+        // checks their identity), then the kernel drops them.
+        let mut watch = self.events.watch()?;
+        for d in removable.iter().filter(|d| under_map.contains(&d.name)) {
+            let r = run_exec(
+                self.privileged,
+                &MultipathDelPath {
+                    device: d.name.clone(),
+                    expected_wwid: expected.clone(),
+                },
+                deadline,
+            );
+            if let Err(e) = r {
+                tracing::warn!(device = %d.name, "multipathd del path: {e}");
+            }
+        }
+        let mut deleted = Vec::new();
+        for d in &removable {
+            let del = ScsiDelete {
+                device: d.name.clone(),
+                expected_wwid: expected.clone(),
+            };
+            match run(self.privileged, &del, deadline) {
+                Ok(()) => deleted.push(d.name.clone()),
+                Err(e) => out.leftovers.push(Leftover {
+                    what: format!("/dev/{}", d.name),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        for name in deleted {
+            if self.privileged.dry_run() {
+                out.removed.push(name);
+                continue;
+            }
+            match wait_for_removal(&self.paths, &mut *watch, &name, deadline) {
+                Ok(()) => {
+                    if let Err(e) = self.registry.remove(&name) {
+                        tracing::warn!(device = %name, "attachment record not removed: {e}");
+                    }
+                    out.removed.push(name);
+                }
+                Err(e) => out.leftovers.push(Leftover {
+                    what: format!("/dev/{name}"),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        if !self.privileged.dry_run() {
+            let removed = out.removed.clone();
+            self.verify_maps_gone(&maps, &gone_maps, &removed, &mut out, deadline)?;
+        }
+        self.logout_unused(props, &touched, &mut out, deadline)?;
+        out.finish();
+        tracing::info!(status = %out.status, removed = ?out.removed, logged_out = ?out.logged_out, "detached");
+        if !out.leftovers.is_empty() && !ignore_errors {
+            return Err(IscsiError::Incomplete(Box::new(out)));
+        }
+        Ok(out)
+    }
+
+    /// The volume's disks (WWID == `expected`) in every session, and the sessions
+    /// involved: those holding our disks and those to the volume's listed targets.
+    /// Another WWID at the volume's LUN of a listed target is a leftover.
+    pub(super) fn find_volume(
+        &self,
+        props: &IscsiProps,
+        expected: &str,
+        out: &mut DetachOutcome,
+    ) -> Result<(Vec<ScsiDevice>, Vec<Touched>), IscsiError> {
+        let mut ours: Vec<ScsiDevice> = Vec::new();
+        let mut touched = Vec::new();
+        for s in sessions(&self.paths)? {
+            let listed: Vec<&IscsiTarget> = props
+                .targets()
+                .iter()
+                .filter(|t| s.is_for(&t.iqn, &t.portal))
+                .collect();
+            let mut mine = false;
+            for d in scsi::session_devices(&self.paths, s.id)? {
+                if d.wwid.as_deref() == Some(expected) {
+                    mine = true;
+                    if !ours.iter().any(|o| o.name == d.name) {
+                        ours.push(d);
+                    }
+                } else if let Some(t) = listed.iter().find(|t| t.lun.get() == d.hctl.lun) {
+                    out.leftovers.push(Leftover {
+                        what: format!("/dev/{}", d.name),
+                        reason: format!(
+                            "sits at LUN {} of {} but carries WWID {}, not {expected}: another volume's device, not touched",
+                            t.lun.get(),
+                            target_name(t),
+                            d.wwid.as_deref().unwrap_or("(none)")
+                        ),
+                    });
+                }
+            }
+            if mine || !listed.is_empty() {
+                touched.push(Touched {
+                    path: session_target(&s),
+                    session: s,
+                });
+            }
+        }
+        Ok((ours, touched))
+    }
+
+    /// After the paths are gone: flushed maps must be gone from sysfs, and
+    /// multipathd must no longer monitor the removed paths.
+    fn verify_maps_gone(
+        &self,
+        maps: &[(String, String)],
+        flushed: &[String],
+        removed: &[String],
+        out: &mut DetachOutcome,
+        deadline: Instant,
+    ) -> Result<(), IscsiError> {
+        for (dm, name) in maps {
+            let still = scsi::dm_uuid(&self.paths, dm)?.is_some();
+            if still {
+                out.leftovers.push(Leftover {
+                    what: format!("multipath map {name} (/dev/{dm})"),
+                    reason: if flushed.contains(dm) {
+                        "still present after a successful flush".into()
+                    } else {
+                        "could not be flushed (in use?)".into()
+                    },
+                });
+            }
+        }
+        if maps.is_empty() || removed.is_empty() {
+            return Ok(());
+        }
+        match run_exec(self.privileged, &MultipathdPaths {}, deadline) {
+            Ok(o) if o.success() => {
+                for name in removed {
+                    if o.stdout.lines().any(|l| l.trim() == name) {
+                        out.leftovers.push(Leftover {
+                            what: format!("multipathd path {name}"),
+                            reason: "multipathd still monitors the removed path".into(),
+                        });
+                    }
+                }
+            }
+            Ok(o) => tracing::warn!("multipathd show paths: {}", o.summary()),
+            Err(e) => tracing::warn!("multipathd show paths: {e}"),
+        }
+        Ok(())
+    }
+
+    /// Log out of every session involved that no other LUN uses, then delete its
+    /// node record (also for listed targets without a session: a record a failed
+    /// attach left); report sessions kept and anything that would not go.
+    fn logout_unused(
+        &self,
+        props: &IscsiProps,
+        touched: &[Touched],
+        out: &mut DetachOutcome,
+        dl: Instant,
+    ) -> Result<(), IscsiError> {
+        let mut targets: Vec<IscsiTarget> = Vec::new();
+        for t in touched.iter().filter_map(|x| x.path.clone()) {
+            if !targets.iter().any(|o| target_name(o) == target_name(&t)) {
+                targets.push(t);
+            }
+        }
+        for t in props.targets() {
+            if !targets.iter().any(|o| target_name(o) == target_name(t)) {
+                targets.push(t.clone());
+            }
+        }
+        for x in touched.iter().filter(|x| x.path.is_none()) {
+            out.leftovers.push(Leftover {
+                what: format!("session {} ({})", x.session.id, x.session.target),
+                reason: "its portal address is unknown; not logged out".into(),
+            });
+        }
+        for t in &targets {
+            let name = target_name(t);
+            let sessions: Vec<&Session> = touched
+                .iter()
+                .filter(|x| x.path.as_ref().is_some_and(|p| target_name(p) == name))
+                .map(|x| &x.session)
+                .collect();
+            let mut in_use = Vec::new();
+            for s in &sessions {
+                for d in scsi::session_devices(&self.paths, s.id)? {
+                    if self.privileged.dry_run() && out.removed.contains(&d.name) {
+                        continue;
+                    }
+                    in_use.push(format!("/dev/{} (LUN {})", d.name, d.hctl.lun));
+                }
+            }
+            if !in_use.is_empty() {
+                out.kept_sessions.push(Leftover {
+                    what: format!("session to {name}"),
+                    reason: format!("still used by {}", in_use.join(", ")),
+                });
+                continue;
+            }
+            if !sessions.is_empty() {
+                if let Err(e) = self.node_update(t, "node.startup", "manual", dl) {
+                    tracing::warn!(target = %name, "{e}");
+                }
+                let lo = self.iscsiadm(
+                    &IscsiLogout {
+                        iqn: t.iqn.clone(),
+                        portal: t.portal.clone(),
+                    },
+                    dl,
+                )?;
+                if lo.success() || lo.exit_code == Some(ISCSI_ERR_NO_OBJS_FOUND) {
+                    out.logged_out.push(name.clone());
+                } else {
+                    out.leftovers.push(Leftover {
+                        what: format!("session to {name}"),
+                        reason: format!("logout failed: {}", lo.summary()),
+                    });
+                    continue;
+                }
+            }
+            let del = self.iscsiadm(
+                &IscsiNodeDelete {
+                    iqn: t.iqn.clone(),
+                    portal: t.portal.clone(),
+                },
+                dl,
+            )?;
+            if !(del.success() || del.exit_code == Some(ISCSI_ERR_NO_OBJS_FOUND)) {
+                out.leftovers.push(Leftover {
+                    what: format!("node record {name}"),
+                    reason: format!("delete failed: {}", del.summary()),
+                });
+            }
+            if !self.privileged.dry_run()
+                && !sessions_for(&self.paths, &t.iqn, &t.portal)?.is_empty()
+            {
+                out.leftovers.push(Leftover {
+                    what: format!("session to {name}"),
+                    reason: "still in sysfs after logout".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A session a detach involves, with the (portal, IQN) to log out of.
+#[derive(Debug, Clone)]
+pub(super) struct Touched {
+    session: Session,
+    /// `None` when the session's address could not be read or parsed.
+    path: Option<IscsiTarget>,
+}
+
+/// The (portal, IQN) of a session as an [`IscsiTarget`] (LUN 0: unused).
+fn session_target(s: &Session) -> Option<IscsiTarget> {
+    let iqn = s.target.parse().ok()?;
+    let addr = s.address.as_deref()?;
+    let port = s.port?;
+    let text = if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    };
+    Some(IscsiTarget {
+        portal: text.parse().ok()?,
+        iqn,
+        lun: crate::types::Lun(0),
+    })
+}
+
+#[cfg(test)]
+#[path = "connect_tests.rs"]
+mod tests;
