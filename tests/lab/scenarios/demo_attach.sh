@@ -1,61 +1,48 @@
 #!/bin/bash
 # demo_attach: the README demo. moord (packaged config and filters) serves an
 # unprivileged caller in the `moor` group, who attaches a volume from the in-guest LIO
-# target through `moor call exec` (discovery, login), finds the disk by its session's
-# H:C:T:L in sysfs, prints the device info, writes and reads data, detaches (logout,
-# node record removed) and checks nothing is left; then prints the audit trail.
-# (The typed iSCSI connector, `moor connect iscsi`, replaces the raw iscsiadm steps.)
+# target with `moor connect iscsi` (connection_info as Cinder sends it; every
+# privileged step a typed moord operation), writes and reads data, detaches with
+# `moor disconnect iscsi`, and checks nothing is left; then prints the audit trail.
 # shellcheck source=tests/lab/lib/targets.sh
 . "$(dirname "$0")/../lib/targets.sh"
-REPO=$(cd "$LAB_DIR/../.." && pwd)
-BIN=${MOOR_BIN_DIR:-$REPO/target/debug}
-[ -x "$BIN/moord" ] && [ -x "$BIN/moor" ] || fail "no moord/moor in $BIN: build the workspace first"
+# shellcheck source=tests/lab/lib/moord.sh
+. "$LAB_DIR/lib/moord.sh"
 P=127.0.0.1:3260
 IQN=iqn.2003-01.org.moor.lab:demo-volume
-
-getent group moor >/dev/null || groupadd -r moor
-id -nG moortest | grep -qw moor || usermod -aG moor moortest
-install -d -m 0755 /etc/moor /etc/moor/filters.d
-install -m 0644 "$REPO/packaging/moord.toml" /etc/moor/moord.toml
-install -m 0644 "$REPO/packaging/filters.d/moor.filters" /etc/moor/filters.d/
-head -c 32 /dev/urandom > /etc/moor/moord.key
-chown root:moor /etc/moor/moord.key && chmod 0640 /etc/moor/moord.key
-install -d -m 0750 /var/log/moor
-stop_moord() { kill "$MOORD_PID" 2>/dev/null; wait "$MOORD_PID" 2>/dev/null; rm -rf /etc/moor /var/log/moor /run/moor; }
-"$BIN/moord" --config /etc/moor/moord.toml 2>"$LAB_STATE/moord.log" &
-MOORD_PID=$!
-lab_defer stop_moord
-wait_for /run/moor/moord.sock 10 || fail "moord did not start: $(cat "$LAB_STATE/moord.log")"
-moor() { runuser -u moortest -- "$BIN/moor" --key-file /etc/moor/moord.key "$@"; }
 step() { printf '\n==> %s\n' "$*"; }
+moord_start
+W=$(mktemp -d /tmp/demo.XXXXXX) && chmod 0755 "$W"
+lab_defer rm -rf "$W"
 
-step "target: LIO iSCSI $IQN on $P, one 64 MiB LUN"
-lio_target_create "$IQN" --portal "$P"
+step "target: LIO iSCSI $IQN on $P, one 64 MiB LUN with CHAP"
+lio_target_create "$IQN" --portal "$P" --chap demo-user Demo-Chap-Secret-42
 lio_lun_add "$IQN" 0 64
+cat > "$W/connection_info.json" <<JSON
+{"driver_volume_type": "iscsi",
+ "data": {"target_portal": "$P", "target_iqn": "$IQN", "target_lun": 0,
+          "auth_method": "CHAP", "auth_username": "demo-user", "auth_password": "Demo-Chap-Secret-42",
+          "volume_id": "demo-volume", "access_mode": "rw", "encrypted": false}}
+JSON
+sed 's/"auth_password": "[^"]*"/"auth_password": "***"/' "$W/connection_info.json"
 
-step "attach, as uid $(id -u moortest) (moortest), every privileged step through moord"
-moor call ping
-moor call exec -- iscsiadm -m discovery -t sendtargets -I default -p "$P"
-moor call exec -- iscsiadm -m node -T "$IQN" -p "$P" --login
-sd=$(iscsi_disk "$IQN" "$P" 0)
-session=$(iscsi_session "$IQN" "$P")
-hctl=$(basename "$(readlink -f "/sys/block/$sd/device")")
-wwid=$(cat "/sys/block/$sd/device/wwid")
-size=$(blockdev --getsize64 "/dev/$sd")
-printf '{"path": "/dev/%s", "type": "block", "scsi_wwn": "%s", "hctl": "%s", "session": "%s", "size": %s}\n' \
-  "$sd" "$wwid" "$hctl" "$session" "$size" | tee "$LAB_STATE/device_info.json"
+step "attach, as uid $(id -u moortest) (moortest): moor connect iscsi"
+moor_caller call ping
+moor_caller connect iscsi --properties "$W/connection_info.json" > "$W/device_info.json"
+cat "$W/device_info.json"
+dev=$(json_get "$W/device_info.json" path)
 
 step "write 4 MiB and read them back (O_DIRECT)"
-io_roundtrip "/dev/$sd" 4 "$LAB_STATE/pattern"
-echo "4 MiB written to /dev/$sd and read back identical"
+io_roundtrip "$dev" 4 "$LAB_STATE/pattern"
+echo "4 MiB written to $dev and read back identical"
 
-step "detach through moord"
-moor call exec -- iscsiadm -m node -T "$IQN" -p "$P" --logout
-wait_gone "/sys/block/$sd" 20
-moor call exec -- iscsiadm -m node -T "$IQN" -p "$P" --op delete
+step "detach: moor disconnect iscsi"
+moor_caller disconnect iscsi --properties "$W/connection_info.json" --device-info "$W/device_info.json"
 assert_no_leftovers
+iscsiadm -m node -T "$IQN" -p "$P" >/dev/null 2>&1 && fail "node record left"
 echo "nothing left: no disk, no session, no node record"
 lio_teardown
 
-step "audit trail (/var/log/moor/audit.log)"
-cat /var/log/moor/audit.log
+step "audit trail (/var/log/moor/audit.log): one record per privileged step"
+cat "$MOOR_AUDIT"
+! grep -q Demo-Chap-Secret-42 "$MOOR_AUDIT" "$LAB_STATE/moord.log" || fail "the CHAP secret leaked"

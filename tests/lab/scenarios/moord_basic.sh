@@ -7,41 +7,19 @@
 # log shows one record per request with the filter that allowed it.
 # shellcheck source=tests/lab/lib/targets.sh
 . "$(dirname "$0")/../lib/targets.sh"
-REPO=$(cd "$LAB_DIR/../.." && pwd)
-BIN=${MOOR_BIN_DIR:-$REPO/target/debug}
-[ -x "$BIN/moord" ] && [ -x "$BIN/moor" ] || fail "no moord/moor in $BIN: build the workspace first"
+# shellcheck source=tests/lab/lib/moord.sh
+. "$LAB_DIR/lib/moord.sh"
 P=127.0.0.1:3260
 IQN=iqn.2003-01.org.moor.lab:moord
-
-# --- install moor as the package would: config, filters, key, group
-getent group moor >/dev/null || groupadd -r moor
-id -nG moortest | grep -qw moor || usermod -aG moor moortest
-install -d -m 0755 /etc/moor /etc/moor/filters.d
-install -m 0644 "$REPO/packaging/moord.toml" /etc/moor/moord.toml
-install -m 0644 "$REPO/packaging/filters.d/moor.filters" /etc/moor/filters.d/moor.filters
-head -c 32 /dev/urandom > /etc/moor/moord.key
-chown root:moor /etc/moor/moord.key
-chmod 0640 /etc/moor/moord.key
-install -d -m 0750 /var/log/moor
-audit=/var/log/moor/audit.log
-: > "$audit"
-cleanup_moord() {
-  [ -z "${MOORD_PID:-}" ] || kill "$MOORD_PID" 2>/dev/null || true
-  wait "${MOORD_PID:-0}" 2>/dev/null || true
-  rm -rf /etc/moor /var/log/moor /run/moor
-}
-lab_defer cleanup_moord
-
-"$BIN/moord" --config /etc/moor/moord.toml 2>"$LAB_STATE/moord.log" &
-MOORD_PID=$!
-wait_for /run/moor/moord.sock 10 || fail "moord did not start: $(cat "$LAB_STATE/moord.log")"
+audit=$MOOR_AUDIT
+moord_start
 assert_eq "srw-rw---- root moor" "$(stat -c '%A %U %G' /run/moor/moord.sock)" "socket mode and group"
 grep -q 'capabilities confined' "$LAB_STATE/moord.log" || fail "moord did not confine its capabilities"
 capbnd=$(awk '/^CapBnd/ {print $2}' "/proc/$MOORD_PID/status")
 assert_eq 1 "$(awk '/^NoNewPrivs/ {print $2}' "/proc/$MOORD_PID/status")" "no_new_privs"
 log "moord up (pid $MOORD_PID, CapBnd $capbnd) with the packaged config and filters"
 
-as_caller() { runuser -u moortest -- "$BIN/moor" --key-file /etc/moor/moord.key "$@"; }
+as_caller() { moor_caller "$@"; }
 
 # --- authentication: the moor group with the key is in; nobody is refused
 out=$(as_caller call ping) || fail "moortest ping failed: $out"
