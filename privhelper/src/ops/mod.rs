@@ -173,6 +173,61 @@ pub struct SysfsWriteArgs {
     pub value: String,
 }
 
+/// A WWID in udev form (`3600140…`, `2…`, `1…`, `8…`): what the caller captured at
+/// attach. Printable ASCII without spaces or slashes.
+pub(crate) fn check_wwid(op: &'static str, w: &str) -> Result<(), OpError> {
+    let ok =
+        !w.is_empty() && w.len() <= 256 && w.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(op, format!("expected_wwid {w:?} is not a WWID")))
+    }
+}
+
+/// Kinds of block device an operation accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DevKind {
+    /// `sdX`
+    Disk,
+    /// `dm-N`
+    Map,
+    /// `sdX` or `dm-N`
+    DiskOrMap,
+}
+
+/// `d` is a whole block device name of kind `kind`.
+pub(crate) fn check_device(op: &'static str, d: &str, kind: DevKind) -> Result<(), OpError> {
+    let disk = d.starts_with("sd");
+    let map = d.starts_with("dm-");
+    let (ok, what) = match kind {
+        DevKind::Disk => (disk, "a SCSI disk name (sdX)"),
+        DevKind::Map => (map, "a device-mapper node (dm-N)"),
+        DevKind::DiskOrMap => (disk || map, "sdX or dm-N"),
+    };
+    if ok && moor_types::is_block_device_name(d) {
+        Ok(())
+    } else {
+        Err(bad(op, format!("device {d:?} is not {what}")))
+    }
+}
+
+/// Run `argv` after checking that `device` carries `expected` (the shape of every
+/// identity-checked command).
+pub(crate) fn guarded_exec(argv: Vec<String>, device: &str, expected: &str) -> Plan {
+    Plan::Exec(ExecPlan {
+        argv,
+        stdin: None,
+        secret_stdin: None,
+        stream: false,
+        timeout_ms: None,
+        guard: Some(Guard::Wwid {
+            device: device.to_string(),
+            expected: expected.to_string(),
+        }),
+    })
+}
+
 /// Absolute, no `.`/`..`/empty components, no NUL.
 pub fn is_canonical_path(p: &str) -> bool {
     p.starts_with('/')

@@ -2,10 +2,9 @@
 //! their `dm-N` node and their name; moord checks the identity of each before it
 //! runs the command.
 
-use moor_types::is_block_device_name;
 use serde::{Deserialize, Serialize};
 
-use super::{ExecPlan, Guard, OpError, Plan, TypedOp, bad};
+use super::{DevKind, ExecPlan, Guard, OpError, Plan, TypedOp, bad, check_device, check_wwid};
 
 fn exec(argv: &[&str], guard: Option<Guard>) -> Plan {
     Plan::Exec(ExecPlan {
@@ -16,28 +15,6 @@ fn exec(argv: &[&str], guard: Option<Guard>) -> Plan {
         timeout_ms: None,
         guard,
     })
-}
-
-fn check_disk(op: &'static str, d: &str) -> Result<(), OpError> {
-    if d.starts_with("sd") && is_block_device_name(d) {
-        Ok(())
-    } else {
-        Err(bad(
-            op,
-            format!("device {d:?} is not a SCSI disk name (sdX)"),
-        ))
-    }
-}
-
-fn check_dm(op: &'static str, d: &str) -> Result<(), OpError> {
-    if d.starts_with("dm-") && is_block_device_name(d) {
-        Ok(())
-    } else {
-        Err(bad(
-            op,
-            format!("device {d:?} is not a device-mapper node (dm-N)"),
-        ))
-    }
 }
 
 fn check_map(op: &'static str, m: &str) -> Result<(), OpError> {
@@ -53,16 +30,6 @@ fn check_map(op: &'static str, m: &str) -> Result<(), OpError> {
             op,
             format!("map name {m:?} is not 1-128 of A-Z a-z 0-9 . _ : -"),
         ))
-    }
-}
-
-fn check_wwid(op: &'static str, w: &str) -> Result<(), OpError> {
-    let ok =
-        !w.is_empty() && w.len() <= 256 && w.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(op, format!("expected_wwid {w:?} is not a WWID")))
     }
 }
 
@@ -83,7 +50,7 @@ macro_rules! path_op {
 
         impl $t {
             pub fn plan(self) -> Result<Plan, OpError> {
-                check_disk(Self::NAME, &self.device)?;
+                check_device(Self::NAME, &self.device, DevKind::Disk)?;
                 check_wwid(Self::NAME, &self.expected_wwid)?;
                 let dev = format!("/dev/{}", self.device);
                 let mut argv: Vec<&str> = vec![$($arg),*];
@@ -129,7 +96,7 @@ macro_rules! map_op {
 
         impl $t {
             pub fn plan(self) -> Result<Plan, OpError> {
-                check_dm(Self::NAME, &self.device)?;
+                check_device(Self::NAME, &self.device, DevKind::Map)?;
                 check_map(Self::NAME, &self.map)?;
                 check_wwid(Self::NAME, &self.expected_wwid)?;
                 let mut argv: Vec<&str> = vec![$($arg),*];
@@ -167,7 +134,7 @@ impl TypedOp for MultipathCheck {
 
 impl MultipathCheck {
     pub fn plan(self) -> Result<Plan, OpError> {
-        check_dm(Self::NAME, &self.device)?;
+        check_device(Self::NAME, &self.device, DevKind::Map)?;
         check_wwid(Self::NAME, &self.expected_wwid)?;
         Ok(exec(
             &["multipath", "-C", &self.device],

@@ -1,33 +1,9 @@
 //! SCSI and block-device operations: targeted scans, identity-checked delete,
 //! rescan and flush.
 
-use moor_types::is_block_device_name;
 use serde::{Deserialize, Serialize};
 
-use super::{ExecPlan, Guard, OpError, Plan, TypedOp, bad};
-
-/// A WWID in udev form (`3600140…`, `2…`, `1…`, `8…`): what the caller captured at
-/// attach. Printable ASCII without spaces or slashes.
-fn check_wwid(op: &'static str, w: &str) -> Result<(), OpError> {
-    let ok =
-        !w.is_empty() && w.len() <= 256 && w.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(op, format!("expected_wwid {w:?} is not a WWID")))
-    }
-}
-
-fn check_scsi_disk(op: &'static str, d: &str) -> Result<(), OpError> {
-    if d.starts_with("sd") && is_block_device_name(d) {
-        Ok(())
-    } else {
-        Err(bad(
-            op,
-            format!("device {d:?} is not a SCSI disk name (sdX)"),
-        ))
-    }
-}
+use super::{DevKind, Guard, OpError, Plan, TypedOp, check_device, check_wwid, guarded_exec};
 
 /// Scan one LUN of one target: `"C T L"` into `/sys/class/scsi_host/hostH/scan`.
 /// Never a wildcard (`-`): moord scans only what the caller names.
@@ -54,61 +30,47 @@ impl ScsiScan {
     }
 }
 
-/// Remove a SCSI disk from the kernel (`1` into `/sys/block/sdX/device/delete`)
-/// after checking it still carries `expected_wwid`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScsiDelete {
-    pub device: String,
-    pub expected_wwid: String,
+/// A SCSI disk attribute moord writes `1` to after checking the disk still carries
+/// `expected_wwid`.
+macro_rules! disk_write_op {
+    ($(#[$m:meta])* $t:ident, $name:literal, $attr:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $t {
+            pub device: String,
+            pub expected_wwid: String,
+        }
+
+        impl TypedOp for $t {
+            const NAME: &'static str = $name;
+        }
+
+        impl $t {
+            pub fn plan(self) -> Result<Plan, OpError> {
+                check_device(Self::NAME, &self.device, DevKind::Disk)?;
+                check_wwid(Self::NAME, &self.expected_wwid)?;
+                Ok(Plan::WriteFile {
+                    path: format!("/sys/block/{}/device/{}", self.device, $attr),
+                    value: "1".into(),
+                    guard: Some(Guard::Wwid {
+                        device: self.device,
+                        expected: self.expected_wwid,
+                    }),
+                })
+            }
+        }
+    };
 }
 
-impl TypedOp for ScsiDelete {
-    const NAME: &'static str = "scsi.delete";
-}
-
-impl ScsiDelete {
-    pub fn plan(self) -> Result<Plan, OpError> {
-        check_scsi_disk(Self::NAME, &self.device)?;
-        check_wwid(Self::NAME, &self.expected_wwid)?;
-        Ok(Plan::WriteFile {
-            path: format!("/sys/block/{}/device/delete", self.device),
-            value: "1".into(),
-            guard: Some(Guard::Wwid {
-                device: self.device,
-                expected: self.expected_wwid,
-            }),
-        })
-    }
-}
-
-/// Re-read a SCSI disk's capacity (`1` into `/sys/block/sdX/device/rescan`) after
-/// checking it still carries `expected_wwid`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScsiRescan {
-    pub device: String,
-    pub expected_wwid: String,
-}
-
-impl TypedOp for ScsiRescan {
-    const NAME: &'static str = "scsi.rescan";
-}
-
-impl ScsiRescan {
-    pub fn plan(self) -> Result<Plan, OpError> {
-        check_scsi_disk(Self::NAME, &self.device)?;
-        check_wwid(Self::NAME, &self.expected_wwid)?;
-        Ok(Plan::WriteFile {
-            path: format!("/sys/block/{}/device/rescan", self.device),
-            value: "1".into(),
-            guard: Some(Guard::Wwid {
-                device: self.device,
-                expected: self.expected_wwid,
-            }),
-        })
-    }
-}
+disk_write_op!(
+    /// Remove a SCSI disk from the kernel (`/sys/block/sdX/device/delete`).
+    ScsiDelete, "scsi.delete", "delete"
+);
+disk_write_op!(
+    /// Re-read a SCSI disk's capacity and VPD pages (`/sys/block/sdX/device/rescan`).
+    ScsiRescan, "scsi.rescan", "rescan"
+);
 
 /// `blockdev --flushbufs /dev/DEVICE` after checking the device still carries
 /// `expected_wwid` (SCSI disks and multipath maps).
@@ -125,29 +87,13 @@ impl TypedOp for BlockFlush {
 
 impl BlockFlush {
     pub fn plan(self) -> Result<Plan, OpError> {
-        let ok = (self.device.starts_with("sd") || self.device.starts_with("dm-"))
-            && is_block_device_name(&self.device);
-        if !ok {
-            return Err(bad(
-                Self::NAME,
-                format!("device {:?} is not sdX or dm-N", self.device),
-            ));
-        }
+        check_device(Self::NAME, &self.device, DevKind::DiskOrMap)?;
         check_wwid(Self::NAME, &self.expected_wwid)?;
-        Ok(Plan::Exec(ExecPlan {
-            argv: vec![
-                "blockdev".into(),
-                "--flushbufs".into(),
-                format!("/dev/{}", self.device),
-            ],
-            stdin: None,
-            secret_stdin: None,
-            stream: false,
-            timeout_ms: None,
-            guard: Some(Guard::Wwid {
-                device: self.device,
-                expected: self.expected_wwid,
-            }),
-        }))
+        let argv = vec![
+            "blockdev".into(),
+            "--flushbufs".into(),
+            format!("/dev/{}", self.device),
+        ];
+        Ok(guarded_exec(argv, &self.device, &self.expected_wwid))
     }
 }

@@ -28,7 +28,7 @@ use crate::exec::{ExecOutput, PrivError, Privileged, run, run_exec};
 use crate::host::scsi::{self, Hctl, ScsiDevice};
 use crate::host::udev::{DeviceEvents, WaitError, wait_for_removal, wait_for_scsi_disk};
 use crate::host::{HostError, HostPaths};
-use crate::lock::{LockDir, LockError, Mode};
+use crate::lock::{Held, LockDir, LockError, Mode};
 use crate::types::IfaceName;
 use moor_privhelper::ops::TypedOp;
 
@@ -183,7 +183,7 @@ fn target_lock(t: &IscsiTarget) -> String {
     format!("iscsi-target-{}@{}", t.iqn, t.portal)
 }
 
-pub(super) fn volume_lock(t: &IscsiTarget) -> String {
+fn volume_lock(t: &IscsiTarget) -> String {
     format!("iscsi-volume-{}-lun-{}", t.iqn, t.lun.get())
 }
 
@@ -768,17 +768,7 @@ impl IscsiConnector<'_> {
         force: bool,
         ignore_errors: bool,
     ) -> Result<DetachOutcome, IscsiError> {
-        let expected = info.scsi_wwn.trim().to_string();
-        if expected.is_empty() {
-            return Err(IscsiError::NoIdentity);
-        }
-        let deadline = self.deadline();
-        let primary = props.primary().ok_or(PropsError::Missing {
-            key: "target_portal",
-        })?;
-        let _volume = self
-            .locks
-            .lock(&volume_lock(primary), Mode::Exclusive, deadline)?;
+        let (expected, deadline, primary, _volume) = self.begin(props, info)?;
         let mut out = DetachOutcome::default();
         let (ours, touched) = self.find_volume(props, &expected, &mut out)?;
         // Lock every target involved (sorted: no lock-order deadlock), exclusive.
@@ -972,6 +962,28 @@ impl IscsiConnector<'_> {
             return Err(IscsiError::Incomplete(Box::new(out)));
         }
         Ok(out)
+    }
+
+    /// The start of every operation on an attached volume: its WWID from the
+    /// device_info (required: no "empty means don't care"), the deadline, the
+    /// primary path and the volume's lock.
+    pub(super) fn begin<'p>(
+        &self,
+        props: &'p IscsiProps,
+        info: &DeviceInfo,
+    ) -> Result<(String, Instant, &'p IscsiTarget, Held), IscsiError> {
+        let expected = info.scsi_wwn.trim().to_string();
+        if expected.is_empty() {
+            return Err(IscsiError::NoIdentity);
+        }
+        let deadline = self.deadline();
+        let primary = props.primary().ok_or(PropsError::Missing {
+            key: "target_portal",
+        })?;
+        let held = self
+            .locks
+            .lock(&volume_lock(primary), Mode::Exclusive, deadline)?;
+        Ok((expected, deadline, primary, held))
     }
 
     /// The volume's disks (WWID == `expected`) in every session, and the sessions

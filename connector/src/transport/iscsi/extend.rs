@@ -11,14 +11,11 @@ use std::time::Instant;
 use moor_privhelper::ops::{BlockReadCheck, MultipathResize, ScsiRescan};
 use serde::Serialize;
 
-use super::connect::{
-    DetachOutcome, DeviceInfo, IscsiConnector, IscsiError, target_name, volume_lock,
-};
-use super::props::{IscsiProps, PropsError};
+use super::connect::{DetachOutcome, DeviceInfo, IscsiConnector, IscsiError, target_name};
+use super::props::IscsiProps;
 use crate::exec::{run, run_exec};
 use crate::host::scsi;
 use crate::host::udev::wait_for;
-use crate::lock::Mode;
 
 /// What an extend found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,17 +31,7 @@ pub struct Extended {
 impl IscsiConnector<'_> {
     /// Make the host see a volume's new size. Returns the new size.
     pub fn extend(&self, props: &IscsiProps, info: &DeviceInfo) -> Result<Extended, IscsiError> {
-        let expected = info.scsi_wwn.trim().to_string();
-        if expected.is_empty() {
-            return Err(IscsiError::NoIdentity);
-        }
-        let deadline = self.deadline();
-        let primary = props.primary().ok_or(PropsError::Missing {
-            key: "target_portal",
-        })?;
-        let _volume = self
-            .locks
-            .lock(&volume_lock(primary), Mode::Exclusive, deadline)?;
+        let (expected, deadline, primary, _volume) = self.begin(props, info)?;
         let mut scratch = DetachOutcome::default();
         let (disks, _) = self.find_volume(props, &expected, &mut scratch)?;
         if disks.is_empty() {
