@@ -195,6 +195,39 @@ mod tests {
     }
 
     #[test]
+    fn dm_map_guard_checks_uuid_and_name() {
+        let t = tempfile::tempdir().unwrap();
+        put(
+            t.path(),
+            "sys/block/dm-2/dm/uuid",
+            &format!("mpath-{UDEV}\n"),
+        );
+        put(t.path(), "sys/block/dm-2/dm/name", "mpatha\n");
+        let g = |name: &str, expected: &str| Guard::DmMap {
+            device: "dm-2".into(),
+            name: name.into(),
+            expected: expected.into(),
+        };
+        assert_eq!(check(t.path(), &g("mpatha", UDEV)), Ok(()));
+        // Another map's name: the command would act on a different map.
+        let e = check(t.path(), &g("mpathb", UDEV)).unwrap_err();
+        assert!(e.to_string().contains("mpathb"), "{e}");
+        // The right name but another volume.
+        assert!(check(t.path(), &g("mpatha", "3600140500000000000000000000000ff")).is_err());
+        // Not a dm node at all.
+        let e = check(
+            t.path(),
+            &Guard::DmMap {
+                device: "../x".into(),
+                name: "mpatha".into(),
+                expected: UDEV.into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.found, Found::Unsupported);
+    }
+
+    #[test]
     fn dm_uuid_must_be_mpath_of_the_wwid() {
         let t = tempfile::tempdir().unwrap();
         put(

@@ -819,6 +819,13 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
             "blockdev_read_check",
         ));
     }
+    for iface in IFACES {
+        v.push((
+            "iscsi.iface_show",
+            json!({"iface": iface}),
+            "iscsiadm_iface_show",
+        ));
+    }
     v.push(("multipath.status", json!({}), "multipathd_show_status"));
     v.push(("multipath.paths", json!({}), "multipathd_show_paths"));
     v

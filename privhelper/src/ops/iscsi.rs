@@ -432,3 +432,24 @@ impl IscsiDiscoveryRun {
         Ok(exec(argv))
     }
 }
+
+/// `iscsiadm -m iface -I IFACE`: show an interface's settings (exit 0 when it exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IscsiIfaceShow {
+    pub iface: IfaceName,
+}
+
+impl TypedOp for IscsiIfaceShow {
+    const NAME: &'static str = "iscsi.iface_show";
+}
+
+impl IscsiIfaceShow {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        Ok(exec(
+            ["iscsiadm", "-m", "iface", "-I", self.iface.as_str()]
+                .map(String::from)
+                .to_vec(),
+        ))
+    }
+}

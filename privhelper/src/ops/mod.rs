@@ -371,6 +371,10 @@ pub const OPS: &[OpEntry] = &[
         plan: |a| typed(IscsiNodeDelete::NAME, a, IscsiNodeDelete::plan),
     },
     OpEntry {
+        name: IscsiIfaceShow::NAME,
+        plan: |a| typed(IscsiIfaceShow::NAME, a, IscsiIfaceShow::plan),
+    },
+    OpEntry {
         name: IscsiPortalNodes::NAME,
         plan: |a| typed(IscsiPortalNodes::NAME, a, IscsiPortalNodes::plan),
     },

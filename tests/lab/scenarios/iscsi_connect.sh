@@ -87,6 +87,23 @@ grep -q '"op":"iscsi.node_secret"' "$MOOR_AUDIT" || fail "no audit record of the
 log "mutual CHAP attach + detach ok; no secret in the audit log or moord's log"
 lio_teardown
 
+# --- an open-iscsi iface other than default; a missing one is refused
+IQN=iqn.2003-01.org.moor.lab:iface
+lio_target_create "$IQN" --portal "$P"
+lio_lun_add "$IQN" 0 16
+iscsiadm -m iface -I moor-tcp -o new >/dev/null
+lab_defer iscsiadm -m iface -I moor-tcp -o delete
+props "$S/if.json" "$IQN" 0
+if connect "$S/if.json" "$S/iif.json" --iface no-such-iface; then fail "attached through a missing iface"; fi
+grep -q "no such open-iscsi interface" "$S/connect.err" || fail "missing iface not named: $(cat "$S/connect.err")"
+connect "$S/if.json" "$S/iif.json" --iface moor-tcp
+s=$(iscsi_session "$IQN" "$P")
+assert_eq moor-tcp "$(cat "/sys/class/iscsi_session/$s/ifacename")" "session iface"
+disconnect "$S/if.json" "$S/iif.json" --iface moor-tcp >/dev/null
+assert_no_leftovers
+log "iface moor-tcp: session $s uses it; a missing iface is refused before anything runs"
+lio_teardown
+
 # --- two LUNs of one target: detach one keeps the session
 IQN=iqn.2003-01.org.moor.lab:shared
 lio_target_create "$IQN" --portal "$P"

@@ -81,6 +81,26 @@ assert_no_leftovers
 log "sendtargets discovery through $P1 found both portals: map $dm over 2 paths; detached"
 lio_teardown
 
+# --- discovery with (mutual) discovery CHAP and session CHAP
+IQN=iqn.2003-01.org.moor.lab:mpchap
+lio_target_create "$IQN" --portal "$P1" --portal "$P2" --chap sess-user Sess-Secret-11 \
+  --discovery-chap disc-user Disc-Secret-22 --discovery-mutual-chap disc-tgt Disc-Tgt-Secret-33
+lio_lun_add "$IQN" 0 16
+cat > "$S/dchap.json" <<JSON
+{"target_portal": "$P1", "target_iqn": "$IQN", "target_lun": 0,
+ "auth_method": "CHAP", "auth_username": "sess-user", "auth_password": "Sess-Secret-11",
+ "discovery_auth_method": "CHAP", "discovery_auth_username": "disc-user", "discovery_auth_password": "Disc-Secret-22",
+ "discovery_auth_username_in": "disc-tgt", "discovery_auth_password_in": "Disc-Tgt-Secret-33"}
+JSON
+connect "$S/dchap.json" "$S/idchap.json" --multipath
+dm=$(json_get "$S/idchap.json" path); dm=${dm#/dev/}
+assert_eq 2 "$(slaves "$dm" | wc -w)" "paths found by CHAP discovery"
+disconnect "$S/dchap.json" "$S/idchap.json" >/dev/null
+assert_no_leftovers
+! grep -q -e Disc-Secret-22 -e Disc-Tgt-Secret-33 -e Sess-Secret-11 "$MOOR_AUDIT" "$LAB_STATE/moord.log" || fail "a CHAP secret leaked"
+log "discovery with mutual discovery CHAP + session CHAP: map $dm over 2 paths, detached; no secret in the logs"
+lio_teardown
+
 # --- one path still gets a map
 IQN=iqn.2003-01.org.moor.lab:mp1
 lio_target_create "$IQN" --portal "$P1"

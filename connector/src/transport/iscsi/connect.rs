@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
-    BlockFlush, ChapSecret, IscsiLogin, IscsiLogout, IscsiNodeDelete, IscsiNodeNew,
+    BlockFlush, ChapSecret, IscsiIfaceShow, IscsiLogin, IscsiLogout, IscsiNodeDelete, IscsiNodeNew,
     IscsiNodeSecret, IscsiNodeShow, IscsiNodeUpdate, MultipathDelPath, MultipathFlush,
     MultipathdPaths, ScsiDelete, ScsiRescan, ScsiScan, SecretText,
 };
@@ -223,10 +223,42 @@ impl IscsiConnector<'_> {
         let _volume = self
             .locks
             .lock(&volume_lock(primary), Mode::Exclusive, deadline)?;
+        self.check_iface(deadline)?;
         if self.options.multipath {
             return self.connect_multipath(props, deadline);
         }
         self.connect_single(props, deadline)
+    }
+
+    /// A non-default iface must exist (`iscsiadm -m iface -I NAME`); its transport
+    /// (`tcp`, `iser`, an offload driver) is logged.
+    fn check_iface(&self, deadline: Instant) -> Result<(), IscsiError> {
+        let iface = &self.options.iface;
+        if iface.as_str() == "default" || self.privileged.dry_run() {
+            return Ok(());
+        }
+        let out = self.iscsiadm(
+            &IscsiIfaceShow {
+                iface: iface.clone(),
+            },
+            deadline,
+        )?;
+        if !out.success() {
+            return Err(IscsiError::Target {
+                target: format!("iface {iface}"),
+                message: format!(
+                    "no such open-iscsi interface ({}); create it with iscsiadm -m iface",
+                    out.summary()
+                ),
+            });
+        }
+        let transport = out
+            .stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("iface.transport_name = "))
+            .unwrap_or("?");
+        tracing::info!(%iface, transport, "using iSCSI interface");
+        Ok(())
     }
 
     /// Record what an attach handed out (a failure is logged: the attach itself

@@ -2617,3 +2617,27 @@ fn connect_multipath_fallback_keeps_the_default_replacement_timeout() {
     ]);
     assert_eq!(p.calls(), want);
 }
+
+/// A non-default iface must exist: a missing one is refused before any node, login
+/// or scan operation; an existing one is used for the node record.
+#[test]
+fn connect_checks_a_non_default_iface_first() {
+    let env = setup();
+    let before = env.tree.snapshot();
+    let p = Scripted::new().expect("iscsi.iface_show", |_| {
+        exit_err(2, "iscsiadm: Could not read iface nope (2)\n")
+    });
+    let events = ScriptedEvents::new();
+    let mut c = connector(&env, &p, &events, Duration::from_secs(5));
+    c.options.iface = "nope".parse().unwrap();
+    let err = c.connect(&single(json!(1))).unwrap_err();
+    assert!(
+        err.to_string().contains("no such open-iscsi interface"),
+        "{err}"
+    );
+    assert_eq!(
+        p.calls(),
+        [call("iscsi.iface_show", json!({"iface": "nope"}))]
+    );
+    assert_eq!(env.tree.snapshot(), before);
+}
