@@ -13,6 +13,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -q -- -D warnings
+# The fuzz targets live in their own workspace: check they still build with the
+# current types before anything slow runs.
+cargo check -q --manifest-path fuzz/Cargo.toml --bins
 
 step "cargo test (unit, integration, differential vs oslo.rootwrap 7.10.0)"
 cargo build -q -p moor-connector --bin moor

@@ -5,15 +5,42 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use moor_privhelper::ops::{self, OPS, Plan};
+use moor_privhelper::ops::{self, Guard, OPS, Plan};
 use moor_privhelper::protocol::{self, CHAN_STDERR, ClientMsg, Frame, MAX_FRAME, ServerMsg};
 use serde_json::Value;
+
+/// A guard names a whole block device (it becomes a sysfs path component).
+fn check_guard(g: &Guard) {
+    let device = match g {
+        Guard::Wwid { device, .. } | Guard::DmMap { device, .. } => device,
+    };
+    assert!(
+        moor_types::is_block_device_name(device),
+        "guard on {device:?}"
+    );
+}
 
 /// Check what a plan promises the daemon.
 fn check_plan(p: &Plan) {
     match p {
         Plan::Ping => {}
+        Plan::IscsiSecret(r) => {
+            // The secret becomes one `key = value` line of a record file.
+            let secret = r.secret.expose();
+            assert!(
+                !secret.is_empty() && !secret.bytes().any(|b| b.is_ascii_control()),
+                "record secret with a control character"
+            );
+            assert!(
+                r.key.ends_with(".auth.password") || r.key.ends_with(".auth.password_in"),
+                "record key {}",
+                r.key
+            );
+        }
         Plan::Exec(e) => {
+            if let Some(g) = &e.guard {
+                check_guard(g);
+            }
             assert!(!e.argv.is_empty(), "exec plan with an empty argv");
             assert!(
                 e.argv.iter().all(|a| !a.contains('\0')),
@@ -25,7 +52,10 @@ fn check_plan(p: &Plan) {
             );
         }
         Plan::ReadFile { path } => assert!(ops::is_canonical_path(path), "file.read of {path:?}"),
-        Plan::WriteFile { path, value } => {
+        Plan::WriteFile { path, value, guard } => {
+            if let Some(g) = guard {
+                check_guard(g);
+            }
             assert!(
                 path.starts_with("/sys/") && ops::is_canonical_path(path),
                 "sysfs.write to {path:?}"

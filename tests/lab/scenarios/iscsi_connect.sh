@@ -124,6 +124,22 @@ assert_no_leftovers
 log "two LUNs: first detach kept the session (LUN 1 still does I/O), second logged out"
 lio_teardown
 
+# --- LUN 300 (≥ 256: udev names it lun-0x012c000000000000, os-brick's process_lun_id)
+IQN=iqn.2003-01.org.moor.lab:lun300
+lio_target_create "$IQN" --portal "$P"
+lio_lun_add "$IQN" 300 16
+props "$S/big.json" "$IQN" 300
+connect "$S/big.json" "$S/ibig.json"
+dev=$(json_get "$S/ibig.json" path)
+assert_eq 300 "$(basename "$(readlink -f "/sys/block/${dev#/dev/}/device")" | cut -d: -f4)" "LUN of $dev"
+paths=$(moor_caller paths iscsi --properties "$S/big.json")
+grep -q "ip-$P-iscsi-$IQN-lun-0x012c000000000000" <<<"$paths" || fail "moor paths for LUN 300: $paths"
+io_roundtrip "$dev" 1
+disconnect "$S/big.json" "$S/ibig.json" >/dev/null
+assert_no_leftovers
+log "LUN 300: attached $dev, by-path name lun-0x012c000000000000 found, detached"
+lio_teardown
+
 # --- alternative portal: the primary is down, the second portal works
 IQN=iqn.2003-01.org.moor.lab:alt
 P2=127.0.0.2:3260
