@@ -10,7 +10,7 @@ cd "$repo"
 wheels=$repo/target/bench/osbrick-wheels
 mkdir -p "$wheels"
 ls "$wheels"/os_brick-*.whl >/dev/null 2>&1 || python3 -m pip download -q os-brick -d "$wheels"
-cargo build -q --release -p moor-connector --bin moor -p moor-privhelper --bin moord
+cargo build -q --release -p moor-connector --bin moor -p moor-privhelper --bin moord -p moor-bench --bin connector_bench
 bash tests/lab/lab.sh image
 MOOR_BIN_DIR=$repo/target/release MOOR_BENCH_WHEELS=$wheels MOOR_BENCH_OUT=$repo/target/bench/connector.json \
 MOOR_BENCH_ITER=${1:-5} MOOR_BENCH_VOLUMES=${2:-16} \

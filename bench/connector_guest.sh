@@ -39,10 +39,12 @@ for _ in $(seq "$ITER"); do
   t2=$EPOCHREALTIME
   moor_a+=("$(ms "$t0" "$t1")"); moor_d+=("$(ms "$t1" "$t2")")
 done
+lib() { runuser -u moortest -- "$BIN/connector_bench" /run/moor/moord.sock /etc/moor/moord.key "$@"; }
+lib_single=$(lib single "$W/single.json" "$ITER")
 osb_single=$(/tmp/osb/bin/python "$(dirname "$0")/osbrick_driver.py" single "$W/single.json" "$ITER" 2>>"$W/osb.err")
 assert_no_leftovers
 lio_teardown
-log "single path: moor attach ${moor_a[*]} ms, detach ${moor_d[*]} ms; os-brick $osb_single"
+log "single path: moor CLI attach ${moor_a[*]} ms, detach ${moor_d[*]} ms; moor library $lib_single; os-brick $osb_single"
 
 # --- NVOL volumes at once (one target each, as Cinder's LIO driver exports them)
 for i in $(seq "$NVOL"); do
@@ -65,29 +67,34 @@ for p in "${pids[@]}"; do wait "$p"; done
 t2=$EPOCHREALTIME
 assert_no_leftovers
 moor_batch_a=$(ms "$t0" "$t1") moor_batch_d=$(ms "$t1" "$t2")
+lib_batch=$(lib batch $(for i in $(seq "$NVOL"); do echo "$W/b$i.json"; done))
+assert_no_leftovers
 osb_batch=$(/tmp/osb/bin/python "$(dirname "$0")/osbrick_driver.py" batch $(for i in $(seq "$NVOL"); do echo "$W/b$i.json"; done) 2>>"$W/osb.err")
 assert_no_leftovers
 lio_teardown
-log "$NVOL volumes: moor attach $moor_batch_a ms, detach $moor_batch_d ms; os-brick $osb_batch"
+log "$NVOL volumes: moor CLI attach $moor_batch_a ms, detach $moor_batch_d ms; moor library $lib_batch; os-brick $osb_batch"
 
-python3 - "$OUT" "$ITER" "$NVOL" "${moor_a[*]}" "${moor_d[*]}" "$osb_single" "$moor_batch_a" "$moor_batch_d" "$osb_batch" "$(uname -r)" <<'PY'
+python3 - "$OUT" "$ITER" "$NVOL" "${moor_a[*]}" "${moor_d[*]}" "$osb_single" "$moor_batch_a" "$moor_batch_d" "$osb_batch" "$(uname -r)" "$lib_single" "$lib_batch" <<'PY'
 import json, statistics, sys
-out, it, nvol, ma, md, osb1, mba, mbd, osbb, kernel = sys.argv[1:]
-osb1, osbb = json.loads(osb1), json.loads(osbb)
+out, it, nvol, ma, md, osb1, mba, mbd, osbb, kernel, lib1, libb = sys.argv[1:]
+osb1, osbb, lib1, libb = json.loads(osb1), json.loads(osbb), json.loads(lib1), json.loads(libb)
 med = lambda xs: statistics.median(float(x) for x in xs)
 r = {"kernel": kernel, "iterations": int(it), "volumes": int(nvol),
      "single": {"moor_attach_ms": med(ma.split()), "moor_detach_ms": med(md.split()),
+                "moor_lib_attach_ms": med(lib1["attach_ms"]), "moor_lib_detach_ms": med(lib1["detach_ms"]),
                 "osbrick_attach_ms": med(osb1["attach_ms"]), "osbrick_detach_ms": med(osb1["detach_ms"])},
      "batch": {"moor_attach_ms": float(mba), "moor_detach_ms": float(mbd),
+               "moor_lib_attach_ms": libb["attach_ms"], "moor_lib_detach_ms": libb["detach_ms"],
                "osbrick_attach_ms": osbb["attach_ms"], "osbrick_detach_ms": osbb["detach_ms"],
                "osbrick_errors": osbb["errors"]}}
 json.dump(r, open(out, "w"), indent=1)
 s, b = r["single"], r["batch"]
-rows = [("single-path attach (median)", s["moor_attach_ms"], s["osbrick_attach_ms"]),
-        ("single-path detach (median)", s["moor_detach_ms"], s["osbrick_detach_ms"]),
-        (f"{nvol} volumes attached at once", b["moor_attach_ms"], b["osbrick_attach_ms"]),
-        (f"{nvol} volumes detached at once", b["moor_detach_ms"], b["osbrick_detach_ms"])]
-print(f"| | moor | os-brick | os-brick / moor |\n|---|---:|---:|---:|")
-for name, m, o in rows:
-    print(f"| {name} | {m:.0f} ms | {o:.0f} ms | {o / m:.1f}× |")
+rows = [("single-path attach (median)", s["moor_lib_attach_ms"], s["moor_attach_ms"], s["osbrick_attach_ms"]),
+        ("single-path detach (median)", s["moor_lib_detach_ms"], s["moor_detach_ms"], s["osbrick_detach_ms"]),
+        (f"{nvol} volumes attached at once", b["moor_lib_attach_ms"], b["moor_attach_ms"], b["osbrick_attach_ms"]),
+        (f"{nvol} volumes detached at once", b["moor_lib_detach_ms"], b["moor_detach_ms"], b["osbrick_detach_ms"])]
+print("| | moor library | moor CLI | os-brick (library) | os-brick / moor library | os-brick / moor CLI |")
+print("|---|---:|---:|---:|---:|---:|")
+for name, l, m, o in rows:
+    print(f"| {name} | {l:.0f} ms | {m:.0f} ms | {o:.0f} ms | {o / l:.1f}× | {o / m:.1f}× |")
 PY

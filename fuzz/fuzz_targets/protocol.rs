@@ -25,17 +25,26 @@ fn check_plan(p: &Plan) {
     match p {
         Plan::Ping => {}
         Plan::IscsiSecret(r) => {
-            // The secret becomes one `key = value` line of a record file.
-            let secret = r.secret.expose();
-            assert!(
-                !secret.is_empty() && !secret.bytes().any(|b| b.is_ascii_control()),
-                "record secret with a control character"
-            );
-            assert!(
-                r.key.ends_with(".auth.password") || r.key.ends_with(".auth.password_in"),
-                "record key {}",
-                r.key
-            );
+            // Every entry becomes one `key = value` line of a record file.
+            assert!(!r.entries.is_empty(), "record edit without entries");
+            for e in &r.entries {
+                let v = e.value.expose();
+                assert!(
+                    !v.bytes().any(|b| b.is_ascii_control()),
+                    "record value with a control character"
+                );
+                assert!(
+                    e.key.starts_with("node.") || e.key.starts_with("discovery."),
+                    "record key {}",
+                    e.key
+                );
+                assert_eq!(
+                    e.secret,
+                    e.key.ends_with(".auth.password") || e.key.ends_with(".auth.password_in"),
+                    "secret flag of {}",
+                    e.key
+                );
+            }
         }
         Plan::Exec(e) => {
             if let Some(g) = &e.guard {

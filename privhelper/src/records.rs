@@ -31,7 +31,7 @@ use moor_types::PortalHost;
 use zeroize::Zeroizing;
 
 use crate::config::host_path;
-use crate::ops::{IscsiRecord, SecretText};
+use crate::ops::{IscsiRecord, RecordEntry, SecretText};
 
 /// One record file: where the filters see it and where moord opens it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,7 +309,26 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 /// edited copy to a 0600 temporary file beside it, fsync, rename over it, fsync
 /// the directory. On any error the record is left as it was.
 pub fn set_key(f: &RecordFile, key: &str, secret: &SecretText) -> Result<(), RecordError> {
-    check_secret(secret.expose())?;
+    set_keys(
+        f,
+        &[RecordEntry {
+            key: key.into(),
+            value: secret.clone(),
+            secret: true,
+        }],
+    )
+}
+
+/// Set every entry in one record file, in one atomic rewrite (see [`set_key`]).
+/// Secrets are checked with [`check_secret`]; other values must be one line.
+pub fn set_keys(f: &RecordFile, entries: &[RecordEntry]) -> Result<(), RecordError> {
+    for e in entries {
+        if e.secret {
+            check_secret(e.value.expose())?;
+        } else if e.value.expose().bytes().any(|b| b.is_ascii_control()) {
+            return Err(RecordError::BadSecret);
+        }
+    }
     let path = f.host_path.as_str();
     let (dir, name) = match (f.real.parent(), f.real.file_name()) {
         (Some(d), Some(n)) => (d, n.to_string_lossy().into_owned()),
@@ -346,7 +365,10 @@ pub fn set_key(f: &RecordFile, key: &str, secret: &SecretText) -> Result<(), Rec
         path: path.into(),
         message: "is not UTF-8 text".into(),
     })?;
-    let new = edited(text, key, secret.expose());
+    let mut new = Zeroizing::new(text.to_string());
+    for e in entries {
+        new = edited(&new, &e.key, e.value.expose());
+    }
 
     let tmp = dir.join(format!(
         ".{name}.moord-{}-{}.tmp",
@@ -685,7 +707,8 @@ mod tests {
         let Ok(Plan::IscsiSecret(p)) = ops::plan("iscsi.node_secret", &args("fine pw")) else {
             panic!("plan")
         };
-        assert_eq!(p.key, "node.session.auth.password");
+        assert_eq!(p.entries[0].key, "node.session.auth.password");
+        assert_eq!(p.shown(), "node.session.auth.password=<secret>");
         assert!(!format!("{p:?}").contains("fine pw"), "{p:?}");
         for bad in ["a\nb", " lead", "trail ", &"x".repeat(256)] {
             assert!(check_secret(bad).is_err(), "{bad:?}");

@@ -851,7 +851,7 @@ async fn handle_request(
         Plan::IscsiSecret(p) => {
             // The filters and the audit see the record files and the key name; the
             // secret stays in `p.secret` (zeroized on drop, redacted in Debug).
-            rec.value = Some(p.key.to_string());
+            rec.value = Some(p.shown());
             let files = match records::locate(&cfg.host_root, &cfg.iscsi_db_dir, &p.record) {
                 Ok(f) => f,
                 Err(e) => {
@@ -869,18 +869,20 @@ async fn handle_request(
             // Every record must pass before any is edited.
             let mut allowed_by = None;
             for f in &files {
-                let d = settings.filters.set.decide_write(&f.host_path, p.key);
-                match d.filter.as_ref().filter(|_| d.allowed) {
-                    Some(fr) => {
-                        allowed_by.get_or_insert_with(|| filter_label(fr));
-                    }
-                    None => {
-                        let reason = d.reason.clone().unwrap_or_default();
-                        return finish(
-                            rec,
-                            "denied",
-                            Some(deny(conn, id, reason, &d.closest, &d.filter).await),
-                        );
+                for e in &p.entries {
+                    let d = settings.filters.set.decide_write(&f.host_path, &e.key);
+                    match d.filter.as_ref().filter(|_| d.allowed) {
+                        Some(fr) => {
+                            allowed_by.get_or_insert_with(|| filter_label(fr));
+                        }
+                        None => {
+                            let reason = d.reason.clone().unwrap_or_default();
+                            return finish(
+                                rec,
+                                "denied",
+                                Some(deny(conn, id, reason, &d.closest, &d.filter).await),
+                            );
+                        }
                     }
                 }
             }
@@ -889,7 +891,7 @@ async fn handle_request(
                 let _lock = state.records_lock.lock().unwrap_or_else(|p| p.into_inner());
                 files
                     .iter()
-                    .try_for_each(|f| records::set_key(f, p.key, &p.secret))
+                    .try_for_each(|f| records::set_keys(f, &p.entries))
             };
             match edited {
                 Ok(()) => {

@@ -2178,7 +2178,7 @@ fn iscsi_node_secret_edits_the_record_and_never_logs_the_secret() {
     );
     let rec = d.audit_wait("the secret edit", |r| r["op"] == "iscsi.node_secret");
     assert_eq!(rec["outcome"], "ok", "{rec}");
-    assert_eq!(rec["value"], "node.session.auth.password");
+    assert_eq!(rec["value"], "node.session.auth.password=<secret>");
     assert_eq!(rec["path"], host_paths.join(" "));
     assert_eq!(
         rec["filter"],

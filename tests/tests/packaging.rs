@@ -732,6 +732,20 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
         }
     }
     for (j, portal) in PORTALS.iter().enumerate() {
+        for (i, iqn) in IQNS.iter().enumerate() {
+            let portal = PORTALS[i % PORTALS.len()];
+            v.push((
+                "iscsi.node_configure",
+                json!({"iqn": iqn, "portal": portal, "iface": IFACES[i % IFACES.len()],
+                   "settings": [["node.session.scan", "manual"], ["node.startup", "automatic"],
+                                ["node.session.auth.authmethod", "CHAP"],
+                                ["node.session.auth.username", "u-1"],
+                                ["node.session.auth.username_in", ""],
+                                ["node.session.timeo.replacement_timeout", "5"]],
+                   "password": "pw-1", "password_in": "pw-2"}),
+                "iscsi_node_secret",
+            ));
+        }
         for iface in IFACES {
             let pi = json!({"portal": portal, "iface": iface});
             v.push(("iscsi.discover", pi.clone(), "iscsiadm_discovery"));
@@ -953,18 +967,31 @@ fn every_typed_operation_passes_the_shipped_filters() {
                 let paths = record_paths(&p.record);
                 assert!(paths.len() >= 2, "{paths:?}");
                 for path in &paths {
-                    let d = set.decide_write(path, p.key);
-                    assert!(
-                        d.allowed,
-                        "{op}: key {} in {path} denied: {:?}",
-                        p.key, d.reason
-                    );
-                    assert_eq!(d.filter.as_ref().map(|f| f.name.as_str()), Some(*want));
-                    // The filters allow the key, never another key or a value.
+                    for e in &p.entries {
+                        let d = set.decide_write(path, &e.key);
+                        assert!(
+                            d.allowed,
+                            "{op}: key {} in {path} denied: {:?}",
+                            e.key, d.reason
+                        );
+                        // Passwords by the secret filters, settings by the settings one.
+                        let name = d.filter.as_ref().map(|f| f.name.as_str());
+                        if e.secret {
+                            assert_eq!(name, Some(*want), "{}", e.key);
+                        } else {
+                            assert_eq!(name, Some("iscsi_node_settings"), "{}", e.key);
+                        }
+                        // Keys are allowed, never a value or a key with a value.
+                        if e.secret || !e.value.expose().is_empty() {
+                            assert!(!set.decide_write(path, e.value.expose()).allowed);
+                        }
+                        let kv = format!("{} = {}", e.key, e.value.expose());
+                        assert!(!set.decide_write(path, &kv).allowed, "{kv}");
+                    }
                     for other in [
-                        "node.startup",
-                        "node.session.auth.username",
-                        p.secret.expose(),
+                        "node.name",
+                        "node.session.auth.chap_algs",
+                        "iface.iscsi_ifacename",
                     ] {
                         assert!(!set.decide_write(path, other).allowed, "{path} {other}");
                     }
@@ -1109,11 +1136,16 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
         ("/sys/block/dm-0/device/delete", "1"),
         ("/sys/bus/scsi/devices/0:0:0:1/delete", "1"),
         ("/sys/block/sda/device/../../sdb/device/delete", "1"),
-        // Secrets: only the password keys, only in records.
+        // Record edits: only the listed keys, only in records.
         ("/etc/iscsi/iscsid.conf", "node.session.auth.password"),
+        ("/etc/iscsi/iscsid.conf", "node.startup"),
         (
             "/etc/iscsi/nodes/iqn.2004-10.com.example:vol-1/10.0.0.1,3260,1/default",
-            "node.startup",
+            "node.name",
+        ),
+        (
+            "/etc/iscsi/nodes/iqn.2004-10.com.example:vol-1/10.0.0.1,3260,1/default",
+            "node.startup = automatic",
         ),
         (
             "/etc/iscsi/nodes/iqn.2004-10.com.example:vol-1/10.0.0.1,3260,1/default",

@@ -21,13 +21,49 @@ pub enum IscsiRecord {
     },
 }
 
-/// Set `key` to a secret in an open-iscsi record.
+/// One `key = value` line moord writes into an open-iscsi record.
+#[derive(Debug)]
+pub struct RecordEntry {
+    /// Full record key, e.g. `node.session.auth.password`.
+    pub key: String,
+    pub value: SecretText,
+    /// A CHAP password: never shown (audit, logs, errors).
+    pub secret: bool,
+}
+
+/// Set keys in an open-iscsi record, all in one atomic rewrite.
 #[derive(Debug)]
 pub struct IscsiSecretPlan {
     pub record: IscsiRecord,
-    /// Full record key, e.g. `node.session.auth.password`.
-    pub key: &'static str,
-    pub secret: SecretText,
+    pub entries: Vec<RecordEntry>,
+}
+
+impl IscsiSecretPlan {
+    /// The entries as audited: `key=value`, secrets as `key=<secret>`.
+    pub fn shown(&self) -> String {
+        self.entries
+            .iter()
+            .map(|e| {
+                if e.secret {
+                    format!("{}=<secret>", e.key)
+                } else {
+                    format!("{}={}", e.key, e.value.expose())
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn one_secret(record: IscsiRecord, key: &str, secret: SecretText) -> Plan {
+        Plan::IscsiSecret(IscsiSecretPlan {
+            record,
+            entries: vec![RecordEntry {
+                key: key.into(),
+                value: secret,
+                secret: true,
+            }],
+        })
+    }
 }
 
 /// Node record keys a caller may set with [`IscsiNodeUpdate`].
@@ -258,18 +294,18 @@ impl IscsiNodeSecret {
     pub fn plan(self) -> Result<Plan, OpError> {
         ip_portal(Self::NAME, &self.portal)?;
         check_secret(Self::NAME, &self.secret)?;
-        Ok(Plan::IscsiSecret(IscsiSecretPlan {
-            record: IscsiRecord::Node {
+        Ok(IscsiSecretPlan::one_secret(
+            IscsiRecord::Node {
                 iqn: self.iqn,
                 portal: self.portal,
                 iface: self.iface,
             },
-            key: match self.key {
+            match self.key {
                 ChapSecret::Password => "node.session.auth.password",
                 ChapSecret::PasswordIn => "node.session.auth.password_in",
             },
-            secret: self.secret,
-        }))
+            self.secret,
+        ))
     }
 }
 
@@ -400,16 +436,16 @@ impl IscsiDiscoverySecret {
     pub fn plan(self) -> Result<Plan, OpError> {
         ip_portal(Self::NAME, &self.portal)?;
         check_secret(Self::NAME, &self.secret)?;
-        Ok(Plan::IscsiSecret(IscsiSecretPlan {
-            record: IscsiRecord::Discovery {
+        Ok(IscsiSecretPlan::one_secret(
+            IscsiRecord::Discovery {
                 portal: self.portal,
             },
-            key: match self.key {
+            match self.key {
                 ChapSecret::Password => "discovery.sendtargets.auth.password",
                 ChapSecret::PasswordIn => "discovery.sendtargets.auth.password_in",
             },
-            secret: self.secret,
-        }))
+            self.secret,
+        ))
     }
 }
 
@@ -451,5 +487,75 @@ impl IscsiIfaceShow {
                 .map(String::from)
                 .to_vec(),
         ))
+    }
+}
+
+/// Configure a node record in one step: any of the [`NODE_KEYS`] settings plus the
+/// CHAP passwords, written by moord into the record of (IQN, PORTAL, IFACE) in one
+/// atomic rewrite (instead of one iscsiadm run per key; passwords never in argv).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IscsiNodeConfigure {
+    pub iqn: Iqn,
+    pub portal: Portal,
+    pub iface: IfaceName,
+    /// `[key, value]` pairs, keys from [`NODE_KEYS`], in the order to write them.
+    #[serde(default)]
+    pub settings: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_in: Option<SecretText>,
+}
+
+impl TypedOp for IscsiNodeConfigure {
+    const NAME: &'static str = "iscsi.node_configure";
+}
+
+impl IscsiNodeConfigure {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        ip_portal(Self::NAME, &self.portal)?;
+        let mut entries = Vec::new();
+        for (key, value) in self.settings {
+            if !NODE_KEYS.contains(&key.as_str()) {
+                return Err(bad(
+                    Self::NAME,
+                    format!("key {key:?} is not one of {}", NODE_KEYS.join(", ")),
+                ));
+            }
+            check_value(Self::NAME, &value)?;
+            if entries.iter().any(|e: &RecordEntry| e.key == key) {
+                return Err(bad(Self::NAME, format!("key {key:?} given twice")));
+            }
+            entries.push(RecordEntry {
+                key,
+                value: SecretText::new(value),
+                secret: false,
+            });
+        }
+        for (key, secret) in [
+            ("node.session.auth.password", self.password),
+            ("node.session.auth.password_in", self.password_in),
+        ] {
+            if let Some(secret) = secret {
+                check_secret(Self::NAME, &secret)?;
+                entries.push(RecordEntry {
+                    key: key.into(),
+                    value: secret,
+                    secret: true,
+                });
+            }
+        }
+        if entries.is_empty() {
+            return Err(bad(Self::NAME, "nothing to set"));
+        }
+        Ok(Plan::IscsiSecret(IscsiSecretPlan {
+            record: IscsiRecord::Node {
+                iqn: self.iqn,
+                portal: self.portal,
+                iface: self.iface,
+            },
+            entries,
+        }))
     }
 }

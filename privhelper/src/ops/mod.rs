@@ -371,6 +371,10 @@ pub const OPS: &[OpEntry] = &[
         plan: |a| typed(IscsiNodeDelete::NAME, a, IscsiNodeDelete::plan),
     },
     OpEntry {
+        name: IscsiNodeConfigure::NAME,
+        plan: |a| typed(IscsiNodeConfigure::NAME, a, IscsiNodeConfigure::plan),
+    },
+    OpEntry {
         name: IscsiIfaceShow::NAME,
         plan: |a| typed(IscsiIfaceShow::NAME, a, IscsiIfaceShow::plan),
     },

@@ -15,13 +15,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
-    BlockFlush, ChapSecret, IscsiIfaceShow, IscsiLogin, IscsiLogout, IscsiNodeDelete, IscsiNodeNew,
-    IscsiNodeSecret, IscsiNodeShow, IscsiNodeUpdate, MultipathDelPath, MultipathFlush,
-    MultipathdPaths, ScsiDelete, ScsiRescan, ScsiScan, SecretText,
+    BlockFlush, IscsiIfaceShow, IscsiLogin, IscsiLogout, IscsiNodeConfigure, IscsiNodeDelete,
+    IscsiNodeNew, MultipathDelPath, MultipathFlush, MultipathdPaths, ScsiDelete, ScsiRescan,
+    ScsiScan, SecretText,
 };
 use serde::{Deserialize, Serialize};
 
-use super::props::{Chap, IscsiProps, IscsiTarget, PropsError};
+use super::props::{IscsiProps, IscsiTarget, PropsError};
 use super::sessions::{Session, sessions, sessions_for};
 use crate::attachments::{Attachment, Registry, device_ino, now_secs};
 use crate::exec::{ExecOutput, PrivError, Privileged, run, run_exec};
@@ -237,7 +237,9 @@ impl IscsiConnector<'_> {
         if iface.as_str() == "default" || self.privileged.dry_run() {
             return Ok(());
         }
-        let out = self.iscsiadm(
+        // Not retried: a missing iface is exit 6 too.
+        let out = run_exec(
+            self.privileged,
             &IscsiIfaceShow {
                 iface: iface.clone(),
             },
@@ -367,144 +369,122 @@ impl IscsiConnector<'_> {
         }
     }
 
-    fn node_update(
-        &self,
-        t: &IscsiTarget,
-        name: &str,
-        value: &str,
-        dl: Instant,
-    ) -> Result<(), IscsiError> {
-        let out = self.iscsiadm(
-            &IscsiNodeUpdate {
-                iqn: t.iqn.clone(),
-                portal: t.portal.clone(),
-                name: name.into(),
-                value: value.into(),
-            },
-            dl,
-        )?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(Self::target_err(
-                t,
-                format!(
-                    "setting {name} in the node record failed: {}",
-                    out.summary()
-                ),
-            ))
-        }
-    }
-
-    fn node_secret(
-        &self,
-        t: &IscsiTarget,
-        key: ChapSecret,
-        secret: &str,
-        dl: Instant,
-    ) -> Result<(), IscsiError> {
-        run(
-            self.privileged,
-            &IscsiNodeSecret {
-                iqn: t.iqn.clone(),
-                portal: t.portal.clone(),
-                iface: self.options.iface.clone(),
-                key,
-                secret: SecretText::new(secret),
-            },
-            dl,
-        )?;
-        Ok(())
-    }
-
-    fn set_chap(
-        &self,
-        t: &IscsiTarget,
-        chap: Option<&Chap>,
-        dl: Instant,
-    ) -> Result<(), IscsiError> {
-        let Some(chap) = chap else {
-            // A record left from an earlier CHAP attach must not keep its credentials.
-            return self.node_update(t, "node.session.auth.authmethod", "None", dl);
+    /// `node.startup = manual` in the record of `t` (written by moord: no
+    /// iscsiadm run), so a session moor is done with does not come back at boot.
+    fn startup_manual(&self, t: &IscsiTarget, dl: Instant) -> Result<(), IscsiError> {
+        let configure = IscsiNodeConfigure {
+            iqn: t.iqn.clone(),
+            portal: t.portal.clone(),
+            iface: self.options.iface.clone(),
+            settings: vec![
+                ("node.startup".into(), "manual".into()),
+                ("node.conn[0].startup".into(), "manual".into()),
+            ],
+            password: None,
+            password_in: None,
         };
-        self.node_update(t, "node.session.auth.authmethod", "CHAP", dl)?;
-        self.node_update(t, "node.session.auth.username", &chap.username, dl)?;
-        self.node_secret(t, ChapSecret::Password, chap.password.expose(), dl)?;
-        match &chap.mutual {
-            Some((user_in, pass_in)) => {
-                self.node_update(t, "node.session.auth.username_in", user_in, dl)?;
-                self.node_secret(t, ChapSecret::PasswordIn, pass_in.expose(), dl)?;
-            }
-            // One-way CHAP: forget target credentials an earlier mutual attach left.
-            None => self.node_update(t, "node.session.auth.username_in", "", dl)?,
+        match run(self.privileged, &configure, dl) {
+            // No record under this iface: nothing to restore at boot.
+            Err(PrivError::Refused { code, .. }) if code == "not_found" => Ok(()),
+            r => r.map_err(|e| {
+                Self::target_err(t, format!("setting node.startup = manual failed: {e}"))
+            }),
         }
-        Ok(())
     }
 
-    /// Make sure a node record exists for `t` with manual scanning and the volume's
-    /// CHAP settings. Returns whether this call created the record.
+    /// The node record settings of an attach: manual scan, bounded logins, the
+    /// volume's CHAP, restored at boot. Written by moord in one step.
+    fn node_configuration(&self, props: &IscsiProps, t: &IscsiTarget) -> IscsiNodeConfigure {
+        let mut settings: Vec<(String, String)> = vec![
+            // moor never lets a session scan every LUN (open-iscsi ≥ 2.0.875).
+            ("node.session.scan".into(), "manual".into()),
+            // Bound one login attempt (iscsid's default retries 8 × 15 s): an
+            // unreachable portal must fail in time for the next one to be tried.
+            (
+                "node.conn[0].timeo.login_timeout".into(),
+                LOGIN_TIMEOUT_SECS.into(),
+            ),
+            (
+                "node.session.initial_login_retry_max".into(),
+                LOGIN_RETRIES.into(),
+            ),
+            // Restore the session at boot, as os-brick does (detach sets it back;
+            // a failed login deletes the record or sets it back).
+            ("node.startup".into(), "automatic".into()),
+            ("node.conn[0].startup".into(), "automatic".into()),
+        ];
+        if self.options.multipath {
+            // Hand a dead path to dm-multipath after 5 s instead of holding I/O for
+            // iscsid's default 120 s: the map queues and fails over.
+            settings.push(("node.session.timeo.replacement_timeout".into(), "5".into()));
+        }
+        let (mut password, mut password_in) = (None, None);
+        match &props.auth {
+            // A record left from an earlier CHAP attach must not keep its credentials.
+            None => settings.push(("node.session.auth.authmethod".into(), "None".into())),
+            Some(chap) => {
+                settings.push(("node.session.auth.authmethod".into(), "CHAP".into()));
+                settings.push(("node.session.auth.username".into(), chap.username.clone()));
+                password = Some(SecretText::new(chap.password.expose()));
+                match &chap.mutual {
+                    Some((user_in, pass_in)) => {
+                        settings.push(("node.session.auth.username_in".into(), user_in.clone()));
+                        password_in = Some(SecretText::new(pass_in.expose()));
+                    }
+                    // One-way CHAP: forget target credentials an earlier mutual
+                    // attach left.
+                    None => settings.push(("node.session.auth.username_in".into(), String::new())),
+                }
+            }
+        }
+        IscsiNodeConfigure {
+            iqn: t.iqn.clone(),
+            portal: t.portal.clone(),
+            iface: self.options.iface.clone(),
+            settings,
+            password,
+            password_in,
+        }
+    }
+
+    /// Make sure a node record exists for `t` with the attach's settings. moord
+    /// writes them into an existing record directly (answering `not_found` when
+    /// there is none); only a missing record costs an iscsiadm run to create it.
+    /// Returns whether this call created the record.
     fn ensure_node(
         &self,
         props: &IscsiProps,
         t: &IscsiTarget,
         dl: Instant,
     ) -> Result<bool, IscsiError> {
-        let show = self.iscsiadm(
-            &IscsiNodeShow {
+        let configure = self.node_configuration(props, t);
+        match run(self.privileged, &configure, dl) {
+            Ok(()) => return Ok(false),
+            Err(PrivError::Refused { code, .. }) if code == "not_found" => {}
+            Err(e) => return Err(e.into()),
+        }
+        let new = self.iscsiadm(
+            &IscsiNodeNew {
                 iqn: t.iqn.clone(),
                 portal: t.portal.clone(),
+                iface: self.options.iface.clone(),
             },
             dl,
         )?;
-        let created = !show.success();
-        if created {
-            let new = self.iscsiadm(
-                &IscsiNodeNew {
-                    iqn: t.iqn.clone(),
-                    portal: t.portal.clone(),
-                    iface: self.options.iface.clone(),
-                },
-                dl,
-            )?;
-            if !new.success() {
-                return Err(Self::target_err(
-                    t,
-                    format!("creating the node record failed: {}", new.summary()),
-                ));
-            }
+        if !new.success() {
+            return Err(Self::target_err(
+                t,
+                format!("creating the node record failed: {}", new.summary()),
+            ));
         }
-        let configured = self
-            .node_update(t, "node.session.scan", "manual", dl)
-            .map_err(|e| {
-                Self::target_err(
-                    t,
-                    format!(
-                        "{e} (open-iscsi must support node.session.scan=manual; moor never lets a session scan every LUN)"
-                    ),
-                )
-            })
-            .and_then(|()| {
-                // Bound one login attempt (iscsid's default retries 8 × 15 s): an
-                // unreachable portal must fail in time for the next one to be tried.
-                self.node_update(t, "node.conn[0].timeo.login_timeout", LOGIN_TIMEOUT_SECS, dl)?;
-                self.node_update(t, "node.session.initial_login_retry_max", LOGIN_RETRIES, dl)?;
-                if self.options.multipath {
-                    // Hand a dead path to dm-multipath after 5 s instead of holding
-                    // I/O for iscsid's default 120 s: the map queues and fails over.
-                    self.node_update(t, "node.session.timeo.replacement_timeout", "5", dl)?;
-                }
-                Ok(())
-            })
-            .and_then(|()| self.set_chap(t, props.auth.as_ref(), dl));
-        match configured {
-            Ok(()) => Ok(created),
-            Err(e) => {
-                if created {
-                    self.forget_node(t);
-                }
-                Err(e)
-            }
+        if let Err(e) = run(self.privileged, &configure, dl) {
+            self.forget_node(t);
+            return Err(Self::target_err(
+                t,
+                format!("configuring the node record failed: {e}"),
+            ));
         }
+        Ok(true)
     }
 
     /// Undo a login this attach made (best effort, with its own short deadline so
@@ -542,7 +522,7 @@ impl IscsiConnector<'_> {
         }
         if created_record {
             self.forget_node(t);
-        } else if let Err(e) = self.node_update(t, "node.startup", "manual", dl) {
+        } else if let Err(e) = self.startup_manual(t, dl) {
             tracing::warn!(target = %target_name(t), "{e}");
         }
     }
@@ -603,10 +583,6 @@ impl IscsiConnector<'_> {
             return Err(IscsiError::DryRun(
                 "then: find the new session in sysfs, scan the LUN on it, wait for the disk".into(),
             ));
-        }
-        // Restore the session at boot, as os-brick does (detach sets it back).
-        if let Err(e) = self.node_update(t, "node.startup", "automatic", dl) {
-            tracing::warn!(target = %target_name(t), "{e}");
         }
         match self.live_session(t)? {
             Some(s) => Ok((s, created)),
@@ -1158,7 +1134,7 @@ impl IscsiConnector<'_> {
                 continue;
             }
             if !sessions.is_empty() {
-                if let Err(e) = self.node_update(t, "node.startup", "manual", dl) {
+                if let Err(e) = self.startup_manual(t, dl) {
                     tracing::warn!(target = %name, "{e}");
                 }
                 let lo = self.iscsiadm(

@@ -103,56 +103,106 @@ fn op_names(s: &Scripted) -> Vec<String> {
     s.calls().into_iter().map(|(op, _)| op).collect()
 }
 
-/// `p` expecting ensure_node's common steps: the record lookup (answered "no such
-/// record" when `create`, which makes ensure_node create it), then manual scanning
-/// and the login bounds. The CHAP settings follow.
-fn expect_node_setup(p: Scripted, create: bool) -> Scripted {
-    let p = if create {
-        p.expect("iscsi.node_show", |_| exit(21))
-            .expect("iscsi.node_new", |_| exit(0))
-    } else {
-        p.expect("iscsi.node_show", |_| exit(0))
-    };
-    p.expect("iscsi.node_update", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
+/// moord's answer to `iscsi.node_configure` when there is no record to write.
+fn not_found() -> Result<Value, PrivError> {
+    Err(PrivError::Refused {
+        op: "iscsi.node_configure",
+        code: "not_found".into(),
+        message: "no node record for the target".into(),
+    })
 }
 
-/// The calls of [`expect_node_setup`], for `iqn`@`portal`.
-fn node_setup_calls(iqn: &str, portal: &str, create: bool) -> Vec<(String, Value)> {
-    let mut calls = vec![call("iscsi.node_show", node(iqn, portal))];
+/// The CHAP settings of a test volume (`user1`/[`SECRET`], mutual
+/// `tgtuser`/[`SECRET_IN`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    None,
+    Chap,
+    Mutual,
+}
+
+/// The `iscsi.node_configure` arguments of an attach to `iqn`@`portal`: manual
+/// scanning, the login bounds, restored at boot, [the multipath replacement
+/// timeout], then the CHAP settings; the passwords only in their own fields.
+fn configure_args(iqn: &str, portal: &str, multipath: bool, auth: Auth) -> Value {
+    let mut settings = vec![
+        ["node.session.scan", "manual"],
+        ["node.conn[0].timeo.login_timeout", "10"],
+        ["node.session.initial_login_retry_max", "2"],
+        ["node.startup", "automatic"],
+        ["node.conn[0].startup", "automatic"],
+    ];
+    if multipath {
+        settings.push(["node.session.timeo.replacement_timeout", "5"]);
+    }
+    match auth {
+        Auth::None => settings.push(["node.session.auth.authmethod", "None"]),
+        Auth::Chap | Auth::Mutual => settings.extend([
+            ["node.session.auth.authmethod", "CHAP"],
+            ["node.session.auth.username", "user1"],
+            // One-way CHAP: target credentials of an earlier mutual attach are cleared.
+            [
+                "node.session.auth.username_in",
+                if auth == Auth::Mutual { "tgtuser" } else { "" },
+            ],
+        ]),
+    }
+    let mut args = json!({"iqn": iqn, "portal": portal, "iface": "default", "settings": settings});
+    if auth != Auth::None {
+        args["password"] = json!(SECRET);
+    }
+    if auth == Auth::Mutual {
+        args["password_in"] = json!(SECRET_IN);
+    }
+    args
+}
+
+/// `p` expecting ensure_node: one `iscsi.node_configure` of an existing record,
+/// or (`create`) one answered `not_found`, the record created, and configured.
+fn expect_node_setup(p: Scripted, create: bool) -> Scripted {
+    if create {
+        p.expect("iscsi.node_configure", |_| not_found())
+            .expect("iscsi.node_new", |_| exit(0))
+            .expect("iscsi.node_configure", |_| done())
+    } else {
+        p.expect("iscsi.node_configure", |_| done())
+    }
+}
+
+/// The calls of [`expect_node_setup`] writing `configure` (see [`configure_args`]).
+fn setup_calls(configure: Value, create: bool) -> Vec<(String, Value)> {
+    let mut calls = vec![call("iscsi.node_configure", configure.clone())];
     if create {
         calls.push(call(
             "iscsi.node_new",
-            json!({"iqn": iqn, "portal": portal, "iface": "default"}),
+            json!({"iqn": configure["iqn"], "portal": configure["portal"], "iface": "default"}),
         ));
+        calls.push(call("iscsi.node_configure", configure));
     }
-    calls.extend([
-        call(
-            "iscsi.node_update",
-            update(iqn, portal, "node.session.scan", "manual"),
-        ),
-        call(
-            "iscsi.node_update",
-            update(iqn, portal, "node.conn[0].timeo.login_timeout", "10"),
-        ),
-        call(
-            "iscsi.node_update",
-            update(iqn, portal, "node.session.initial_login_retry_max", "2"),
-        ),
-    ]);
     calls
+}
+
+/// The calls of [`expect_node_setup`] for a single-path attach without CHAP.
+fn node_setup_calls(iqn: &str, portal: &str, create: bool) -> Vec<(String, Value)> {
+    setup_calls(configure_args(iqn, portal, false, Auth::None), create)
 }
 
 /// The calls of [`expect_node_setup`] for a multipath attach: one more bound, a
 /// dead path handed to dm-multipath after 5 s.
 fn mp_node_setup_calls(iqn: &str, portal: &str, create: bool) -> Vec<(String, Value)> {
-    let mut calls = node_setup_calls(iqn, portal, create);
-    calls.push(call(
-        "iscsi.node_update",
-        update(iqn, portal, "node.session.timeo.replacement_timeout", "5"),
-    ));
-    calls
+    setup_calls(configure_args(iqn, portal, true, Auth::None), create)
+}
+
+/// `node.startup` (and the connection's) back to manual in the record of
+/// `iqn`@`portal`, written by moord: no passwords, nothing else.
+fn startup_manual_call(iqn: &str, portal: &str) -> (String, Value) {
+    call(
+        "iscsi.node_configure",
+        json!({"iqn": iqn, "portal": portal, "iface": "default", "settings": [
+            ["node.startup", "manual"],
+            ["node.conn[0].startup", "manual"],
+        ]}),
+    )
 }
 
 /// The calls of undoing a login to `iqn`@`portal` whose session has no disk: log
@@ -164,10 +214,7 @@ fn undo_calls(iqn: &str, portal: &str, created: bool) -> Vec<(String, Value)> {
         if created {
             call("iscsi.node_delete", node(iqn, portal))
         } else {
-            call(
-                "iscsi.node_update",
-                update(iqn, portal, "node.startup", "manual"),
-            )
+            startup_manual_call(iqn, portal)
         },
     ]
 }
@@ -211,20 +258,15 @@ fn connect_single_path_logs_in_and_scans_exactly_the_lun() {
     let (t1, t2) = (env.tree.clone(), env.tree.clone());
     let h = hctl("5:0:3:1");
     let p = Scripted::new()
-        .expect("iscsi.node_show", |_| {
-            exit_err(21, "iscsiadm: No records found\n")
-        })
+        // No record yet: moord has nothing to write into.
+        .expect("iscsi.node_configure", |_| not_found())
         .expect("iscsi.node_new", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.login", move |_| {
             // The kernel: host5, session 1, target id 3, no target scanned (manual).
             t1.add_session(1, 5, IQN, ADDR, 3260, 3);
             exit(0)
         })
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("scsi.scan", move |_| {
             t2.add_scsi_device(1, h);
             done()
@@ -242,35 +284,29 @@ fn connect_single_path_logs_in_and_scans_exactly_the_lun() {
             devices: vec!["sdc 5:0:3:1".into()],
         }
     );
+    // Every setting in one step, in this order; no passwords without CHAP.
+    let configure = json!({
+        "iqn": IQN, "portal": PORTAL, "iface": "default",
+        "settings": [
+            ["node.session.scan", "manual"],
+            ["node.conn[0].timeo.login_timeout", "10"],
+            ["node.session.initial_login_retry_max", "2"],
+            ["node.startup", "automatic"],
+            ["node.conn[0].startup", "automatic"],
+            ["node.session.auth.authmethod", "None"],
+        ],
+    });
+    assert_eq!(configure, configure_args(IQN, PORTAL, false, Auth::None));
     assert_eq!(
         p.calls(),
         [
-            call("iscsi.node_show", node(IQN, PORTAL)),
+            call("iscsi.node_configure", configure.clone()),
             call(
                 "iscsi.node_new",
                 json!({"iqn": IQN, "portal": PORTAL, "iface": "default"})
             ),
-            call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.session.scan", "manual")
-            ),
-            call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.conn[0].timeo.login_timeout", "10")
-            ),
-            call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.session.initial_login_retry_max", "2")
-            ),
-            call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.session.auth.authmethod", "None")
-            ),
+            call("iscsi.node_configure", configure),
             call("iscsi.login", node(IQN, PORTAL)),
-            call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.startup", "automatic")
-            ),
             call(
                 "scsi.scan",
                 json!({"host": 5, "channel": 0, "target": 3, "lun": 1})
@@ -282,28 +318,125 @@ fn connect_single_path_logs_in_and_scans_exactly_the_lun() {
     assert_eq!(events.remaining(), 1);
 }
 
-/// Scenario 2: CHAP and mutual CHAP; passwords only ever in `secret`.
+/// An existing node record is configured in one step: no lookup, no node_new,
+/// nothing written after the login.
 #[test]
-fn connect_chap_secrets_only_in_node_secret() {
+fn connect_existing_record_is_configured_once() {
+    let env = setup();
+    let (t1, t2) = (env.tree.clone(), env.tree.clone());
+    let h = hctl("5:0:0:1");
+    let p = Scripted::new()
+        .expect("iscsi.node_configure", |_| done())
+        .expect("iscsi.login", move |_| {
+            t1.add_session(1, 5, IQN, ADDR, 3260, 0);
+            exit(0)
+        })
+        .expect("scsi.scan", move |_| {
+            t2.add_scsi_device(1, h);
+            done()
+        });
+    let events = disk_events(&env.tree, h, "sdb", "8:16");
+    let dev = connector(&env, &p, &events, LONG)
+        .connect(&single(json!(1)))
+        .unwrap();
+    assert_eq!(dev.path, "/dev/sdb");
+    assert!(p.unused().is_empty(), "{:?}", p.unused());
+    let mut want = node_setup_calls(IQN, PORTAL, false);
+    want.extend([
+        call("iscsi.login", node(IQN, PORTAL)),
+        call(
+            "scsi.scan",
+            json!({"host": 5, "channel": 0, "target": 0, "lun": 1}),
+        ),
+    ]);
+    assert_eq!(p.calls(), want);
+    assert_eq!(
+        op_names(&p)
+            .iter()
+            .filter(|o| *o == "iscsi.node_configure")
+            .count(),
+        1
+    );
+    assert!(!op_names(&p).contains(&"iscsi.node_new".to_string()));
+}
+
+/// The record this attach created cannot be configured: it is deleted again (a
+/// record without manual scanning and the login bounds must not stay), the error
+/// names the target, and no login is tried.
+#[test]
+fn connect_failed_configure_of_a_new_record_deletes_it() {
+    let env = setup();
+    let before = env.tree.snapshot();
+    let p = Scripted::new()
+        .expect("iscsi.node_configure", |_| not_found())
+        .expect("iscsi.node_new", |_| exit(0))
+        .expect("iscsi.node_configure", |_| {
+            Err(PrivError::Refused {
+                op: "iscsi.node_configure",
+                code: "io".into(),
+                message: "rename failed".into(),
+            })
+        })
+        .expect("iscsi.node_delete", |_| exit(0));
+    let events = ScriptedEvents::new();
+    let err = connector(&env, &p, &events, LONG)
+        .connect(&single(json!(1)))
+        .unwrap_err();
+    let IscsiError::Target { target, message } = &err else {
+        panic!("expected a target error, got {err:?}");
+    };
+    assert_eq!(target, &format!("{IQN}@{PORTAL}"));
+    assert!(
+        message.contains("configuring the node record failed"),
+        "{err}"
+    );
+    assert!(message.contains("rename failed"), "{err}");
+    assert!(p.unused().is_empty(), "{:?}", p.unused());
+    let mut want = node_setup_calls(IQN, PORTAL, true);
+    want.push(call("iscsi.node_delete", node(IQN, PORTAL)));
+    assert_eq!(p.calls(), want);
+    assert_eq!(events.watches_opened(), 0);
+    assert_eq!(env.tree.snapshot(), before);
+}
+
+/// moord refuses to configure an existing record (any answer but `not_found`):
+/// the error is returned at once; no record is created, deleted or logged in to.
+#[test]
+fn connect_refused_configure_creates_nothing() {
+    let env = setup();
+    let p = Scripted::new().expect("iscsi.node_configure", |_| {
+        Err(PrivError::Refused {
+            op: "iscsi.node_configure",
+            code: "denied".into(),
+            message: "no filter allows node.session.scan".into(),
+        })
+    });
+    let events = ScriptedEvents::new();
+    let err = connector(&env, &p, &events, LONG)
+        .connect(&single(json!(1)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, IscsiError::Privileged(PrivError::Refused { code, .. }) if code == "denied"),
+        "{err:?}"
+    );
+    assert!(p.unused().is_empty(), "{:?}", p.unused());
+    assert_eq!(p.calls(), node_setup_calls(IQN, PORTAL, false));
+}
+
+/// Scenario 2: CHAP and mutual CHAP; passwords only ever in node_configure's
+/// `password` / `password_in` fields.
+#[test]
+fn connect_chap_secrets_only_in_node_configure_password_fields() {
     for mutual in [false, true] {
         let env = setup();
         let (t1, t2) = (env.tree.clone(), env.tree.clone());
         let h = hctl("5:0:0:1");
         // An existing record: no node_new.
-        let mut p = expect_node_setup(Scripted::new(), false)
-            .expect("iscsi.node_update", |_| exit(0))
-            .expect("iscsi.node_update", |_| exit(0))
-            .expect("iscsi.node_secret", |_| done())
-            .expect("iscsi.node_update", |_| exit(0));
-        if mutual {
-            p = p.expect("iscsi.node_secret", |_| done());
-        }
-        let p = p
+        let p = expect_node_setup(Scripted::new(), false)
             .expect("iscsi.login", move |_| {
                 t1.add_session(1, 5, IQN, ADDR, 3260, 0);
                 exit(0)
             })
-            .expect("iscsi.node_update", |_| exit(0))
             .expect("scsi.scan", move |_| {
                 t2.add_scsi_device(1, h);
                 done()
@@ -322,55 +455,32 @@ fn connect_chap_secrets_only_in_node_secret() {
         assert!(p.unused().is_empty(), "{:?}", p.unused());
 
         let calls = p.calls();
-        let mut want = node_setup_calls(IQN, PORTAL, false);
-        want.extend([
-            call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.session.auth.authmethod", "CHAP"),
-            ),
-            call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.session.auth.username", "user1"),
-            ),
-            call(
-                "iscsi.node_secret",
-                json!({"iqn": IQN, "portal": PORTAL, "iface": "default",
-                       "key": "password", "secret": SECRET}),
-            ),
-        ]);
-        if mutual {
-            want.push(call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.session.auth.username_in", "tgtuser"),
-            ));
-            want.push(call(
-                "iscsi.node_secret",
-                json!({"iqn": IQN, "portal": PORTAL, "iface": "default",
-                       "key": "password_in", "secret": SECRET_IN}),
-            ));
-        } else {
-            // One-way CHAP: target credentials of an earlier mutual attach are cleared.
-            want.push(call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.session.auth.username_in", ""),
-            ));
-        }
+        let auth = if mutual { Auth::Mutual } else { Auth::Chap };
+        let mut want = setup_calls(configure_args(IQN, PORTAL, false, auth), false);
         want.extend([
             call("iscsi.login", node(IQN, PORTAL)),
-            call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.startup", "automatic"),
-            ),
             call(
                 "scsi.scan",
                 json!({"host": 5, "channel": 0, "target": 0, "lun": 1}),
             ),
         ]);
         assert_eq!(calls, want, "mutual={mutual}");
-        // No password in any other operation's arguments.
+        // The passwords travel in their own fields of node_configure…
+        let configure = &calls[0].1;
+        assert_eq!(configure["password"], json!(SECRET), "mutual={mutual}");
+        if mutual {
+            assert_eq!(configure["password_in"], json!(SECRET_IN));
+        } else {
+            assert!(configure.get("password_in").is_none(), "{configure}");
+        }
+        // … and nowhere else: not in its settings, not in any other operation.
         for (op, args) in &calls {
-            if op == "iscsi.node_secret" {
-                continue;
+            let mut args = args.clone();
+            if op == "iscsi.node_configure"
+                && let Some(fields) = args.as_object_mut()
+            {
+                fields.remove("password");
+                fields.remove("password_in");
             }
             let text = args.to_string();
             assert!(
@@ -378,11 +488,15 @@ fn connect_chap_secrets_only_in_node_secret() {
                 "{op} {text}"
             );
         }
-        let secrets = calls
-            .iter()
-            .filter(|(op, _)| op == "iscsi.node_secret")
-            .count();
-        assert_eq!(secrets, if mutual { 2 } else { 1 });
+        let names = op_names(&p);
+        assert!(
+            !names.contains(&"iscsi.node_secret".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"iscsi.node_update".to_string()),
+            "{names:?}"
+        );
     }
 }
 
@@ -391,10 +505,6 @@ fn connect_chap_secrets_only_in_node_secret() {
 fn connect_auth_failure_deletes_the_record_it_created() {
     let env = setup();
     let p = expect_node_setup(Scripted::new(), true)
-        .expect("iscsi.node_update", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
-        .expect("iscsi.node_secret", |_| done())
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", |_| {
             exit_err(24, "iscsiadm: Login failed due to authorization failure\n")
         })
@@ -420,27 +530,8 @@ fn connect_auth_failure_deletes_the_record_it_created() {
         "{err}"
     );
     assert!(!err.to_string().contains(SECRET), "{err}");
-    let mut want = node_setup_calls(IQN, PORTAL, true);
-    want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "CHAP"),
-        ),
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.username", "user1"),
-        ),
-        call(
-            "iscsi.node_secret",
-            json!({"iqn": IQN, "portal": PORTAL, "iface": "default",
-                   "key": "password", "secret": SECRET}),
-        ),
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.username_in", ""),
-        ),
-        call("iscsi.login", node(IQN, PORTAL)),
-    ]);
+    let mut want = setup_calls(configure_args(IQN, PORTAL, false, Auth::Chap), true);
+    want.push(call("iscsi.login", node(IQN, PORTAL)));
     want.extend(undo_calls(IQN, PORTAL, true));
     assert_eq!(p.calls(), want);
     assert!(p.unused().is_empty(), "{:?}", p.unused());
@@ -452,12 +543,11 @@ fn connect_auth_failure_deletes_the_record_it_created() {
 fn connect_login_failure_keeps_a_record_it_did_not_create() {
     let env = setup();
     let p = expect_node_setup(Scripted::new(), false)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", |_| exit_err(8, "iscsiadm: timed out\n"))
         // Undo: log out (cancels a login iscsid may still retry); the record stays
         // but no longer logs in at boot.
         .expect("iscsi.logout", |_| exit(21))
-        .expect("iscsi.node_update", |_| exit(0));
+        .expect("iscsi.node_configure", |_| done());
     let events = ScriptedEvents::new();
     let err = connector(&env, &p, &events, LONG)
         .connect(&single(json!(1)))
@@ -468,13 +558,7 @@ fn connect_login_failure_keeps_a_record_it_did_not_create() {
     );
     assert!(p.unused().is_empty(), "{:?}", p.unused());
     let mut want = node_setup_calls(IQN, PORTAL, false);
-    want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "None"),
-        ),
-        call("iscsi.login", node(IQN, PORTAL)),
-    ]);
+    want.extend([call("iscsi.login", node(IQN, PORTAL))]);
     want.extend(undo_calls(IQN, PORTAL, false));
     assert_eq!(p.calls(), want);
     assert!(!op_names(&p).contains(&"iscsi.node_delete".to_string()));
@@ -624,12 +708,10 @@ fn connect_lun_not_presented_logs_out_the_session_it_created() {
     let env = setup();
     let (t1, t2) = (env.tree.clone(), env.tree.clone());
     let p = expect_node_setup(Scripted::new(), true)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", move |_| {
             t1.add_session(1, 5, IQN, ADDR, 3260, 0);
             exit(0)
         })
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("scsi.scan", |_| done())
         // Undo: log out, delete the record this attach created.
         .expect("iscsi.logout", move |_| {
@@ -645,15 +727,7 @@ fn connect_lun_not_presented_logs_out_the_session_it_created() {
     assert!(p.unused().is_empty(), "not undone: {:?}", p.unused());
     let mut want = node_setup_calls(IQN, PORTAL, true);
     want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "None"),
-        ),
         call("iscsi.login", node(IQN, PORTAL)),
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.startup", "automatic"),
-        ),
         call(
             "scsi.scan",
             json!({"host": 5, "channel": 0, "target": 0, "lun": 1}),
@@ -670,11 +744,9 @@ fn connect_lun_not_presented_logs_out_the_session_it_created() {
 fn connect_login_without_session_is_undone() {
     let env = setup();
     let p = expect_node_setup(Scripted::new(), false)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.logout", |_| exit(21))
-        .expect("iscsi.node_update", |_| exit(0));
+        .expect("iscsi.node_configure", |_| done());
     let events = ScriptedEvents::new();
     let err = connector(&env, &p, &events, LONG)
         .connect(&single(json!(1)))
@@ -683,17 +755,7 @@ fn connect_login_without_session_is_undone() {
     assert!(err.to_string().contains("no session is in sysfs"), "{err}");
     assert!(p.unused().is_empty(), "{:?}", p.unused());
     let mut want = node_setup_calls(IQN, PORTAL, false);
-    want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "None"),
-        ),
-        call("iscsi.login", node(IQN, PORTAL)),
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.startup", "automatic"),
-        ),
-    ]);
+    want.extend([call("iscsi.login", node(IQN, PORTAL))]);
     want.extend(undo_calls(IQN, PORTAL, false));
     assert_eq!(p.calls(), want);
     assert_eq!(events.watches_opened(), 0);
@@ -707,12 +769,10 @@ fn connect_disk_wait_timeout_logs_out_the_session_it_created() {
     let (t1, t2, t3) = (env.tree.clone(), env.tree.clone(), env.tree.clone());
     let h = hctl("5:0:0:1");
     let p = expect_node_setup(Scripted::new(), true)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", move |_| {
             t1.add_session(1, 5, IQN, ADDR, 3260, 0);
             exit(0)
         })
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("scsi.scan", move |_| {
             t2.add_scsi_device(1, h);
             done()
@@ -731,15 +791,7 @@ fn connect_disk_wait_timeout_logs_out_the_session_it_created() {
     assert!(p.unused().is_empty(), "not undone: {:?}", p.unused());
     let mut want = node_setup_calls(IQN, PORTAL, true);
     want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "None"),
-        ),
         call("iscsi.login", node(IQN, PORTAL)),
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.startup", "automatic"),
-        ),
         call(
             "scsi.scan",
             json!({"host": 5, "channel": 0, "target": 0, "lun": 1}),
@@ -760,13 +812,11 @@ fn connect_failure_after_login_keeps_a_session_with_disks() {
     let env = setup();
     let t1 = env.tree.clone();
     let p = expect_node_setup(Scripted::new(), false)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", move |_| {
             t1.add_session(1, 3, IQN, ADDR, 3260, 0);
             t1.add_lun(1, hctl("3:0:0:0"), "sda", "8:0", OTHER_RAW);
             exit_err(15, "iscsiadm: session exists\n")
         })
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("scsi.scan", |_| done());
     let events = ScriptedEvents::new();
     let err = connector(&env, &p, &events, Duration::from_millis(500))
@@ -776,15 +826,7 @@ fn connect_failure_after_login_keeps_a_session_with_disks() {
     assert!(p.unused().is_empty(), "{:?}", p.unused());
     let mut want = node_setup_calls(IQN, PORTAL, false);
     want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "None"),
-        ),
         call("iscsi.login", node(IQN, PORTAL)),
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.startup", "automatic"),
-        ),
         call(
             "scsi.scan",
             json!({"host": 3, "channel": 0, "target": 0, "lun": 9}),
@@ -801,7 +843,6 @@ fn connect_failure_after_login_keeps_a_session_with_disks() {
 fn connect_undo_continues_after_a_failed_logout() {
     let env = setup();
     let p = expect_node_setup(Scripted::new(), true)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", |_| exit_err(8, "iscsiadm: timed out\n"))
         .expect("iscsi.logout", |_| exit_err(1, "iscsiadm: logout failed\n"))
         .expect("iscsi.node_delete", |_| exit(0));
@@ -816,13 +857,7 @@ fn connect_undo_continues_after_a_failed_logout() {
     assert!(err.to_string().contains("timed out"), "{err}");
     assert!(p.unused().is_empty(), "{:?}", p.unused());
     let mut want = node_setup_calls(IQN, PORTAL, true);
-    want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "None"),
-        ),
-        call("iscsi.login", node(IQN, PORTAL)),
-    ]);
+    want.extend([call("iscsi.login", node(IQN, PORTAL))]);
     want.extend(undo_calls(IQN, PORTAL, true));
     assert_eq!(p.calls(), want);
 }
@@ -834,7 +869,6 @@ fn connect_tries_alternative_portals_in_order() {
     let (t1, t2) = (env.tree.clone(), env.tree.clone());
     let h = hctl("4:0:0:1");
     let p = expect_node_setup(Scripted::new(), true)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", |_| {
             exit_err(
                 8,
@@ -844,12 +878,10 @@ fn connect_tries_alternative_portals_in_order() {
         .expect("iscsi.logout", |_| exit(21))
         .expect("iscsi.node_delete", |_| exit(0));
     let p = expect_node_setup(p, false)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", move |_| {
             t1.add_session(2, 4, IQN2, ADDR2, 3260, 0);
             exit(0)
         })
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("scsi.scan", move |_| {
             t2.add_scsi_device(2, h);
             done()
@@ -866,26 +898,12 @@ fn connect_tries_alternative_portals_in_order() {
     assert_eq!(dev.path, "/dev/sdb");
     assert!(p.unused().is_empty(), "{:?}", p.unused());
     let mut want = node_setup_calls(IQN, PORTAL, true);
-    want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "None"),
-        ),
-        call("iscsi.login", node(IQN, PORTAL)),
-    ]);
+    want.extend([call("iscsi.login", node(IQN, PORTAL))]);
     // The failed path is undone before the next one is tried.
     want.extend(undo_calls(IQN, PORTAL, true));
     want.extend(node_setup_calls(IQN2, PORTAL2, false));
     want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN2, PORTAL2, "node.session.auth.authmethod", "None"),
-        ),
         call("iscsi.login", node(IQN2, PORTAL2)),
-        call(
-            "iscsi.node_update",
-            update(IQN2, PORTAL2, "node.startup", "automatic"),
-        ),
         call(
             "scsi.scan",
             json!({"host": 4, "channel": 0, "target": 0, "lun": 1}),
@@ -899,14 +917,12 @@ fn connect_tries_alternative_portals_in_order() {
 fn connect_all_paths_failed_lists_each() {
     let env = setup();
     let p = expect_node_setup(Scripted::new(), true)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", |_| {
             exit_err(8, "iscsiadm: portal one down\n")
         })
         .expect("iscsi.logout", |_| exit(21))
         .expect("iscsi.node_delete", |_| exit(0));
     let p = expect_node_setup(p, true)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", |_| exit_err(24, "iscsiadm: auth failed\n"))
         .expect("iscsi.logout", |_| exit(21))
         .expect("iscsi.node_delete", |_| exit(0));
@@ -935,13 +951,7 @@ fn connect_all_paths_failed_lists_each() {
     let mut want = Vec::new();
     for (iqn, portal) in [(IQN, PORTAL), (IQN2, PORTAL2)] {
         want.extend(node_setup_calls(iqn, portal, true));
-        want.extend([
-            call(
-                "iscsi.node_update",
-                update(iqn, portal, "node.session.auth.authmethod", "None"),
-            ),
-            call("iscsi.login", node(iqn, portal)),
-        ]);
+        want.extend([call("iscsi.login", node(iqn, portal))]);
         want.extend(undo_calls(iqn, portal, true));
     }
     assert_eq!(p.calls(), want);
@@ -967,12 +977,10 @@ fn connect_dry_run_stops_after_login_and_changes_nothing() {
     assert_eq!(
         ops,
         [
-            "iscsi.node_show",
+            // The dry run has no record until its plan created one.
+            "iscsi.node_configure",
             "iscsi.node_new",
-            "iscsi.node_update",
-            "iscsi.node_update",
-            "iscsi.node_update",
-            "iscsi.node_update",
+            "iscsi.node_configure",
             "iscsi.login",
         ]
     );
@@ -1004,7 +1012,7 @@ fn disconnect_removes_the_lun_then_logs_out() {
         .expect("scsi.rescan", |_| done())
         .expect("block.flush", |_| exit(0))
         .expect("scsi.delete", kernel_delete(env.tree.clone(), h))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             t2.remove_session(1);
             exit(0)
@@ -1023,10 +1031,7 @@ fn disconnect_removes_the_lun_then_logs_out() {
             call("scsi.rescan", by_wwid.clone()),
             call("block.flush", by_wwid.clone()),
             call("scsi.delete", by_wwid),
-            call(
-                "iscsi.node_update",
-                update(IQN, PORTAL, "node.startup", "manual")
-            ),
+            startup_manual_call(IQN, PORTAL),
             call("iscsi.logout", node(IQN, PORTAL)),
             call("iscsi.node_delete", node(IQN, PORTAL)),
         ]
@@ -1220,13 +1225,13 @@ fn disconnect_flush_failure_with_force_reports_data_loss() {
         .expect("block.flush", |_| exit(0))
         .expect("scsi.delete", kernel_delete(env.tree.clone(), h1))
         .expect("scsi.delete", kernel_delete(env.tree.clone(), h2))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             t3.remove_session(1);
             exit(0)
         })
         .expect("iscsi.node_delete", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             t4.remove_session(2);
             exit(0)
@@ -1305,7 +1310,7 @@ fn disconnect_removal_that_never_completes_names_what_is_left() {
         .expect("scsi.rescan", |_| done())
         .expect("block.flush", |_| exit(0))
         .expect("scsi.delete", kernel_delete(env.tree.clone(), h))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             t2.remove_session(1);
             exit(0)
@@ -1407,7 +1412,7 @@ fn disconnect_dry_run_plans_and_changes_nothing() {
             "scsi.rescan",
             "block.flush",
             "scsi.delete",
-            "iscsi.node_update",
+            "iscsi.node_configure",
             "iscsi.logout",
             "iscsi.node_delete",
         ]
@@ -1640,7 +1645,7 @@ fn disconnect_removes_the_attachment_record() {
         .expect("scsi.rescan", |_| done())
         .expect("block.flush", |_| exit(0))
         .expect("scsi.delete", kernel_delete(env.tree.clone(), h))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             t2.remove_session(1);
             exit(0)
@@ -1718,13 +1723,10 @@ fn connect_multipath_one_path_builds_and_checks_the_map() {
     let h = hctl("3:0:0:1");
     let p = Scripted::new().expect("multipath.status", |_| exit(0));
     let p = expect_node_setup(p, true)
-        .expect("iscsi.node_update", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", move |_| {
             t1.add_session(1, 3, IQN, ADDR, 3260, 0);
             exit(0)
         })
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("scsi.scan", move |_| {
             t2.add_scsi_device(1, h);
             done()
@@ -1758,15 +1760,7 @@ fn connect_multipath_one_path_builds_and_checks_the_map() {
     let mut want = vec![call("multipath.status", json!({}))];
     want.extend(mp_node_setup_calls(IQN, PORTAL, true));
     want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "None"),
-        ),
         call("iscsi.login", node(IQN, PORTAL)),
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.startup", "automatic"),
-        ),
         call(
             "scsi.scan",
             json!({"host": 3, "channel": 0, "target": 0, "lun": 1}),
@@ -1824,11 +1818,11 @@ fn connect_multipath_two_paths_log_in_in_parallel() {
     for portal in [PORTAL, PORTAL2] {
         let at = json!({ "portal": portal });
         p = p
-            .expect_args("iscsi.node_show", at.clone(), |_| exit(21))
-            .expect_args("iscsi.node_new", at.clone(), |_| exit(0));
-        for _ in 0..6 {
-            p = p.expect_args("iscsi.node_update", at.clone(), |_| exit(0));
-        }
+            // No record yet; unordered: the first configure of the path takes the
+            // first expectation.
+            .expect_args("iscsi.node_configure", at.clone(), |_| not_found())
+            .expect_args("iscsi.node_new", at.clone(), |_| exit(0))
+            .expect_args("iscsi.node_configure", at, |_| done());
     }
     let p = p
         .expect_args(
@@ -1874,17 +1868,7 @@ fn connect_multipath_two_paths_log_in_in_parallel() {
     // Each path's own steps, in order.
     for (iqn, portal, host) in [(IQN, PORTAL, 3), (IQN, PORTAL2, 4)] {
         let mut want = mp_node_setup_calls(iqn, portal, true);
-        want.extend([
-            call(
-                "iscsi.node_update",
-                update(iqn, portal, "node.session.auth.authmethod", "None"),
-            ),
-            call("iscsi.login", node(iqn, portal)),
-            call(
-                "iscsi.node_update",
-                update(iqn, portal, "node.startup", "automatic"),
-            ),
-        ]);
+        want.extend([call("iscsi.login", node(iqn, portal))]);
         assert_eq!(calls_for_portal(&p, portal), want, "{portal}");
         assert!(p.calls().contains(&call(
             "scsi.scan",
@@ -2317,10 +2301,7 @@ fn del_path(
 
 fn logout_calls(portal: &str) -> Vec<(String, Value)> {
     vec![
-        call(
-            "iscsi.node_update",
-            update(IQN, portal, "node.startup", "manual"),
-        ),
+        startup_manual_call(IQN, portal),
         call("iscsi.logout", node(IQN, portal)),
         call("iscsi.node_delete", node(IQN, portal)),
     ]
@@ -2353,13 +2334,13 @@ fn disconnect_multipath_flushes_the_map_then_removes_the_paths() {
             .expect("scsi.delete", kernel_delete(t.clone(), h1))
             .expect("scsi.delete", kernel_delete(t.clone(), h2))
             .expect("multipath.paths", |_| Ok(exec_reply(0, "sda\n", "")))
-            .expect("iscsi.node_update", |_| exit(0))
+            .expect("iscsi.node_configure", |_| done())
             .expect("iscsi.logout", move |_| {
                 s1.remove_session(1);
                 exit(0)
             })
             .expect("iscsi.node_delete", |_| exit(0))
-            .expect("iscsi.node_update", |_| exit(0))
+            .expect("iscsi.node_configure", |_| done())
             .expect("iscsi.logout", move |_| {
                 s2.remove_session(2);
                 exit(0)
@@ -2420,13 +2401,13 @@ fn disconnect_multipath_reports_paths_multipathd_still_monitors() {
         .expect("scsi.delete", kernel_delete(t.clone(), h1))
         .expect("scsi.delete", kernel_delete(t.clone(), h2))
         .expect("multipath.paths", |_| Ok(exec_reply(0, "sda\n sdb \n", "")))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             s1.remove_session(1);
             exit(0)
         })
         .expect("iscsi.node_delete", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             s2.remove_session(2);
             exit(0)
@@ -2500,13 +2481,13 @@ fn disconnect_multipath_map_flush_failure_with_force_removes_the_paths() {
         .expect("scsi.delete", kernel_delete(t.clone(), h1))
         .expect("scsi.delete", kernel_delete(t.clone(), h2))
         .expect("multipath.paths", |_| Ok(exec_reply(0, "", "")))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             s1.remove_session(1);
             exit(0)
         })
         .expect("iscsi.node_delete", |_| exit(0))
-        .expect("iscsi.node_update", |_| exit(0))
+        .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             s2.remove_session(2);
             exit(0)
@@ -2583,12 +2564,10 @@ fn connect_multipath_fallback_keeps_the_default_replacement_timeout() {
     let h = hctl("3:0:0:1");
     let p = Scripted::new().expect("multipath.status", |_| exit_err(1, "not running\n"));
     let p = expect_node_setup(p, true)
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("iscsi.login", move |_| {
             t1.add_session(1, 3, IQN, ADDR, 3260, 0);
             exit(0)
         })
-        .expect("iscsi.node_update", |_| exit(0))
         .expect("scsi.scan", move |_| {
             t2.add_lun(1, h, "sdb", "8:16", RAW);
             done()
@@ -2601,21 +2580,20 @@ fn connect_multipath_fallback_keeps_the_default_replacement_timeout() {
     let mut want = vec![call("multipath.status", json!({}))];
     want.extend(node_setup_calls(IQN, PORTAL, true));
     want.extend([
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.session.auth.authmethod", "None"),
-        ),
         call("iscsi.login", node(IQN, PORTAL)),
-        call(
-            "iscsi.node_update",
-            update(IQN, PORTAL, "node.startup", "automatic"),
-        ),
         call(
             "scsi.scan",
             json!({"host": 3, "channel": 0, "target": 0, "lun": 1}),
         ),
     ]);
     assert_eq!(p.calls(), want);
+    assert!(
+        !p.calls()
+            .iter()
+            .any(|(_, a)| a.to_string().contains("replacement_timeout")),
+        "{:?}",
+        p.calls()
+    );
 }
 
 /// A non-default iface must exist: a missing one is refused before any node, login
