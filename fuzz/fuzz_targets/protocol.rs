@@ -13,6 +13,10 @@ use serde_json::Value;
 fn check_guard(g: &Guard) {
     let device = match g {
         Guard::Wwid { device, .. } | Guard::DmMap { device, .. } => device,
+        Guard::StaleLink { link, device } => {
+            assert!(link.starts_with("/dev/disk/by-"), "stale link {link:?}");
+            device
+        }
     };
     assert!(
         moor_types::is_block_device_name(device),

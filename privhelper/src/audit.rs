@@ -71,6 +71,11 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 expected_wwid: expected.clone(),
                 map: None,
             },
+            crate::ops::Guard::StaleLink { link, device } => GuardRecord {
+                device: device.clone(),
+                expected_wwid: String::new(),
+                map: Some(link.clone()),
+            },
             crate::ops::Guard::DmMap {
                 device,
                 name,

@@ -61,10 +61,44 @@ fn read_attr(path: &Path) -> std::io::Result<String> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
 }
 
+/// `link` points at `device` (or a partition of it) and `device` is gone.
+fn check_stale_link(root: &Path, link: &str, device: &str) -> Result<(), Mismatch> {
+    let mismatch = |found| Mismatch {
+        device: device.to_string(),
+        expected: format!("a stale link {link}"),
+        found,
+    };
+    if !is_block_device_name(device) {
+        return Err(mismatch(Found::Unsupported));
+    }
+    let target = std::fs::read_link(host_path(root, link)).map_err(|e| {
+        mismatch(Found::Missing {
+            attribute: link.to_string(),
+            error: e.to_string(),
+        })
+    })?;
+    let points_at = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    if !moor_types::is_disk_or_partition(device, &points_at) {
+        return Err(mismatch(Found::Value(format!("a link to {points_at:?}"))));
+    }
+    let sys = format!("/sys/block/{device}");
+    if std::fs::symlink_metadata(host_path(root, &sys)).is_ok() {
+        return Err(mismatch(Found::Value(format!(
+            "{sys} exists: the link is not stale"
+        ))));
+    }
+    Ok(())
+}
+
 /// Check `g` against the host under `root`.
 pub fn check(root: &Path, g: &Guard) -> Result<(), Mismatch> {
     let (device, expected) = match g {
         Guard::Wwid { device, expected } => (device, expected),
+        Guard::StaleLink { link, device } => return check_stale_link(root, link, device),
         Guard::DmMap {
             device,
             name,
@@ -192,6 +226,35 @@ mod tests {
             check(t.path(), &guard("nvme0n1", UDEV)).unwrap_err().found,
             Found::Unsupported
         ));
+    }
+
+    #[test]
+    fn stale_link_guard() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("dev/disk/by-id")).unwrap();
+        let link = |name: &str, to: &str| {
+            std::os::unix::fs::symlink(to, r.join("dev/disk/by-id").join(name)).unwrap();
+            format!("/dev/disk/by-id/{name}")
+        };
+        let g = |link: &str, device: &str| Guard::StaleLink {
+            link: link.into(),
+            device: device.into(),
+        };
+        let disk = link("wwn-0x6001", "../../sdb");
+        let part = link("wwn-0x6001-part1", "../../sdb1");
+        let other = link("wwn-0x6002", "../../sdba");
+        assert_eq!(check(r, &g(&disk, "sdb")), Ok(()));
+        assert_eq!(check(r, &g(&part, "sdb")), Ok(()));
+        // A link to another disk is never stale for this one.
+        assert!(check(r, &g(&other, "sdb")).is_err());
+        // The device exists again (a new sdb): its links are valid.
+        put(r, "sys/block/sdb/dev", "8:16\n");
+        let e = check(r, &g(&disk, "sdb")).unwrap_err();
+        assert!(e.to_string().contains("not stale"), "{e}");
+        // Not a link at all.
+        put(r, "dev/disk/by-id/plain", "x");
+        assert!(check(r, &g("/dev/disk/by-id/plain", "sdc")).is_err());
     }
 
     #[test]

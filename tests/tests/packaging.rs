@@ -840,6 +840,26 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
             "iscsiadm_iface_show",
         ));
     }
+    for (link, dev) in [
+        (
+            "/dev/disk/by-id/wwn-0x6001405abcdef0123456789abcdef012",
+            "sdb",
+        ),
+        (
+            "/dev/disk/by-path/ip-10.0.0.1:3260-iscsi-iqn.2004-10.com.example:vol-1-lun-1-part1",
+            "sdb",
+        ),
+        (
+            "/dev/disk/by-id/dm-uuid-mpath-36001405abcdef0123456789abcdef012",
+            "dm-3",
+        ),
+    ] {
+        v.push((
+            "block.remove_stale_link",
+            json!({"link": link, "device": dev}),
+            "blockdev_stale_link",
+        ));
+    }
     v.push(("multipath.status", json!({}), "multipathd_show_status"));
     v.push(("multipath.paths", json!({}), "multipathd_show_paths"));
     v

@@ -597,6 +597,26 @@ pub fn is_block_device_name(name: &str) -> bool {
     false
 }
 
+/// Whether `entry` is block device `disk` itself or one of its partitions
+/// (`sdb` → `sdb`, `sdb1`; `nvme0n1` → `nvme0n1p2`; never `sdba` or `nvme0n12`).
+pub fn is_disk_or_partition(disk: &str, entry: &str) -> bool {
+    let Some(suffix) = entry.strip_prefix(disk) else {
+        return false;
+    };
+    if suffix.is_empty() {
+        return true;
+    }
+    let number = if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        match suffix.strip_prefix('p') {
+            Some(n) => n,
+            None => return false,
+        }
+    } else {
+        suffix
+    };
+    !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// An open-iscsi interface name (`default`, `iser`, `bnx2i.00:11:22:33:44:55`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IfaceName(String);

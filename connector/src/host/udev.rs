@@ -422,26 +422,7 @@ pub fn wait_for_scsi_disk(
     })
 }
 
-/// Whether `entry` names block device `disk` or one of its partitions (the kernel
-/// appends the number, with a `p` when the disk name ends in a digit: `sdb1`,
-/// `nvme0n1p1`).
-fn is_disk_or_partition(disk: &str, entry: &str) -> bool {
-    let Some(suffix) = entry.strip_prefix(disk) else {
-        return false;
-    };
-    if suffix.is_empty() {
-        return true;
-    }
-    let number = if disk.ends_with(|c: char| c.is_ascii_digit()) {
-        match suffix.strip_prefix('p') {
-            Some(n) => n,
-            None => return false,
-        }
-    } else {
-        suffix
-    };
-    !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
-}
+use moor_types::is_disk_or_partition;
 
 /// What is left of block device `name`: `/sys/block/<name>`, `/dev/<name>` and every
 /// `/dev/disk/by-*/*` symlink pointing at it or one of its partitions. Empty once the

@@ -36,3 +36,56 @@ impl BlockReadCheck {
         Ok(guarded_exec(argv, &self.device, &self.expected_wwid))
     }
 }
+
+/// Remove a `/dev/disk/by-*` link udev left behind for a device that is gone:
+/// `rm -f -- LINK`, after moord checks that LINK is a symlink to DEVICE (or one of
+/// its partitions) and that DEVICE no longer exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRemoveStaleLink {
+    pub link: String,
+    pub device: String,
+}
+
+impl TypedOp for BlockRemoveStaleLink {
+    const NAME: &'static str = "block.remove_stale_link";
+}
+
+impl BlockRemoveStaleLink {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        if !moor_types::is_block_device_name(&self.device) {
+            return Err(super::bad(
+                Self::NAME,
+                format!("device {:?} is not a block device name", self.device),
+            ));
+        }
+        let ok = super::is_canonical_path(&self.link)
+            && self
+                .link
+                .strip_prefix("/dev/disk/by-")
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(kind, name)| {
+                    !kind.is_empty()
+                        && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+                        && !name.is_empty()
+                        && !name.contains('/')
+                });
+        if !ok {
+            return Err(super::bad(
+                Self::NAME,
+                format!("{:?} is not a /dev/disk/by-*/NAME link", self.link),
+            ));
+        }
+        Ok(Plan::Exec(super::ExecPlan {
+            argv: vec!["rm".into(), "-f".into(), "--".into(), self.link.clone()],
+            stdin: None,
+            secret_stdin: None,
+            stream: false,
+            timeout_ms: None,
+            guard: Some(super::Guard::StaleLink {
+                link: self.link,
+                device: self.device,
+            }),
+        }))
+    }
+}

@@ -40,6 +40,10 @@ pub enum Guard {
         name: String,
         expected: String,
     },
+    /// `link` (under `/dev/disk/by-*`) is a symlink to `device` or one of its
+    /// partitions, and `device` is gone (`/sys/block/<device>` does not exist): the
+    /// link is stale, not another device's.
+    StaleLink { link: String, device: String },
 }
 
 /// What root must do for one operation.
@@ -421,6 +425,10 @@ pub const OPS: &[OpEntry] = &[
     OpEntry {
         name: BlockReadCheck::NAME,
         plan: |a| typed(BlockReadCheck::NAME, a, BlockReadCheck::plan),
+    },
+    OpEntry {
+        name: BlockRemoveStaleLink::NAME,
+        plan: |a| typed(BlockRemoveStaleLink::NAME, a, BlockRemoveStaleLink::plan),
     },
     OpEntry {
         name: MultipathAddWwid::NAME,

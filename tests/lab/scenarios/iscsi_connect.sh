@@ -56,12 +56,17 @@ log "moor volumes/check/paths ok; LUN grown to 64 MiB on the target: moor extend
 plan=$(disconnect "$S/v1.json" "$S/i1.json" --dry-run)
 grep -q '"scsi.delete' <<<"$plan" || fail "dry-run detach plans no delete: $plan"
 [ -b "$dev" ] || fail "the dry-run detach removed $dev"
+# A by-id link udev does not know about (as udev leaves one when its events are
+# lost): detach must not leave it behind.
+ln -s "../../$sd" /dev/disk/by-id/moor-lab-stale-link
 out=$(disconnect "$S/v1.json" "$S/i1.json") || fail "disconnect: $out"
 grep -q '"status": "clean"' <<<"$out" || fail "disconnect outcome: $out"
+[ ! -L /dev/disk/by-id/moor-lab-stale-link ] || fail "the stale by-id link is still there"
+grep -q '"op":"block.remove_stale_link","outcome":"ok"' "$MOOR_AUDIT" || fail "no audit record of the stale link removal"
 assert_no_leftovers
 node_exists "$IQN" "$P" && fail "node record left after detach"
 [ -z "$(find /dev/disk/by-id -lname "*/$sd" 2>/dev/null)" ] || fail "by-id links to $sd left"
-log "detached: status clean, no disk, no session, no node record, no by-id link"
+log "detached: status clean, no disk, no session, no node record, no by-id link (a link udev did not remove was removed by moord after checking it was stale)"
 lio_teardown
 
 # --- CHAP: wrong password fails cleanly, right one works; mutual CHAP

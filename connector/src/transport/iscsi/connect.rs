@@ -15,9 +15,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
-    BlockFlush, IscsiIfaceShow, IscsiLogin, IscsiLogout, IscsiNodeConfigure, IscsiNodeDelete,
-    IscsiNodeNew, MultipathDelPath, MultipathFlush, MultipathdPaths, ScsiDelete, ScsiRescan,
-    ScsiScan, SecretText,
+    BlockFlush, BlockRemoveStaleLink, IscsiIfaceShow, IscsiLogin, IscsiLogout, IscsiNodeConfigure,
+    IscsiNodeDelete, IscsiNodeNew, MultipathDelPath, MultipathFlush, MultipathdPaths, ScsiDelete,
+    ScsiRescan, ScsiScan, SecretText,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,10 @@ use moor_privhelper::ops::TypedOp;
 
 /// How long undoing a failed attach may take, even past the attach's deadline.
 const CLEANUP_TIME: Duration = Duration::from_secs(30);
+
+/// How long a detach waits for udev to drop a removed disk's links before moor
+/// removes the stale ones itself.
+const UDEV_GRACE: Duration = Duration::from_secs(15);
 
 /// Login attempt bounds written into every node record moor creates: at most
 /// (1 + retries) × timeout ≈ 30 s per portal.
@@ -946,7 +950,12 @@ impl IscsiConnector<'_> {
                 out.removed.push(name);
                 continue;
             }
-            match wait_for_removal(&self.paths, &mut *watch, &name, deadline) {
+            // udev normally drops the links within a second; when it has not after
+            // 15 s, moor removes the ones that are provably stale itself.
+            let udev_time = deadline.min(Instant::now() + UDEV_GRACE);
+            let gone = wait_for_removal(&self.paths, &mut *watch, &name, udev_time)
+                .or_else(|e| self.remove_stale_links(&name, e, deadline));
+            match gone {
                 Ok(()) => {
                     if let Err(e) = self.registry.remove(&name) {
                         tracing::warn!(device = %name, "attachment record not removed: {e}");
@@ -1038,6 +1047,44 @@ impl IscsiConnector<'_> {
             }
         }
         Ok((ours, touched))
+    }
+
+    /// The kernel removed `name` but udev left `/dev/disk/by-*` links to it: remove
+    /// them through moord (which checks each is a link to `name` and that `name` is
+    /// gone), then check again. Anything else left is reported with `waited`.
+    fn remove_stale_links(
+        &self,
+        name: &str,
+        waited: WaitError,
+        deadline: Instant,
+    ) -> Result<(), WaitError> {
+        let left = crate::host::udev::removal_leftovers(&self.paths, name)?;
+        let root = self.paths.root();
+        let links: Vec<String> = left
+            .iter()
+            .filter_map(|p| p.strip_prefix(root).ok())
+            .map(|rel| format!("/{}", rel.display()))
+            .filter(|p| p.starts_with("/dev/disk/by-"))
+            .collect();
+        if links.is_empty() || links.len() != left.len() {
+            // The device itself is still there: not a udev leftover.
+            return Err(waited);
+        }
+        for link in &links {
+            tracing::warn!(%link, "udev left a link to the removed {name}: removing it");
+            let op = BlockRemoveStaleLink {
+                link: link.clone(),
+                device: name.to_string(),
+            };
+            if let Err(e) = run_exec(self.privileged, &op, deadline) {
+                tracing::warn!(%link, "not removed: {e}");
+            }
+        }
+        if crate::host::udev::removal_leftovers(&self.paths, name)?.is_empty() {
+            Ok(())
+        } else {
+            Err(waited)
+        }
     }
 
     /// After the paths are gone: flushed maps must be gone from sysfs, and

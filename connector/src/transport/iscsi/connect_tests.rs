@@ -1303,43 +1303,70 @@ fn disconnect_without_scsi_wwn_is_refused_before_any_op() {
 /// Scenario 12: udev never removes one by-id link: the leftover names it.
 #[test]
 fn disconnect_removal_that_never_completes_names_what_is_left() {
-    let env = setup();
-    let h = attached(&env.tree);
-    let (t1, t2) = (env.tree.clone(), env.tree.clone());
-    let p = Scripted::new()
-        .expect("scsi.rescan", |_| done())
-        .expect("block.flush", |_| exit(0))
-        .expect("scsi.delete", kernel_delete(env.tree.clone(), h))
-        .expect("iscsi.node_configure", |_| done())
-        .expect("iscsi.logout", move |_| {
-            t2.remove_session(1);
-            exit(0)
-        })
-        .expect("iscsi.node_delete", |_| exit(0));
-    // udev removes the node and all links but the wwn- one.
-    let events = ScriptedEvents::new().then(move || {
-        t1.remove("dev/sdb");
-        t1.remove("dev/disk/by-id/scsi-3600a09803830447a4f244c4657616f6f");
-        t1.remove("dev/disk/by-path/ip-session1-lun-1");
-    });
-    let err = connector(&env, &p, &events, LONG)
-        .disconnect(&single(json!(1)), &info(WWN), false, false)
-        .unwrap_err();
-    let IscsiError::Incomplete(out) = err else {
-        panic!("expected Incomplete, got {err:?}");
-    };
-    assert_eq!(out.status, "leftovers");
-    assert!(out.removed.is_empty());
-    assert_eq!(out.leftovers.len(), 1, "{out:?}");
-    assert_eq!(out.leftovers[0].what, "/dev/sdb");
-    let reason = &out.leftovers[0].reason;
-    assert!(
-        reason.contains("dev/disk/by-id/wwn-0x600a09803830447a4f244c4657616f6f still present"),
-        "{reason}"
-    );
-    assert!(!reason.contains("by-path"), "{reason}");
-    // The kernel device is gone, so the session is no longer used: logged out.
-    assert_eq!(out.logged_out, [format!("{IQN}@{PORTAL}")]);
+    // udev removes the node and all links but the wwn- one; moord is then asked to
+    // remove that stale link: once it does, once it refuses.
+    const LINK: &str = "/dev/disk/by-id/wwn-0x600a09803830447a4f244c4657616f6f";
+    for moord_removes in [true, false] {
+        let env = setup();
+        let h = attached(&env.tree);
+        let (t1, t2, t3) = (env.tree.clone(), env.tree.clone(), env.tree.clone());
+        let p = Scripted::new()
+            .expect("scsi.rescan", |_| done())
+            .expect("block.flush", |_| exit(0))
+            .expect("scsi.delete", kernel_delete(env.tree.clone(), h))
+            .expect("block.remove_stale_link", move |a| {
+                assert_eq!(a, &json!({"link": LINK, "device": "sdb"}));
+                if moord_removes {
+                    t3.remove(&LINK[1..]);
+                    exit(0)
+                } else {
+                    Err(PrivError::IdentityMismatch {
+                        op: "block.remove_stale_link",
+                        message: "refused".into(),
+                    })
+                }
+            })
+            .expect("iscsi.node_configure", |_| done())
+            .expect("iscsi.logout", move |_| {
+                t2.remove_session(1);
+                exit(0)
+            })
+            .expect("iscsi.node_delete", |_| exit(0));
+        let events = ScriptedEvents::new().then(move || {
+            t1.remove("dev/sdb");
+            t1.remove("dev/disk/by-id/scsi-3600a09803830447a4f244c4657616f6f");
+            t1.remove("dev/disk/by-path/ip-session1-lun-1");
+        });
+        let r = connector(&env, &p, &events, LONG).disconnect(
+            &single(json!(1)),
+            &info(WWN),
+            false,
+            false,
+        );
+        assert!(p.unused().is_empty(), "{:?}", p.unused());
+        if moord_removes {
+            let out = r.unwrap();
+            assert_eq!(out.status, "clean");
+            assert_eq!(out.removed, ["sdb"]);
+            assert_eq!(out.logged_out, [format!("{IQN}@{PORTAL}")]);
+            continue;
+        }
+        let Err(IscsiError::Incomplete(out)) = r else {
+            panic!("expected Incomplete, got {r:?}");
+        };
+        assert_eq!(out.status, "leftovers");
+        assert!(out.removed.is_empty());
+        assert_eq!(out.leftovers.len(), 1, "{out:?}");
+        assert_eq!(out.leftovers[0].what, "/dev/sdb");
+        let reason = &out.leftovers[0].reason;
+        assert!(
+            reason.contains("dev/disk/by-id/wwn-0x600a09803830447a4f244c4657616f6f still present"),
+            "{reason}"
+        );
+        assert!(!reason.contains("by-path"), "{reason}");
+        // The kernel device is gone, so the session is no longer used: logged out.
+        assert_eq!(out.logged_out, [format!("{IQN}@{PORTAL}")]);
+    }
 }
 
 /// A device held by a dm device that is not this volume's multipath map (LVM, or
