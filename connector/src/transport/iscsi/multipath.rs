@@ -271,19 +271,11 @@ impl IscsiConnector<'_> {
                     .paths
                     .list_dir(&self.paths.sys(&format!("block/{dm}/slaves")))?
                     .unwrap_or_default();
-                for d in disks.iter().filter(|d| !slaves.contains(&d.name)) {
-                    let r = run_exec(
-                        self.privileged,
-                        &MultipathAddPath {
-                            device: d.name.clone(),
-                            expected_wwid: wwid.into(),
-                        },
-                        deadline,
-                    )?;
-                    if !r.success() {
-                        tracing::warn!(device = %d.name, "multipathd add path: {}", r.summary());
-                    }
-                }
+                self.add_paths(
+                    disks.iter().filter(|d| !slaves.contains(&d.name)),
+                    wwid,
+                    deadline,
+                )?;
                 dm
             }
             None => {
@@ -300,19 +292,7 @@ impl IscsiConnector<'_> {
                 if !r.success() {
                     tracing::warn!("multipath -a: {}", r.summary());
                 }
-                for d in disks {
-                    let r = run_exec(
-                        self.privileged,
-                        &MultipathAddPath {
-                            device: d.name.clone(),
-                            expected_wwid: wwid.into(),
-                        },
-                        deadline,
-                    )?;
-                    if !r.success() {
-                        tracing::warn!(device = %d.name, "multipathd add path: {}", r.summary());
-                    }
-                }
+                self.add_paths(disks.iter(), wwid, deadline)?;
                 if self.privileged.dry_run() {
                     return Err(IscsiError::DryRun(
                         "then: wait for the multipath map and check it is ready".into(),
@@ -341,6 +321,29 @@ impl IscsiConnector<'_> {
         }
         self.wait_ready(&dm, wwid, deadline)?;
         Ok(dm)
+    }
+
+    /// Hand `disks` to multipathd (a refusal is logged: the map may still form).
+    fn add_paths<'d>(
+        &self,
+        disks: impl Iterator<Item = &'d ScsiDevice>,
+        wwid: &str,
+        deadline: Instant,
+    ) -> Result<(), IscsiError> {
+        for d in disks {
+            let r = run_exec(
+                self.privileged,
+                &MultipathAddPath {
+                    device: d.name.clone(),
+                    expected_wwid: wwid.into(),
+                },
+                deadline,
+            )?;
+            if !r.success() {
+                tracing::warn!(device = %d.name, "multipathd add path: {}", r.summary());
+            }
+        }
+        Ok(())
     }
 
     /// `multipath -C dm-N` until the map has a usable path (after 0.1, 0.2, 0.4 …
