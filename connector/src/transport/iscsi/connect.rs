@@ -309,10 +309,10 @@ impl IscsiConnector<'_> {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(target = %target_name(t), error = %e, "path failed");
                     if self.privileged.dry_run() {
                         return Err(e);
                     }
+                    tracing::warn!(target = %target_name(t), error = %e, "path failed");
                     failures.push((target_name(t), e));
                 }
             }

@@ -133,6 +133,10 @@ impl IscsiConnector<'_> {
                 t.lun.by_path_id()
             );
             for n in names.iter().filter(|n| n.ends_with(&suffix)) {
+                // Only links to a device that exists (udev may leave stale ones).
+                if std::fs::metadata(dir.join(n)).is_err() {
+                    continue;
+                }
                 let p = format!("/dev/disk/by-path/{n}");
                 if !out.contains(&p) {
                     out.push(p);
@@ -162,3 +166,6 @@ impl IscsiConnector<'_> {
         Ok(out.success())
     }
 }
+#[cfg(test)]
+#[path = "extend_tests.rs"]
+mod tests;

@@ -29,12 +29,9 @@ pub enum PropsError {
         expected: &'static str,
         found: &'static str,
     },
-    #[error("connection property {key}: {source}")]
-    Invalid {
-        key: String,
-        #[source]
-        source: TypeError,
-    },
+    /// The cause is part of the message (not a `source`), so it is printed once.
+    #[error("connection property {key}: {error}")]
+    Invalid { key: String, error: TypeError },
     #[error("connection property {key} has invalid value {value:?}: expected {expected}")]
     BadValue {
         key: &'static str,
@@ -197,7 +194,7 @@ fn parse_str_item<T: std::str::FromStr<Err = TypeError>>(
     match v {
         Value::String(s) => s
             .parse()
-            .map_err(|source| PropsError::Invalid { key, source }),
+            .map_err(|source| PropsError::Invalid { key, error: source }),
         other => Err(PropsError::WrongType {
             key,
             expected: "a string",
@@ -207,7 +204,7 @@ fn parse_str_item<T: std::str::FromStr<Err = TypeError>>(
 }
 
 fn parse_lun(key: String, v: &Value) -> Result<Lun, PropsError> {
-    Lun::from_json(v).map_err(|source| PropsError::Invalid { key, source })
+    Lun::from_json(v).map_err(|source| PropsError::Invalid { key, error: source })
 }
 
 fn no_control(s: &str) -> bool {
@@ -356,14 +353,14 @@ impl IscsiProps {
 
         let addressing_mode = match get_str(o, "addressing_mode")? {
             None => AddressingMode::default(),
-            Some(m) => m.parse().map_err(|source| PropsError::Invalid {
+            Some(m) => m.parse().map_err(|error| PropsError::Invalid {
                 key: "addressing_mode".into(),
-                source,
+                error,
             })?,
         };
         let address = |key: String, lun: Lun| {
             lun.for_addressing(addressing_mode)
-                .map_err(|source| PropsError::Invalid { key, source })
+                .map_err(|source| PropsError::Invalid { key, error: source })
         };
 
         let target_portal = get(o, "target_portal")

@@ -1,0 +1,471 @@
+//! The `moor` volume commands as a process, without root and without moord:
+//! `connect`/`disconnect iscsi --dry-run` on an empty host root (the plan, secrets
+//! redacted, refusals of bad input), and the read-only commands on fixture trees
+//! (`connector-properties`, `paths iscsi`, `volumes`).
+//!
+//! Binary: `$MOOR_BIN`, or `target/debug/moor` built once with cargo.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use common::target_dir;
+use serde_json::{Value, json};
+
+const IQN: &str = "iqn.2010-10.org.openstack:volume-1";
+const PORTAL: &str = "192.0.2.10:3260";
+const SECRET: &str = "Pa55-w0rd-one";
+const SECRET_IN: &str = "Pa55-w0rd-two";
+const DISCOVERY_SECRET: &str = "Pa55-w0rd-disc";
+
+fn moor_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MOOR_BIN") {
+            return PathBuf::from(p);
+        }
+        common::cargo_build(&["-p", "moor-connector", "--bin", "moor"]);
+        target_dir().join("debug/moor")
+    })
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `moor ARGS…` with no socket or key from the environment (a dry run must not
+/// need either), stdin closed.
+fn moor(args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out: Output = Command::new(moor_bin())
+        .args(args)
+        .env_remove("MOOR_KEY_FILE")
+        .env("MOOR_SOCKET", dir.path().join("no-moord.sock"))
+        .env("MOOR_LOG", "debug")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run moor");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A scratch directory: an empty host root, lock and attachment directories.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("root")).expect("mkdir root");
+        Scratch { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn s(&self, rel: &str) -> String {
+        self.path(rel)
+            .to_str()
+            .expect("UTF-8 temp path")
+            .to_string()
+    }
+
+    /// Writes `v` as JSON to `<dir>/<name>` and returns the path.
+    fn json_file(&self, name: &str, v: &Value) -> String {
+        std::fs::write(self.path(name), serde_json::to_vec(v).expect("JSON"))
+            .expect("write JSON file");
+        self.s(name)
+    }
+
+    /// `moor <verb> iscsi --dry-run …` with the scratch directories and `extra`.
+    fn dry_run(&self, verb: &str, props: &str, extra: &[&str]) -> Run {
+        let (root, locks, att) = (self.s("root"), self.s("locks"), self.s("attachments"));
+        let mut args = vec![
+            verb,
+            "iscsi",
+            "--dry-run",
+            "--host-root",
+            &root,
+            "--lock-dir",
+            &locks,
+            "--attachments-dir",
+            &att,
+            "--properties",
+            props,
+        ];
+        args.extend_from_slice(extra);
+        moor(&args)
+    }
+}
+
+/// The connection `data` of a volume with mutual CHAP and discovery CHAP.
+fn chap_data() -> Value {
+    json!({
+        "target_portal": PORTAL,
+        "target_iqn": IQN,
+        "target_lun": 1,
+        "volume_id": "0a5b5b8e-1111-4222-8333-944444444444",
+        "auth_method": "CHAP",
+        "auth_username": "user1",
+        "auth_password": SECRET,
+        "auth_username_in": "tgtuser",
+        "auth_password_in": SECRET_IN,
+        "discovery_auth_method": "CHAP",
+        "discovery_auth_username": "disc",
+        "discovery_auth_password": DISCOVERY_SECRET,
+    })
+}
+
+fn op_names(plan: &Value) -> Vec<String> {
+    plan["operations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no operations in {plan}"))
+        .iter()
+        .map(|o| {
+            o.as_str()
+                .expect("operations are strings")
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+fn assert_no_secrets(r: &Run) {
+    for secret in [SECRET, SECRET_IN, DISCOVERY_SECRET] {
+        assert!(!r.stdout.contains(secret), "{secret} in stdout:\n{r}");
+        assert!(!r.stderr.contains(secret), "{secret} in stderr:\n{r}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// connect --dry-run
+
+/// Cinder's connection_info (with the `driver_volume_type`/`data` wrapper) and its
+/// bare `data` give the same plan: the node record set up, the login, then a stop
+/// (nothing after it can be planned without a session). Secrets are shown
+/// redacted, never in clear, on stdout or in the logs.
+#[test]
+fn connect_dry_run_plans_the_login_with_secrets_redacted() {
+    let mut plans = Vec::new();
+    for wrapped in [true, false] {
+        let s = Scratch::new();
+        let v = if wrapped {
+            json!({"driver_volume_type": "iscsi", "data": chap_data()})
+        } else {
+            chap_data()
+        };
+        let props = s.json_file("ci.json", &v);
+        let r = s.dry_run("connect", &props, &[]);
+        assert_eq!(r.code, Some(0), "{r}");
+        let plan = r.json();
+        assert_eq!(plan["dry_run"], json!(true), "{r}");
+        let ops = op_names(&plan);
+        assert!(ops.iter().any(|o| o == "iscsi.node_new"), "{ops:?}");
+        let login = ops.iter().position(|o| o == "iscsi.login");
+        let node_new = ops.iter().position(|o| o == "iscsi.node_new");
+        assert!(login.is_some() && node_new < login, "{ops:?}");
+        let text = plan["operations"].to_string();
+        assert!(text.contains(IQN) && text.contains("192.0.2.10"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+        assert!(plan["stopped"].is_string(), "{r}");
+        assert_no_secrets(&r);
+        // Nothing attached, nothing recorded.
+        assert!(!s.path("attachments").exists(), "{r}");
+        plans.push(plan["operations"].clone());
+    }
+    assert_eq!(plans[0], plans[1]);
+}
+
+/// `-` reads the connection_info from stdin.
+#[test]
+fn connect_dry_run_reads_properties_from_stdin() {
+    let s = Scratch::new();
+    let (root, locks, att) = (s.s("root"), s.s("locks"), s.s("attachments"));
+    let mut child = Command::new(moor_bin())
+        .args([
+            "connect",
+            "iscsi",
+            "--dry-run",
+            "--host-root",
+            &root,
+            "--lock-dir",
+            &locks,
+            "--attachments-dir",
+            &att,
+            "--properties",
+            "-",
+        ])
+        .env_remove("MOOR_KEY_FILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run moor");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(&serde_json::to_vec(&chap_data()).unwrap())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let r = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(
+        op_names(&r.json()).iter().any(|o| o == "iscsi.login"),
+        "{r}"
+    );
+    assert_no_secrets(&r);
+}
+
+/// Invalid connection properties: exit 1, a message naming the key, no plan.
+#[test]
+fn connect_invalid_properties_name_the_key_and_plan_nothing() {
+    let base = json!({"target_portal": PORTAL, "target_iqn": IQN, "target_lun": 1});
+    let with = |k: &str, v: Value| {
+        let mut o = base.clone();
+        o[k] = v;
+        o
+    };
+    let without = |k: &str| {
+        let mut o = base.clone();
+        o.as_object_mut().unwrap().remove(k);
+        o
+    };
+    let cases = [
+        ("target_lun", with("target_lun", json!("abc"))),
+        ("target_iqn", without("target_iqn")),
+        (
+            "target_portal",
+            with("target_portal", json!("[2001:db8::1")),
+        ),
+        (
+            "driver_volume_type",
+            json!({"driver_volume_type": "fibre_channel", "data": base.clone()}),
+        ),
+        (
+            "auth_password",
+            json!({
+                "target_portal": PORTAL, "target_iqn": IQN, "target_lun": 1,
+                "auth_method": "CHAP", "auth_username": "user1",
+            }),
+        ),
+    ];
+    for (key, v) in cases {
+        let s = Scratch::new();
+        let props = s.json_file("ci.json", &v);
+        let r = s.dry_run("connect", &props, &[]);
+        assert_eq!(r.code, Some(1), "{key}: {r}");
+        assert!(r.stderr.contains(key), "{key}: {r}");
+        assert!(!r.stdout.contains("operations"), "{key}: {r}");
+        assert!(r.stdout.trim().is_empty(), "{key}: {r}");
+        // Refused before any lock was taken.
+        assert!(!s.path("locks").exists(), "{key}: {r}");
+    }
+    // The wrong protocol is named too.
+    let s = Scratch::new();
+    let props = s.json_file(
+        "ci.json",
+        &json!({"driver_volume_type": "fibre_channel", "data": base}),
+    );
+    let r = s.dry_run("connect", &props, &[]);
+    assert!(r.stderr.contains("fibre_channel"), "{r}");
+}
+
+#[test]
+fn connect_properties_that_are_not_json_are_refused() {
+    let s = Scratch::new();
+    std::fs::write(s.path("ci.json"), "target_lun = 1\n").unwrap();
+    let r = s.dry_run("connect", &s.s("ci.json"), &[]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("not JSON"), "{r}");
+    assert!(r.stdout.is_empty(), "{r}");
+}
+
+/// An invalid value is described once: the cause is not repeated by the error
+/// chain (`connection property target_lun: invalid LUN "abc": …` printed twice).
+#[test]
+fn connect_invalid_value_message_is_not_repeated() {
+    let s = Scratch::new();
+    let props = s.json_file(
+        "ci.json",
+        &json!({"target_portal": PORTAL, "target_iqn": IQN, "target_lun": "abc"}),
+    );
+    let r = s.dry_run("connect", &props, &[]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert_eq!(r.stderr.matches("not a decimal number").count(), 1, "{r}");
+}
+
+// ---------------------------------------------------------------------------
+// disconnect --dry-run
+
+/// A device_info without scsi_wwn is refused: moor does not remove devices it
+/// cannot identify. Nothing is planned.
+#[test]
+fn disconnect_dry_run_without_scsi_wwn_is_refused() {
+    for info in [
+        json!({"type": "block", "path": "/dev/sdb"}),
+        json!({"type": "block", "path": "/dev/sdb", "scsi_wwn": ""}),
+    ] {
+        let s = Scratch::new();
+        let props = s.json_file("ci.json", &chap_data());
+        let di = s.json_file("device_info.json", &info);
+        let r = s.dry_run("disconnect", &props, &["--device-info", &di]);
+        assert_eq!(r.code, Some(1), "{info}: {r}");
+        assert!(r.stderr.contains("scsi_wwn"), "{info}: {r}");
+        assert!(!r.stdout.contains("operations"), "{info}: {r}");
+        assert_no_secrets(&r);
+    }
+}
+
+/// With the WWID but nothing attached on the (empty) host: nothing to remove or
+/// log out of; the plan only deletes the listed target's node record.
+#[test]
+fn disconnect_dry_run_of_a_volume_not_attached_only_deletes_the_record() {
+    let s = Scratch::new();
+    let props = s.json_file("ci.json", &chap_data());
+    let di = s.json_file(
+        "device_info.json",
+        &json!({"type": "block", "path": "/dev/sdb",
+                "scsi_wwn": "3600a09803830447a4f244c4657616f6f"}),
+    );
+    let r = s.dry_run("disconnect", &props, &["--device-info", &di]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let plan = r.json();
+    assert_eq!(plan["dry_run"], json!(true), "{r}");
+    // No session, no disk: only the listed target's node record is cleaned up.
+    assert_eq!(op_names(&plan), ["iscsi.node_delete"], "{r}");
+    assert_no_secrets(&r);
+}
+
+// ---------------------------------------------------------------------------
+// read-only commands on fixture trees
+
+#[test]
+fn connector_properties_reads_initiator_and_host() {
+    let s = Scratch::new();
+    let root = s.path("root");
+    std::fs::create_dir_all(root.join("etc/iscsi")).unwrap();
+    std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+    std::fs::write(
+        root.join("etc/iscsi/initiatorname.iscsi"),
+        "## generated\nInitiatorName=iqn.1993-08.org.debian:01:abc\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("proc/sys/kernel/hostname"), "compute-1\n").unwrap();
+    let r = moor(&[
+        "connector-properties",
+        "--host-root",
+        &s.s("root"),
+        "--multipath",
+        "--ip",
+        "198.51.100.7",
+    ]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let p = r.json();
+    assert_eq!(
+        p["initiator"],
+        json!("iqn.1993-08.org.debian:01:abc"),
+        "{r}"
+    );
+    assert_eq!(p["host"], json!("compute-1"), "{r}");
+    assert_eq!(p["ip"], json!("198.51.100.7"), "{r}");
+    assert_eq!(p["multipath"], json!(true), "{r}");
+    assert_eq!(p["os_type"], json!("linux"), "{r}");
+}
+
+#[test]
+fn paths_lists_the_volumes_by_path_links() {
+    let s = Scratch::new();
+    let root = s.path("root");
+    let by_path = root.join("dev/disk/by-path");
+    std::fs::create_dir_all(&by_path).unwrap();
+    std::fs::write(root.join("dev/sdb"), "").unwrap();
+    std::fs::write(root.join("dev/sdc"), "").unwrap();
+    let ours = format!("ip-{PORTAL}-iscsi-{IQN}-lun-1");
+    std::os::unix::fs::symlink("../../sdb", by_path.join(&ours)).unwrap();
+    // Another LUN of the same target.
+    std::os::unix::fs::symlink(
+        "../../sdc",
+        by_path.join(format!("ip-{PORTAL}-iscsi-{IQN}-lun-2")),
+    )
+    .unwrap();
+    let props = s.json_file(
+        "ci.json",
+        &json!({"driver_volume_type": "iscsi",
+                "data": {"target_portal": PORTAL, "target_iqn": IQN, "target_lun": 1}}),
+    );
+    let r = moor(&[
+        "paths",
+        "iscsi",
+        "--host-root",
+        &s.s("root"),
+        "--lock-dir",
+        &s.s("locks"),
+        "--attachments-dir",
+        &s.s("attachments"),
+        "--properties",
+        &props,
+    ]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(
+        r.json(),
+        json!([format!("/dev/disk/by-path/{ours}")]),
+        "{r}"
+    );
+}
+
+#[test]
+fn volumes_lists_the_attachment_records() {
+    let s = Scratch::new();
+    let dir = s.path("attachments");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = json!({
+        "device": "sdb",
+        "wwid": "3600a09803830447a4f244c4657616f6f",
+        "sysfs_ino": 4242,
+        "protocol": "iscsi",
+        "target": format!("{IQN}@{PORTAL} lun 1"),
+        "attached_at": 1_700_000_000u64,
+    });
+    std::fs::write(dir.join("sdb.json"), serde_json::to_vec(&record).unwrap()).unwrap();
+    let r = moor(&["volumes", "--attachments-dir", &s.s("attachments")]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(r.json(), json!([record]), "{r}");
+    // No directory at all: an empty list.
+    let r = moor(&["volumes", "--attachments-dir", &s.s("nothing-here")]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(r.json(), json!([]), "{r}");
+}
