@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attachments;
+pub mod encryption;
 pub mod exec;
 pub mod host;
 pub mod lock;

@@ -41,14 +41,15 @@ assert_eq 2 "$(lab__ls /sys/class/iscsi_session | wc -w)" "sessions"
 log "attached $dev over $(slaves "$dm") (WWID $wwn)"
 
 # --- a portal fails while data is written: the map fails over, the data is intact
-head -c $((32 << 20)) /dev/urandom > "$S/data"
-dd if="$S/data" of="$dev" bs=1M oflag=direct status=none &
+head -c $((48 << 20)) /dev/urandom > "$S/data"
+dd if="$S/data" of="$dev" bs=64K oflag=direct status=none &
 writer=$!
 sleep 0.5
+kill -0 "$writer" 2>/dev/null || fail "the write finished before the portal failed: the test proves nothing"
 lio_portal_down "$IQN" 127.0.0.2
 wait "$writer" || fail "writing through $dev failed with a portal down"
-cmp <(dd if="$dev" bs=1M count=32 iflag=direct status=none) "$S/data" || fail "data differs after failover"
-log "portal 127.0.0.2 failed during a 32 MiB write: write completed, data read back identical"
+cmp <(dd if="$dev" bs=1M count=48 iflag=direct status=none) "$S/data" || fail "data differs after failover"
+log "portal 127.0.0.2 failed during a 48 MiB write: write completed, data read back identical"
 lio_portal_up "$IQN" 127.0.0.2
 wait_until 60 sh -c "[ \"\$(multipathd show paths raw format '%d %t' | grep -c ' active')\" = 2 ]" \
   || fail "the failed path did not come back: $(multipathd show paths raw format '%d %t %T')"

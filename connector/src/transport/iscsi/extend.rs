@@ -6,7 +6,7 @@
 //! would otherwise give the map a wrong size, os-brick #2032177), then resizes the
 //! multipath map by its exact name — never a host-wide `multipathd reconfigure`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{BlockReadCheck, MultipathResize, ScsiRescan};
 use serde::Serialize;
@@ -41,20 +41,38 @@ impl IscsiConnector<'_> {
             });
         }
         let mut watch = self.events.watch()?;
-        for d in &disks {
-            run(
-                self.privileged,
-                &ScsiRescan {
-                    device: d.name.clone(),
-                    expected_wwid: expected.clone(),
-                },
-                deadline,
-            )?;
-        }
+        // A path can answer its first READ CAPACITY after the change with a unit
+        // attention and keep the old size: sizes that disagree are rescanned again
+        // (after 0.5, 1, 2 s) before the paths are declared inconsistent.
+        let mut pause = Duration::from_millis(500);
         let mut sizes = Vec::new();
-        for d in &disks {
-            let size = scsi::block_size_bytes(&self.paths, &d.name)?.unwrap_or(0);
-            sizes.push((format!("/dev/{}", d.name), size));
+        for round in 0..4 {
+            if round > 0 {
+                if Instant::now() + pause > deadline {
+                    break;
+                }
+                tracing::info!(?sizes, "paths disagree on the size; rescanning again");
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            for d in &disks {
+                run(
+                    self.privileged,
+                    &ScsiRescan {
+                        device: d.name.clone(),
+                        expected_wwid: expected.clone(),
+                    },
+                    deadline,
+                )?;
+            }
+            sizes.clear();
+            for d in &disks {
+                let size = scsi::block_size_bytes(&self.paths, &d.name)?.unwrap_or(0);
+                sizes.push((format!("/dev/{}", d.name), size));
+            }
+            if sizes.iter().all(|(_, s)| *s == sizes[0].1) || self.privileged.dry_run() {
+                break;
+            }
         }
         let size = sizes[0].1;
         if sizes.iter().any(|(_, s)| *s != size) {

@@ -294,12 +294,17 @@ fn extend_multipath_map_that_never_grows_is_an_error() {
 fn extend_paths_that_disagree_on_the_size_resize_nothing() {
     let env = setup();
     two_paths_in_a_map(&env.tree);
+    // sdc's rescans change nothing; with a 1 s deadline there is time for one
+    // more round (after 0.5 s) and no third.
     let p = Scripted::new()
         .expect("scsi.rescan", grow(&env.tree, "sdb", NEW_SECTORS))
-        // sdc's rescan changes nothing.
+        .expect("scsi.rescan", |_| done())
+        .expect("scsi.rescan", |_| done())
         .expect("scsi.rescan", |_| done());
     let events = ScriptedEvents::new().then(|| panic!("no wait expected"));
-    let err = connector(&env, &p, &events)
+    let mut c = connector(&env, &p, &events);
+    c.options.timeout = Duration::from_secs(1);
+    let err = c
         .extend(&both_portals(), &info(WWN, "/dev/dm-0"))
         .unwrap_err();
     let msg = err.to_string();
@@ -318,11 +323,36 @@ fn extend_paths_that_disagree_on_the_size_resize_nothing() {
         [
             call("scsi.rescan", by_wwid("sdb")),
             call("scsi.rescan", by_wwid("sdc")),
+            call("scsi.rescan", by_wwid("sdb")),
+            call("scsi.rescan", by_wwid("sdc")),
         ]
     );
     assert!(p.unused().is_empty(), "{:?}", p.unused());
     assert_eq!(size_of(&env.tree, "dm-0"), OLD_SECTORS);
     assert_eq!(events.steps_run(), 0);
+}
+
+/// A path that lags (its first rescan still reports the old size) catches up on
+/// the next round: the map is resized.
+#[test]
+fn extend_rescans_a_lagging_path_again() {
+    let env = setup();
+    two_paths_in_a_map(&env.tree);
+    let t = env.tree.clone();
+    let p = Scripted::new()
+        .expect("scsi.rescan", grow(&env.tree, "sdb", NEW_SECTORS))
+        .expect("scsi.rescan", |_| done())
+        .expect("scsi.rescan", |_| done())
+        .expect("scsi.rescan", grow(&env.tree, "sdc", NEW_SECTORS))
+        .expect("multipath.resize", |_| exit(0));
+    let events = ScriptedEvents::new().then(move || {
+        set_size(&t, "dm-0", NEW_SECTORS);
+    });
+    let got = connector(&env, &p, &events)
+        .extend(&both_portals(), &info(WWN, "/dev/dm-0"))
+        .unwrap();
+    assert_eq!(got.new_size, NEW_BYTES);
+    assert!(p.unused().is_empty(), "{:?}", p.unused());
 }
 
 /// multipathd answers `fail` on stdout with exit 0 (its usual way of failing), or
