@@ -367,7 +367,13 @@ pub fn set_keys(f: &RecordFile, entries: &[RecordEntry]) -> Result<(), RecordErr
     })?;
     let mut new = Zeroizing::new(text.to_string());
     for e in entries {
-        new = edited(&new, &e.key, e.value.expose());
+        // iscsiadm writes an empty value as `<empty>` (and warns about a bare
+        // `key =` line when it reads one).
+        let value = match e.value.expose() {
+            "" => "<empty>",
+            v => v,
+        };
+        new = edited(&new, &e.key, value);
     }
 
     let tmp = dir.join(format!(

@@ -121,8 +121,10 @@ impl HostPaths {
     pub fn list_dir(&self, path: &Path) -> Result<Option<Vec<String>>, HostError> {
         let entries = match fs::read_dir(path) {
             Ok(entries) => entries,
-            // A missing directory on the way is absence; the path itself being a file
-            // is not (that would be a wrong path, not a device that went away).
+            // A missing directory is absence, even if it appears right after (sysfs
+            // creates it while we look: "not yet"). A file on the way is not (that
+            // would be a wrong path, not a device that went away).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) if is_absent(&e) && !path.exists() => return Ok(None),
             Err(source) => {
                 return Err(HostError::List {
@@ -133,10 +135,17 @@ impl HostPaths {
         };
         let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| HostError::List {
-                path: path.to_owned(),
-                source,
-            })?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                // The directory went away while being read (a device removed).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(source) => {
+                    return Err(HostError::List {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            };
             if let Ok(name) = entry.file_name().into_string() {
                 names.push(name);
             }
