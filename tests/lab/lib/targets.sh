@@ -156,7 +156,7 @@ lab_cleanup_all() { # best effort: tear down everything the lab knows about
   multipath -F >/dev/null 2>&1
   iscsi_cleanup
   nvme_cleanup
-  dmsetup remove_all >/dev/null 2>&1
+  dmsetup remove_all >/dev/null 2>&1 || dmsetup remove_all --force >/dev/null 2>&1  # a map with queued I/O needs --force
   lio_teardown
   nvmet_teardown
   scsi_debug_unload >/dev/null 2>&1
