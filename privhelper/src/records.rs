@@ -514,6 +514,42 @@ mod tests {
     }
 
     #[test]
+    fn several_keys_in_one_rewrite_and_empty_values() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        put(
+            r,
+            &format!("etc/iscsi/nodes/{IQN}/10.0.0.1,3260,1/default"),
+            "node.session.scan = auto\nnode.session.auth.username_in = tgt\n# END RECORD\n",
+        );
+        let files = locate(r, "/etc/iscsi", &node("10.0.0.1:3260", "default")).unwrap();
+        let entry = |k: &str, v: &str, secret| RecordEntry {
+            key: k.into(),
+            value: SecretText::new(v),
+            secret,
+        };
+        set_keys(
+            &files[0],
+            &[
+                entry("node.session.scan", "manual", false),
+                entry("node.session.auth.username_in", "", false),
+                entry("node.session.auth.password", "pw-1", true),
+            ],
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&files[0].real).unwrap();
+        assert_eq!(
+            text,
+            "node.session.scan = manual\nnode.session.auth.username_in = <empty>\n\
+             node.session.auth.password = pw-1\n# END RECORD\n"
+        );
+        // A value with a newline would add a line: refused, nothing written.
+        let bad = set_keys(&files[0], &[entry("node.startup", "manual\nx = y", false)]);
+        assert!(bad.is_err());
+        assert_eq!(std::fs::read_to_string(&files[0].real).unwrap(), text);
+    }
+
+    #[test]
     fn every_portal_group_is_found() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
