@@ -429,9 +429,14 @@ class ClientAgainstMoord(unittest.TestCase):
         self.assertEqual(r.stdout, secret.encode())
         r = self.c.execute(["cat"], secret_stdin=secret.encode())
         self.assertEqual(r.stdout, secret.encode())
-        recs = self.d.audit_for(os.getpid(), "exec", n=1)
-        with_secret = [x for x in recs if x.get("secret_stdin") is True]
-        self.assertGreaterEqual(len(with_secret), 2, recs)
+        # The records are written after the responses: wait for both (this pid
+        # has other exec records from other tests).
+        def both():
+            recs = [x for x in self.d.audit_records()
+                    if x.get("pid") == os.getpid() and x.get("secret_stdin") is True]
+            return recs if len(recs) >= 2 else None
+        with_secret = wait_for(both, 10.0, "2 audit records with secret_stdin")
+        self.assertGreaterEqual(len(with_secret), 2, with_secret)
         with open(self.d.audit, "rb") as f:
             self.assertNotIn(secret.encode(), f.read())
         self.assertNotIn(secret, self.d.log_text())
