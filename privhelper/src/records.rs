@@ -300,6 +300,17 @@ fn edited(content: &str, key: &str, secret: &str) -> Zeroizing<String> {
     out
 }
 
+/// `content` without any `key` line.
+fn without_key(content: &str, key: &str) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(content.len()));
+    for l in content.split_inclusive('\n') {
+        if line_key(l) != key {
+            out.push_str(l);
+        }
+    }
+    out
+}
+
 /// Largest record moord edits (iscsiadm's are a few KiB).
 const MAX_RECORD: u64 = 1 << 20;
 
@@ -367,13 +378,12 @@ pub fn set_keys(f: &RecordFile, entries: &[RecordEntry]) -> Result<(), RecordErr
     })?;
     let mut new = Zeroizing::new(text.to_string());
     for e in entries {
-        // iscsiadm writes an empty value as `<empty>` (and warns about a bare
-        // `key =` line when it reads one).
-        let value = match e.value.expose() {
-            "" => "<empty>",
-            v => v,
+        new = match e.value.expose() {
+            // An empty value is the key's default: drop its lines (a bare `key =`
+            // line makes iscsiadm warn, and `<empty>` is not read back as empty).
+            "" => without_key(&new, &e.key),
+            v => edited(&new, &e.key, v),
         };
-        new = edited(&new, &e.key, value);
     }
 
     let tmp = dir.join(format!(
@@ -540,8 +550,7 @@ mod tests {
         let text = std::fs::read_to_string(&files[0].real).unwrap();
         assert_eq!(
             text,
-            "node.session.scan = manual\nnode.session.auth.username_in = <empty>\n\
-             node.session.auth.password = pw-1\n# END RECORD\n"
+            "node.session.scan = manual\nnode.session.auth.password = pw-1\n# END RECORD\n"
         );
         // A value with a newline would add a line: refused, nothing written.
         let bad = set_keys(&files[0], &[entry("node.startup", "manual\nx = y", false)]);
