@@ -7,40 +7,8 @@ use super::*;
 use crate::exec::{DryRun, Scripted, exec_reply};
 use crate::host::fixture::{Tree, by_id_links};
 use crate::host::udev::ScriptedEvents;
+use crate::transport::iscsi::test_support::*;
 use serde_json::{Value, json};
-
-const IQN: &str = "iqn.2010-10.org.openstack:volume-1";
-const IQN2: &str = "iqn.2010-10.org.openstack:volume-2";
-const ADDR: &str = "192.0.2.10";
-const PORTAL: &str = "192.0.2.10:3260";
-const ADDR2: &str = "192.0.2.11";
-const PORTAL2: &str = "192.0.2.11:3260";
-/// The raw sysfs `wwid` of the volume and its normalised form (`scsi_wwn`).
-const RAW: &str = "naa.600a09803830447a4f244c4657616f6f";
-const WWN: &str = "3600a09803830447a4f244c4657616f6f";
-/// Another volume's WWID.
-const OTHER_RAW: &str = "naa.600a098038304400000000000000beef";
-const OTHER_WWN: &str = "3600a098038304400000000000000beef";
-
-const SECRET: &str = "Pa55-w0rd-one";
-const SECRET_IN: &str = "Pa55-w0rd-two";
-
-struct Env {
-    _dir: tempfile::TempDir,
-    tree: Tree,
-    locks: LockDir,
-}
-
-fn setup() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = Tree::new(dir.path().join("root"));
-    let locks = LockDir::new(dir.path().join("locks"));
-    Env {
-        _dir: dir,
-        tree,
-        locks,
-    }
-}
 
 fn connector<'a>(
     env: &Env,
@@ -48,43 +16,18 @@ fn connector<'a>(
     events: &'a dyn DeviceEvents,
     timeout: Duration,
 ) -> IscsiConnector<'a> {
-    IscsiConnector {
-        paths: env.tree.paths(),
-        privileged,
-        events,
-        locks: env.locks.clone(),
-        registry: crate::attachments::Registry::new(env.locks.path().with_file_name("attachments")),
-        options: Options {
-            timeout,
-            ..Options::default()
-        },
-    }
+    connector_with(env, privileged, events, timeout)
 }
 
-const LONG: Duration = Duration::from_secs(10);
-
-fn hctl(s: &str) -> Hctl {
-    s.parse().unwrap()
-}
-
-fn props(v: Value) -> IscsiProps {
-    IscsiProps::from_connection_info(&v).unwrap()
-}
+const SECRET: &str = "Pa55-w0rd-one";
+const SECRET_IN: &str = "Pa55-w0rd-two";
 
 fn single(lun: Value) -> IscsiProps {
     props(json!({"target_portal": PORTAL, "target_iqn": IQN, "target_lun": lun}))
 }
 
-fn exit(code: i32) -> Result<Value, PrivError> {
-    Ok(exec_reply(code, "", ""))
-}
-
 fn exit_err(code: i32, stderr: &str) -> Result<Value, PrivError> {
     Ok(exec_reply(code, "", stderr))
-}
-
-fn done() -> Result<Value, PrivError> {
-    Ok(json!({}))
 }
 
 fn node(iqn: &str, portal: &str) -> Value {
@@ -93,10 +36,6 @@ fn node(iqn: &str, portal: &str) -> Value {
 
 fn update(iqn: &str, portal: &str, name: &str, value: &str) -> Value {
     json!({"iqn": iqn, "portal": portal, "name": name, "value": value})
-}
-
-fn call(op: &str, args: Value) -> (String, Value) {
-    (op.to_string(), args)
 }
 
 fn op_names(s: &Scripted) -> Vec<String> {

@@ -8,74 +8,24 @@ use std::time::Duration;
 use super::*;
 use crate::exec::{DryRun, PrivError, Privileged, Scripted, exec_reply};
 use crate::host::fixture::Tree;
-use crate::host::scsi::Hctl;
 use crate::host::udev::{DeviceEvents, ScriptedEvents};
-use crate::lock::LockDir;
-use crate::transport::iscsi::connect::Options;
+use crate::transport::iscsi::test_support::*;
 use serde_json::{Value, json};
 
-const IQN: &str = "iqn.2010-10.org.openstack:volume-1";
-const ADDR: &str = "192.0.2.10";
-const PORTAL: &str = "192.0.2.10:3260";
-const ADDR2: &str = "192.0.2.11";
-const PORTAL2: &str = "192.0.2.11:3260";
-/// The raw sysfs `wwid` of the volume and its normalised form (`scsi_wwn`).
-const RAW: &str = "naa.600a09803830447a4f244c4657616f6f";
-const WWN: &str = "3600a09803830447a4f244c4657616f6f";
-/// Another volume's WWID.
-const OTHER_RAW: &str = "naa.600a098038304400000000000000beef";
-
 /// The fixture's size of every disk and map (sectors; 1 GiB).
-const OLD_SECTORS: u64 = 2_097_152;
-const OLD_BYTES: u64 = OLD_SECTORS * 512;
-/// The volume's size after the array grew it (2 GiB).
-const NEW_SECTORS: u64 = 4_194_304;
-const NEW_BYTES: u64 = NEW_SECTORS * 512;
-
-const LONG: Duration = Duration::from_secs(10);
-
-struct Env {
-    _dir: tempfile::TempDir,
-    tree: Tree,
-    locks: LockDir,
-}
-
-fn setup() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = Tree::new(dir.path().join("root"));
-    let locks = LockDir::new(dir.path().join("locks"));
-    Env {
-        _dir: dir,
-        tree,
-        locks,
-    }
-}
-
 fn connector<'a>(
     env: &Env,
     privileged: &'a dyn Privileged,
     events: &'a dyn DeviceEvents,
 ) -> IscsiConnector<'a> {
-    IscsiConnector {
-        paths: env.tree.paths(),
-        privileged,
-        events,
-        locks: env.locks.clone(),
-        registry: crate::attachments::Registry::new(env.locks.path().with_file_name("attachments")),
-        options: Options {
-            timeout: LONG,
-            ..Options::default()
-        },
-    }
+    connector_with(env, privileged, events, LONG)
 }
 
-fn hctl(s: &str) -> Hctl {
-    s.parse().unwrap()
-}
-
-fn props(v: Value) -> IscsiProps {
-    IscsiProps::from_connection_info(&v).unwrap()
-}
+const OLD_SECTORS: u64 = 2_097_152;
+const OLD_BYTES: u64 = OLD_SECTORS * 512;
+/// The volume's size after the array grew it (2 GiB).
+const NEW_SECTORS: u64 = 4_194_304;
+const NEW_BYTES: u64 = NEW_SECTORS * 512;
 
 fn single(lun: Value) -> IscsiProps {
     props(json!({"target_portal": PORTAL, "target_iqn": IQN, "target_lun": lun}))
@@ -97,18 +47,6 @@ fn info(wwn: &str, path: &str) -> DeviceInfo {
         multipath_id: None,
         devices: vec![],
     }
-}
-
-fn exit(code: i32) -> Result<Value, PrivError> {
-    Ok(exec_reply(code, "", ""))
-}
-
-fn done() -> Result<Value, PrivError> {
-    Ok(json!({}))
-}
-
-fn call(op: &str, args: Value) -> (String, Value) {
-    (op.to_string(), args)
 }
 
 fn by_wwid(device: &str) -> Value {
