@@ -20,7 +20,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::str::FromStr;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::types::json_type_name;
@@ -219,22 +219,19 @@ pub struct EncryptionProps {
     pub encryption_key_id: Option<String>,
 }
 
-type Obj = Map<String, Value>;
-
-/// A key's value, with JSON null treated as absent.
-fn get<'a>(o: &'a Obj, key: &str) -> Option<&'a Value> {
-    o.get(key).filter(|v| !v.is_null())
-}
+use crate::json::{Obj, get};
 
 fn get_str<'a>(o: &'a Obj, key: &'static str) -> Result<Option<&'a str>, EncryptionError> {
-    match get(o, key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(EncryptionError::WrongType {
-            key,
-            expected: "a string",
-            found: json_type_name(v),
-        }),
+    Ok(crate::json::get_str(o, key)?)
+}
+
+impl From<crate::json::WrongType> for EncryptionError {
+    fn from(w: crate::json::WrongType) -> Self {
+        EncryptionError::WrongType {
+            key: w.key,
+            expected: w.expected,
+            found: w.found,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod attachments;
 pub mod encryption;
 pub mod exec;
 pub mod host;
+mod json;
 pub mod lock;
 pub mod properties;
 pub mod transport;

@@ -76,16 +76,12 @@ impl BlockRemoveStaleLink {
                 format!("{:?} is not a /dev/disk/by-*/NAME link", self.link),
             ));
         }
-        Ok(Plan::Exec(super::ExecPlan {
-            argv: vec!["rm".into(), "-f".into(), "--".into(), self.link.clone()],
-            stdin: None,
-            secret_stdin: None,
-            stream: false,
-            timeout_ms: None,
-            guard: Some(super::Guard::StaleLink {
+        Ok(super::exec_plan(
+            vec!["rm".into(), "-f".into(), "--".into(), self.link.clone()],
+            Some(super::Guard::StaleLink {
                 link: self.link,
                 device: self.device,
             }),
-        }))
+        ))
     }
 }

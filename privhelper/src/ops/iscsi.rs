@@ -5,7 +5,7 @@
 use moor_types::{IfaceName, Iqn, Portal, PortalHost};
 use serde::{Deserialize, Serialize};
 
-use super::{ExecPlan, OpError, Plan, SecretText, TypedOp, bad};
+use super::{OpError, Plan, SecretText, TypedOp, bad, exec_plan};
 
 /// Where a secret goes: a node record (`nodes/<iqn>/<portal>,<tpgt>/<iface>`) or a
 /// sendtargets discovery record (`send_targets/<ip>,<port>/st_config`).
@@ -121,14 +121,7 @@ fn check_value(op: &'static str, v: &str) -> Result<(), OpError> {
 }
 
 fn exec(argv: Vec<String>) -> Plan {
-    Plan::Exec(ExecPlan {
-        argv,
-        stdin: None,
-        secret_stdin: None,
-        stream: false,
-        timeout_ms: None,
-        guard: None,
-    })
+    exec_plan(argv, None)
 }
 
 fn node_argv(op: &'static str, iqn: &Iqn, portal: &Portal) -> Result<Vec<String>, OpError> {

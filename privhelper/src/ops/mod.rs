@@ -216,20 +216,29 @@ pub(crate) fn check_device(op: &'static str, d: &str, kind: DevKind) -> Result<(
     }
 }
 
-/// Run `argv` after checking that `device` carries `expected` (the shape of every
-/// identity-checked command).
-pub(crate) fn guarded_exec(argv: Vec<String>, device: &str, expected: &str) -> Plan {
+/// Run `argv` (a typed op's command: no stdin, the default deadline), after
+/// checking `guard` if there is one.
+pub(crate) fn exec_plan(argv: Vec<String>, guard: Option<Guard>) -> Plan {
     Plan::Exec(ExecPlan {
         argv,
         stdin: None,
         secret_stdin: None,
         stream: false,
         timeout_ms: None,
-        guard: Some(Guard::Wwid {
+        guard,
+    })
+}
+
+/// Run `argv` after checking that `device` carries `expected` (the shape of every
+/// identity-checked command).
+pub(crate) fn guarded_exec(argv: Vec<String>, device: &str, expected: &str) -> Plan {
+    exec_plan(
+        argv,
+        Some(Guard::Wwid {
             device: device.to_string(),
             expected: expected.to_string(),
         }),
-    })
+    )
 }
 
 /// Absolute, no `.`/`..`/empty components, no NUL.

@@ -4,17 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DevKind, ExecPlan, Guard, OpError, Plan, TypedOp, bad, check_device, check_wwid};
+use super::{DevKind, Guard, OpError, Plan, TypedOp, bad, check_device, check_wwid, exec_plan};
 
 fn exec(argv: &[&str], guard: Option<Guard>) -> Plan {
-    Plan::Exec(ExecPlan {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        stdin: None,
-        secret_stdin: None,
-        stream: false,
-        timeout_ms: None,
-        guard,
-    })
+    exec_plan(argv.iter().map(|s| s.to_string()).collect(), guard)
 }
 
 fn check_map(op: &'static str, m: &str) -> Result<(), OpError> {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::types::{AddressingMode, Iqn, Lun, Portal, TypeError, json_type_name};
@@ -143,23 +143,19 @@ pub struct IscsiProps {
     pub volume_id: Option<String>,
 }
 
-type Obj = Map<String, Value>;
-
-/// A key's value, with JSON null treated as absent (Cinder sends `"qos_specs": null`
-/// and sometimes null auth fields).
-fn get<'a>(o: &'a Obj, key: &str) -> Option<&'a Value> {
-    o.get(key).filter(|v| !v.is_null())
-}
+use crate::json::{Obj, get};
 
 fn get_str<'a>(o: &'a Obj, key: &'static str) -> Result<Option<&'a str>, PropsError> {
-    match get(o, key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(PropsError::WrongType {
-            key: key.to_owned(),
-            expected: "a string",
-            found: json_type_name(v),
-        }),
+    Ok(crate::json::get_str(o, key)?)
+}
+
+impl From<crate::json::WrongType> for PropsError {
+    fn from(w: crate::json::WrongType) -> Self {
+        PropsError::WrongType {
+            key: w.key.to_owned(),
+            expected: w.expected,
+            found: w.found,
+        }
     }
 }
 
