@@ -6,6 +6,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 . scripts/lib.sh
 ensure_toolchain
+ensure_packages cryptsetup-bin qemu-utils # luks tests: cryptsetup on image files, qemu-io/qemu-img interop
 t0=$(date +%s)
 
 step "cargo fmt --check"

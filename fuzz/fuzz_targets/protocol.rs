@@ -17,6 +17,14 @@ fn check_guard(g: &Guard) {
             assert!(link.starts_with("/dev/disk/by-"), "stale link {link:?}");
             device
         }
+        Guard::CryptMapping { name, backing, .. } => {
+            assert!(name.starts_with("crypt-"), "mapping {name:?}");
+            backing
+        }
+        Guard::All(guards) => return guards.iter().for_each(check_guard),
+        Guard::RegularFile { path } | Guard::Blank { path } | Guard::LuksOtherSlot { path, .. } => {
+            return assert!(ops::is_canonical_path(path), "guard on {path:?}");
+        }
     };
     assert!(
         moor_types::is_block_device_name(device),

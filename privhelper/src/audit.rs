@@ -24,7 +24,8 @@ pub struct Record {
     pub pid: i32,
     pub op: String,
     /// allowed-and-ran outcome (`ok`, `failed`, `timeout`, `client-gone`) or a refusal
-    /// (`denied`, `forbidden`, `bad-request`, `busy`, `identity-mismatch`, `error`).
+    /// (`denied`, `forbidden`, `bad-request`, `busy`, `identity-mismatch`,
+    /// `precondition-failed`, `error`).
     pub outcome: String,
     /// `file:line name` of the filter that allowed (or came closest to) it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,7 +56,7 @@ pub struct Record {
 }
 
 /// A [`crate::ops::Guard`] as audited.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct GuardRecord {
     pub device: String,
     pub expected_wwid: String,
@@ -84,6 +85,27 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 device: device.clone(),
                 expected_wwid: expected.clone(),
                 map: Some(name.clone()),
+            },
+            crate::ops::Guard::CryptMapping {
+                name,
+                backing,
+                expected_wwid,
+            } => GuardRecord {
+                device: backing.clone(),
+                expected_wwid: expected_wwid.clone(),
+                map: Some(name.clone()),
+            },
+            // The identity part (always first); the audited argv names the rest.
+            crate::ops::Guard::All(gs) => match gs.first() {
+                Some(g) => GuardRecord::from(g),
+                None => GuardRecord::default(),
+            },
+            crate::ops::Guard::RegularFile { path }
+            | crate::ops::Guard::Blank { path }
+            | crate::ops::Guard::LuksOtherSlot { path, .. } => GuardRecord {
+                device: path.clone(),
+                expected_wwid: String::new(),
+                map: None,
             },
         }
     }

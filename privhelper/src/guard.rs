@@ -8,6 +8,14 @@
 //!
 //! Paths are resolved under the configured host root. A missing device or
 //! attribute is a mismatch too: there is no "empty means don't care".
+//!
+//! The LUKS operations add preconditions that keep data safe, checked the same way
+//! (a failure is an [`Unmet`] precondition, not an identity mismatch): a target to
+//! format carries no recognisable header ([`Guard::Blank`]), a key slot to kill is
+//! not the last one ([`Guard::LuksOtherSlot`], from moord's own reading of the
+//! header), an image is a regular file ([`Guard::RegularFile`]). A mapping to close
+//! or resize must be a dm-crypt mapping of the captured device
+//! ([`Guard::CryptMapping`], an identity check).
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -94,8 +102,354 @@ fn check_stale_link(root: &Path, link: &str, device: &str) -> Result<(), Mismatc
     Ok(())
 }
 
+/// Why a guard refused an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuardError {
+    /// The device (or mapping) is not the one the caller captured.
+    #[error(transparent)]
+    Identity(#[from] Mismatch),
+    /// The target is not in the state the operation requires.
+    #[error(transparent)]
+    Precondition(#[from] Unmet),
+}
+
+/// The target is not in the state the operation requires; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path} {problem}")]
+pub struct Unmet {
+    pub path: String,
+    /// What is wrong, as a predicate: "carries a LUKS2 header".
+    pub problem: String,
+}
+
+fn unmet(path: &str, problem: impl Into<String>) -> Unmet {
+    Unmet {
+        path: path.to_string(),
+        problem: problem.into(),
+    }
+}
+
+fn unsupported(g: &Guard) -> Mismatch {
+    Mismatch {
+        device: format!("{g:?}"),
+        expected: String::new(),
+        found: Found::Unsupported,
+    }
+}
+
+/// lstat: `path` is a regular file (a symlink could point anywhere, a device is
+/// never an image).
+fn check_regular_file(root: &Path, path: &str) -> Result<(), Unmet> {
+    let meta = std::fs::symlink_metadata(host_path(root, path))
+        .map_err(|e| unmet(path, format!("cannot be examined: {e}")))?;
+    let t = meta.file_type();
+    if t.is_file() {
+        Ok(())
+    } else if t.is_symlink() {
+        Err(unmet(path, "is a symlink, not a regular file"))
+    } else {
+        Err(unmet(path, "is not a regular file"))
+    }
+}
+
+/// Open for reading: never through a final symlink.
+fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Read up to `len` bytes from the start of `path` (less if it is shorter).
+fn read_head(root: &Path, path: &str, len: u64) -> Result<Vec<u8>, Unmet> {
+    let f = open_nofollow(&host_path(root, path))
+        .map_err(|e| unmet(path, format!("cannot be read: {e}")))?;
+    // Another host may have written a shared LUN since moord last read it: drop
+    // cached pages so the read sees the disk (advice only; dirty pages stay).
+    // SAFETY: posix_fadvise only advises the kernel about an fd this function owns.
+    unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+            libc::off_t::try_from(len).unwrap_or(0),
+            libc::POSIX_FADV_DONTNEED,
+        );
+    }
+    let mut buf = Vec::new();
+    f.take(len)
+        .read_to_end(&mut buf)
+        .map_err(|e| unmet(path, format!("cannot be read: {e}")))?;
+    Ok(buf)
+}
+
+/// How much of a target [`check_blank`] reads: past the last LUKS2 secondary
+/// header offset (1 MiB) and the btrfs superblock (64 KiB).
+const BLANK_SCAN: u64 = 1024 * 1024 + 4096;
+
+const LUKS_MAGIC: &[u8] = b"LUKS\xba\xbe";
+const LUKS2_SECONDARY_MAGIC: &[u8] = b"SKUL\xba\xbe";
+/// Where LUKS2 may keep its secondary header (the primary's size).
+const LUKS2_SECONDARY_OFFSETS: [usize; 7] =
+    [0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000, 0x100000];
+
+fn has_at(buf: &[u8], off: usize, magic: &[u8]) -> bool {
+    buf.get(off..off + magic.len()) == Some(magic)
+}
+
+/// The first recognisable header in `buf` (the start of a device or image), as
+/// "a LUKS2 header" etc.
+pub(crate) fn recognise_header(buf: &[u8]) -> Option<String> {
+    if has_at(buf, 0, LUKS_MAGIC) {
+        let version = buf.get(6..8).map(|v| u16::from_be_bytes([v[0], v[1]]));
+        return Some(match version {
+            Some(v @ (1 | 2)) => format!("a LUKS{v} header"),
+            _ => "a LUKS header".into(),
+        });
+    }
+    // A damaged primary with an intact secondary is still recoverable.
+    if let Some(off) = LUKS2_SECONDARY_OFFSETS
+        .iter()
+        .find(|&&o| has_at(buf, o, LUKS2_SECONDARY_MAGIC))
+    {
+        return Some(format!("a LUKS2 secondary header at {off:#x}"));
+    }
+    // LBA 1 for 512-byte and for 4096-byte sectors.
+    if has_at(buf, 512, b"EFI PART") || has_at(buf, 4096, b"EFI PART") {
+        return Some("a GPT partition table".into());
+    }
+    if has_at(buf, 510, &[0x55, 0xaa]) && buf[446..510].iter().any(|&b| b != 0) {
+        return Some("an MBR partition table".into());
+    }
+    if has_at(buf, 1080, &[0x53, 0xef]) {
+        return Some("an ext2/3/4 file system".into());
+    }
+    if has_at(buf, 0, b"XFSB") {
+        return Some("an XFS file system".into());
+    }
+    if has_at(buf, 4086, b"SWAPSPACE2") || has_at(buf, 4086, b"SWAP-SPACE") {
+        return Some("a swap signature".into());
+    }
+    if has_at(buf, 0x10040, b"_BHRfS_M") {
+        return Some("a btrfs file system".into());
+    }
+    if (0..4).any(|s| has_at(buf, s * 512, b"LABELONE")) {
+        return Some("an LVM2 physical volume label".into());
+    }
+    None
+}
+
+/// `path` carries no header moord recognises: formatting it destroys nothing.
+fn check_blank(root: &Path, path: &str) -> Result<(), Unmet> {
+    let buf = read_head(root, path, BLANK_SCAN)?;
+    match recognise_header(&buf) {
+        None => Ok(()),
+        Some(what) => Err(unmet(path, format!("carries {what}"))),
+    }
+}
+
+/// The LUKS1 key-slot state "active".
+const LUKS1_KEY_ENABLED: u32 = 0x00AC_71F3;
+/// The largest LUKS2 header (binary + JSON area) cryptsetup writes.
+const LUKS2_MAX_HDR: u64 = 4 * 1024 * 1024;
+
+/// The key slots of the LUKS header at the start of `buf` that can open the
+/// volume. LUKS2: the keyslots bound to a digest that covers a segment (an unbound
+/// key slot opens nothing).
+fn luks_active_slots(root: &Path, path: &str) -> Result<Vec<u32>, Unmet> {
+    let head = read_head(root, path, 4096)?;
+    if !has_at(&head, 0, LUKS_MAGIC) || head.len() < 4096 {
+        return Err(unmet(path, "carries no LUKS header"));
+    }
+    match u16::from_be_bytes([head[6], head[7]]) {
+        1 => Ok((0..8u32)
+            .filter(|i| {
+                let off = 208 + *i as usize * 48;
+                head.get(off..off + 4).is_some_and(|b| {
+                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) == LUKS1_KEY_ENABLED
+                })
+            })
+            .collect()),
+        2 => {
+            let mut size = [0u8; 8];
+            size.copy_from_slice(&head[8..16]);
+            let hdr_size = u64::from_be_bytes(size);
+            if !(4096 + 1..=LUKS2_MAX_HDR).contains(&hdr_size) {
+                return Err(unmet(
+                    path,
+                    format!("carries a LUKS2 header with an invalid size {hdr_size}"),
+                ));
+            }
+            let hdr = read_head(root, path, hdr_size)?;
+            let area = hdr.get(4096..).unwrap_or_default();
+            let json = &area[..area.iter().position(|&b| b == 0).unwrap_or(area.len())];
+            let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+                unmet(
+                    path,
+                    format!("carries a LUKS2 header whose JSON does not parse: {e}"),
+                )
+            })?;
+            luks2_bound_slots(&v)
+                .ok_or_else(|| unmet(path, "carries a LUKS2 header without keyslots and digests"))
+        }
+        v => Err(unmet(path, format!("carries an unknown LUKS version {v}"))),
+    }
+}
+
+/// LUKS2: the key slots a digest binds to a data segment.
+fn luks2_bound_slots(v: &serde_json::Value) -> Option<Vec<u32>> {
+    let slots = v.get("keyslots")?.as_object()?;
+    let digests = v.get("digests")?.as_object()?;
+    let mut bound: Vec<u32> = digests
+        .values()
+        .filter(|d| {
+            d.get("segments")
+                .and_then(|s| s.as_array())
+                .is_some_and(|s| !s.is_empty())
+        })
+        .filter_map(|d| d.get("keyslots")?.as_array())
+        .flatten()
+        .filter_map(|k| k.as_str())
+        .filter(|k| slots.contains_key(*k))
+        .filter_map(|k| k.parse().ok())
+        .collect();
+    bound.sort_unstable();
+    bound.dedup();
+    Some(bound)
+}
+
+/// Key slot `slot` is active and another one is too: killing it leaves the volume
+/// openable.
+fn check_luks_other_slot(root: &Path, path: &str, slot: u8) -> Result<(), Unmet> {
+    let active = luks_active_slots(root, path)?;
+    let slot = u32::from(slot);
+    if !active.contains(&slot) {
+        return Err(unmet(
+            path,
+            format!("has no active key slot {slot} (active: {active:?})"),
+        ));
+    }
+    if active.len() < 2 {
+        return Err(unmet(
+            path,
+            format!(
+                "has key slot {slot} as its last active key slot: removing it would make the volume unreadable"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel's dm node (`dm-K`) of the device-mapper device called `name`.
+fn dm_node_named(root: &Path, name: &str) -> Result<String, String> {
+    let dir = host_path(root, "/sys/block");
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("/sys/block: {e}"))?;
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let node = e.file_name().to_string_lossy().into_owned();
+        if !node.starts_with("dm-") || !is_block_device_name(&node) {
+            continue;
+        }
+        let attr = format!("/sys/block/{node}/dm/name");
+        if read_attr(&host_path(root, &attr)).is_ok_and(|n| n.trim_end_matches('\n') == name) {
+            found.push(node);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!("no device-mapper device named {name:?}")),
+        many => Err(format!(
+            "several device-mapper devices named {name:?}: {many:?}"
+        )),
+    }
+}
+
+/// `name` is a dm-crypt mapping whose one backing device is `backing`, and
+/// `backing` carries `expected`.
+fn check_crypt_mapping(
+    root: &Path,
+    name: &str,
+    backing: &str,
+    expected: &str,
+) -> Result<(), Mismatch> {
+    let mismatch = |found| Mismatch {
+        device: format!("mapping {name}"),
+        expected: expected.to_string(),
+        found,
+    };
+    // Validated again here: the names become path components.
+    let name_ok = !name.is_empty()
+        && name.len() <= 127
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0']);
+    if !name_ok || !is_block_device_name(backing) {
+        return Err(mismatch(Found::Unsupported));
+    }
+    let node = dm_node_named(root, name).map_err(|error| {
+        mismatch(Found::Missing {
+            attribute: "/sys/block/dm-*/dm/name".into(),
+            error,
+        })
+    })?;
+    let attr = format!("/sys/block/{node}/dm/uuid");
+    let uuid = read_attr(&host_path(root, &attr)).map_err(|e| {
+        mismatch(Found::Missing {
+            attribute: attr.clone(),
+            error: e.to_string(),
+        })
+    })?;
+    let uuid = uuid.trim_end_matches('\n');
+    if !uuid.starts_with("CRYPT-") {
+        return Err(mismatch(Found::Value(format!(
+            "{node} has dm uuid {uuid:?}: not a dm-crypt mapping"
+        ))));
+    }
+    let slaves = format!("/sys/block/{node}/slaves");
+    let under: Vec<String> = std::fs::read_dir(host_path(root, &slaves))
+        .map_err(|e| {
+            mismatch(Found::Missing {
+                attribute: slaves.clone(),
+                error: e.to_string(),
+            })
+        })?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if under != [backing] {
+        return Err(mismatch(Found::Value(format!(
+            "{node} is backed by [{}], not [{backing}]",
+            under.join(" ")
+        ))));
+    }
+    check_identity(
+        root,
+        &Guard::Wwid {
+            device: backing.to_string(),
+            expected: expected.to_string(),
+        },
+    )
+}
+
 /// Check `g` against the host under `root`.
-pub fn check(root: &Path, g: &Guard) -> Result<(), Mismatch> {
+pub fn check(root: &Path, g: &Guard) -> Result<(), GuardError> {
+    match g {
+        Guard::All(gs) => gs.iter().try_for_each(|g| check(root, g)),
+        Guard::RegularFile { path } => Ok(check_regular_file(root, path)?),
+        Guard::Blank { path } => Ok(check_blank(root, path)?),
+        Guard::LuksOtherSlot { path, slot } => Ok(check_luks_other_slot(root, path, *slot)?),
+        Guard::CryptMapping {
+            name,
+            backing,
+            expected_wwid,
+        } => Ok(check_crypt_mapping(root, name, backing, expected_wwid)?),
+        Guard::Wwid { .. } | Guard::DmMap { .. } | Guard::StaleLink { .. } => {
+            Ok(check_identity(root, g)?)
+        }
+    }
+}
+
+/// The identity guards: WWID, multipath map, stale link.
+fn check_identity(root: &Path, g: &Guard) -> Result<(), Mismatch> {
     let (device, expected) = match g {
         Guard::Wwid { device, expected } => (device, expected),
         Guard::StaleLink { link, device } => return check_stale_link(root, link, device),
@@ -104,7 +458,7 @@ pub fn check(root: &Path, g: &Guard) -> Result<(), Mismatch> {
             name,
             expected,
         } => {
-            check(
+            check_identity(
                 root,
                 &Guard::Wwid {
                     device: device.clone(),
@@ -131,6 +485,7 @@ pub fn check(root: &Path, g: &Guard) -> Result<(), Mismatch> {
             }
             return Ok(());
         }
+        _ => return Err(unsupported(g)),
     };
     let mismatch = |found| Mismatch {
         device: device.clone(),
@@ -177,6 +532,24 @@ pub fn check(root: &Path, g: &Guard) -> Result<(), Mismatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::check`] for identity guards: the mismatch itself.
+    fn check(root: &Path, g: &Guard) -> Result<(), Mismatch> {
+        match super::check(root, g) {
+            Ok(()) => Ok(()),
+            Err(GuardError::Identity(m)) => Err(m),
+            Err(e) => panic!("not an identity failure: {e}"),
+        }
+    }
+
+    /// [`super::check`] for precondition guards: the unmet precondition.
+    fn pre(root: &Path, g: &Guard) -> Result<(), Unmet> {
+        match super::check(root, g) {
+            Ok(()) => Ok(()),
+            Err(GuardError::Precondition(u)) => Err(u),
+            Err(e) => panic!("not a precondition failure: {e}"),
+        }
+    }
 
     fn guard(device: &str, expected: &str) -> Guard {
         Guard::Wwid {
@@ -326,5 +699,352 @@ mod tests {
         )
         .unwrap();
         assert!(check(t.path(), &guard("sde", UDEV)).is_err());
+    }
+    fn img(root: &Path, name: &str, bytes: &[u8]) -> String {
+        std::fs::write(root.join(name), bytes).unwrap();
+        format!("/{name}")
+    }
+
+    fn blank(root: &Path, path: &str) -> Result<(), Unmet> {
+        pre(root, &Guard::Blank { path: path.into() })
+    }
+
+    fn other_slot(root: &Path, path: &str, slot: u8) -> Result<(), Unmet> {
+        pre(
+            root,
+            &Guard::LuksOtherSlot {
+                path: path.into(),
+                slot,
+            },
+        )
+    }
+
+    #[test]
+    fn regular_file_guard() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let f = img(r, "v.img", b"x");
+        let g = |p: &str| Guard::RegularFile { path: p.into() };
+        assert_eq!(pre(r, &g(&f)), Ok(()));
+        std::os::unix::fs::symlink(r.join("v.img"), r.join("link.img")).unwrap();
+        let e = pre(r, &g("/link.img")).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        std::fs::create_dir(r.join("d.img")).unwrap();
+        assert!(pre(r, &g("/d.img")).is_err());
+        let e = pre(r, &g("/missing.img")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("/missing.img cannot be examined"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn blank_guard_recognises_headers() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let size = BLANK_SCAN as usize + 8192;
+        let zero = vec![0u8; size];
+        assert_eq!(blank(r, &img(r, "zero.img", &zero)), Ok(()));
+        assert_eq!(blank(r, &img(r, "short.img", &[0u8; 100])), Ok(()));
+        assert_eq!(blank(r, &img(r, "empty.img", b"")), Ok(()));
+        let with = |off: usize, magic: &[u8]| {
+            let mut b = zero.clone();
+            b[off..off + magic.len()].copy_from_slice(magic);
+            b
+        };
+        let mut luks1 = with(0, b"LUKS\xba\xbe");
+        luks1[7] = 1;
+        let mut luks2 = with(0, b"LUKS\xba\xbe");
+        luks2[7] = 2;
+        let mut mbr = with(510, &[0x55, 0xaa]);
+        mbr[446 + 4] = 0x83;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (luks1, "carries a LUKS1 header"),
+            (luks2, "carries a LUKS2 header"),
+            (
+                with(0x4000, b"SKUL\xba\xbe"),
+                "LUKS2 secondary header at 0x4000",
+            ),
+            (
+                with(0x100000, b"SKUL\xba\xbe"),
+                "LUKS2 secondary header at 0x100000",
+            ),
+            (with(512, b"EFI PART"), "GPT"),
+            (with(4096, b"EFI PART"), "GPT"),
+            (mbr, "MBR"),
+            (with(1080, &[0x53, 0xef]), "ext2/3/4"),
+            (with(0, b"XFSB"), "XFS"),
+            (with(4086, b"SWAPSPACE2"), "swap"),
+            (with(4086, b"SWAP-SPACE"), "swap"),
+            (with(0x10040, b"_BHRfS_M"), "btrfs"),
+            (with(0, b"LABELONE"), "LVM2"),
+            (with(1536, b"LABELONE"), "LVM2"),
+        ];
+        for (i, (bytes, what)) in cases.into_iter().enumerate() {
+            let p = img(r, &format!("h{i}.img"), &bytes);
+            let e = blank(r, &p).unwrap_err();
+            assert!(e.to_string().contains(what), "case {i}: {e}");
+            assert!(e.to_string().starts_with(&p), "{e}");
+        }
+        // A boot signature without partitions (a blank MBR) is no header; magic
+        // at other offsets is data.
+        assert_eq!(
+            blank(r, &img(r, "sig.img", &with(510, &[0x55, 0xaa]))),
+            Ok(())
+        );
+        assert_eq!(
+            blank(r, &img(r, "off.img", &with(2048, b"SKUL\xba\xbe"))),
+            Ok(())
+        );
+        assert_eq!(
+            blank(r, &img(r, "lvm4.img", &with(2048, b"LABELONE"))),
+            Ok(())
+        );
+        // Never read through a symlink (it could point at a disk).
+        std::os::unix::fs::symlink(r.join("h0.img"), r.join("ln.img")).unwrap();
+        assert!(blank(r, "/ln.img").is_err());
+        assert!(blank(r, "/missing.img").is_err());
+    }
+
+    /// A LUKS1 header with key slots `active` enabled (the rest disabled).
+    fn luks1_header(active: &[usize]) -> Vec<u8> {
+        let mut b = vec![0u8; 8192];
+        b[..6].copy_from_slice(b"LUKS\xba\xbe");
+        b[7] = 1;
+        for i in 0..8 {
+            let state: u32 = if active.contains(&i) {
+                0x00AC_71F3
+            } else {
+                0x0000_DEAD
+            };
+            b[208 + i * 48..212 + i * 48].copy_from_slice(&state.to_be_bytes());
+        }
+        b
+    }
+
+    /// A LUKS2 header (16 KiB) with this JSON area.
+    fn luks2_header(json: &serde_json::Value) -> Vec<u8> {
+        let mut b = vec![0u8; 32768];
+        b[..6].copy_from_slice(b"LUKS\xba\xbe");
+        b[7] = 2;
+        b[8..16].copy_from_slice(&16384u64.to_be_bytes());
+        let j = json.to_string();
+        b[4096..4096 + j.len()].copy_from_slice(j.as_bytes());
+        b
+    }
+
+    fn luks2_json(slots: &[&str], bound: &[&str]) -> serde_json::Value {
+        let keyslots: serde_json::Map<String, serde_json::Value> = slots
+            .iter()
+            .map(|s| (s.to_string(), serde_json::json!({"type": "luks2"})))
+            .collect();
+        serde_json::json!({
+            "keyslots": keyslots,
+            "segments": {"0": {"type": "crypt"}},
+            "digests": {"0": {"type": "pbkdf2", "keyslots": bound, "segments": ["0"]}},
+        })
+    }
+
+    #[test]
+    fn luks_other_slot_guard_on_crafted_headers() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let two = img(r, "l1.img", &luks1_header(&[0, 3]));
+        assert_eq!(other_slot(r, &two, 0), Ok(()));
+        assert_eq!(other_slot(r, &two, 3), Ok(()));
+        let e = other_slot(r, &two, 1).unwrap_err();
+        assert!(e.to_string().contains("no active key slot 1"), "{e}");
+        assert!(other_slot(r, &two, 8).is_err());
+        let one = img(r, "l1one.img", &luks1_header(&[5]));
+        let e = other_slot(r, &one, 5).unwrap_err();
+        assert!(e.to_string().contains("last active key slot"), "{e}");
+
+        let two = img(
+            r,
+            "l2.img",
+            &luks2_header(&luks2_json(&["0", "7"], &["0", "7"])),
+        );
+        assert_eq!(other_slot(r, &two, 7), Ok(()));
+        assert!(other_slot(r, &two, 1).is_err());
+        let one = img(r, "l2one.img", &luks2_header(&luks2_json(&["0"], &["0"])));
+        assert!(
+            other_slot(r, &one, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("last")
+        );
+        // An unbound key slot opens nothing: slot 0 is still the last one.
+        let unbound = img(
+            r,
+            "l2ub.img",
+            &luks2_header(&luks2_json(&["0", "1"], &["0"])),
+        );
+        assert!(other_slot(r, &unbound, 0).is_err());
+        assert!(other_slot(r, &unbound, 1).is_err());
+
+        let mut v3 = luks1_header(&[0, 1]);
+        v3[7] = 3;
+        let e = other_slot(r, &img(r, "v3.img", &v3), 0).unwrap_err();
+        assert!(e.to_string().contains("unknown LUKS version 3"), "{e}");
+        let e = other_slot(r, &img(r, "plain.img", &[0u8; 8192]), 0).unwrap_err();
+        assert!(e.to_string().contains("no LUKS header"), "{e}");
+        let mut bad = luks2_header(&serde_json::json!({}));
+        bad[4096..4100].copy_from_slice(b"{{{{");
+        assert!(other_slot(r, &img(r, "badjson.img", &bad), 0).is_err());
+        let mut huge = luks2_header(&luks2_json(&["0", "1"], &["0", "1"]));
+        huge[8..16].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(other_slot(r, &img(r, "huge.img", &huge), 0).is_err());
+    }
+
+    fn cryptsetup(args: &[&str], stdin: &[u8]) -> Option<std::process::ExitStatus> {
+        use std::io::Write;
+        let mut c = std::process::Command::new("cryptsetup")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        c.stdin.take()?.write_all(stdin).ok()?;
+        c.wait().ok()
+    }
+
+    #[test]
+    fn guards_on_images_made_by_cryptsetup() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for version in ["luks1", "luks2"] {
+            let name = format!("{version}.img");
+            let file = r.join(&name);
+            std::fs::write(&file, vec![0u8; 20 << 20]).unwrap();
+            let f = file.to_str().unwrap();
+            let pbkdf = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+            let mut args = vec!["luksFormat", "--batch-mode", "--type", version];
+            args.extend(pbkdf);
+            args.extend(["--key-file=-", f]);
+            let Some(st) = cryptsetup(&args, b"old") else {
+                eprintln!("cryptsetup is not installed: skipping");
+                return;
+            };
+            assert!(st.success(), "{version}: luksFormat {st}");
+            let p = format!("/{name}");
+            let e = blank(r, &p).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("carries a {}", version.to_uppercase())),
+                "{e}"
+            );
+            assert!(
+                other_slot(r, &p, 0)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("last")
+            );
+            let mut args = vec!["luksAddKey"];
+            args.extend(pbkdf);
+            args.extend([
+                "--key-file=-",
+                "--keyfile-size=3",
+                "--new-keyfile=-",
+                "--new-keyfile-size=4",
+                f,
+            ]);
+            assert!(
+                cryptsetup(&args, b"oldnew!").unwrap().success(),
+                "{version}: luksAddKey"
+            );
+            assert_eq!(other_slot(r, &p, 0), Ok(()));
+            assert_eq!(other_slot(r, &p, 1), Ok(()));
+            assert!(other_slot(r, &p, 2).is_err());
+        }
+        // A wiped LUKS2 primary with its secondary intact is still a header.
+        let mut b = std::fs::read(r.join("luks2.img")).unwrap();
+        b[..4096].fill(0);
+        let p = img(r, "wiped.img", &b);
+        let e = blank(r, &p).unwrap_err();
+        assert!(
+            e.to_string().contains("LUKS2 secondary header at 0x4000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn all_guards_must_hold_first_failure_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let p = img(r, "v.img", &[0u8; 4096]);
+        let all = |gs: Vec<Guard>| Guard::All(gs);
+        let file = Guard::RegularFile { path: p.clone() };
+        let b = Guard::Blank { path: p.clone() };
+        assert_eq!(super::check(r, &all(vec![file.clone(), b.clone()])), Ok(()));
+        assert_eq!(super::check(r, &all(vec![])), Ok(()));
+        let missing = Guard::RegularFile {
+            path: "/nope.img".into(),
+        };
+        let e = pre(r, &all(vec![missing, b.clone()])).unwrap_err();
+        assert_eq!(e.path, "/nope.img");
+        // An identity failure first is reported as one.
+        let e = check(r, &all(vec![guard("sdz", UDEV), b])).unwrap_err();
+        assert_eq!(e.device, "sdz");
+    }
+
+    #[test]
+    fn crypt_mapping_guard() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        put(r, "sys/block/sdb/device/wwid", &format!("{NAA}\n"));
+        put(r, "sys/block/sdc/device/wwid", &format!("{NAA}\n"));
+        let map = |node: &str, name: &str, uuid: &str, slaves: &[&str]| {
+            put(
+                r,
+                &format!("sys/block/{node}/dm/name"),
+                &format!("{name}\n"),
+            );
+            put(
+                r,
+                &format!("sys/block/{node}/dm/uuid"),
+                &format!("{uuid}\n"),
+            );
+            let d = r.join(format!("sys/block/{node}/slaves"));
+            std::fs::create_dir_all(&d).unwrap();
+            for s in slaves {
+                std::os::unix::fs::symlink(format!("../../{s}"), d.join(s)).unwrap();
+            }
+        };
+        map("dm-0", "mpatha", &format!("mpath-{UDEV}"), &["sdc"]);
+        map("dm-1", "crypt-vol", "CRYPT-LUKS2-0123-crypt-vol", &["sdb"]);
+        map("dm-2", "crypt-lin", "LVM-abc", &["sdb"]);
+        map(
+            "dm-3",
+            "crypt-two",
+            "CRYPT-PLAIN-crypt-two",
+            &["sdb", "sdc"],
+        );
+        map("dm-4", "crypt-mp", "CRYPT-LUKS1-x-crypt-mp", &["dm-0"]);
+        let g = |name: &str, backing: &str, wwid: &str| Guard::CryptMapping {
+            name: name.into(),
+            backing: backing.into(),
+            expected_wwid: wwid.into(),
+        };
+        assert_eq!(check(r, &g("crypt-vol", "sdb", UDEV)), Ok(()));
+        assert_eq!(check(r, &g("crypt-mp", "dm-0", UDEV)), Ok(()));
+        let other = "3600140500000000000000000000000ff";
+        for (guard, what) in [
+            (g("crypt-vol", "sdb", other), UDEV),
+            (g("crypt-vol", "sdc", UDEV), "backed by [sdb], not [sdc]"),
+            (
+                g("crypt-none", "sdb", UDEV),
+                "no device-mapper device named",
+            ),
+            (g("crypt-lin", "sdb", UDEV), "not a dm-crypt mapping"),
+            (g("crypt-two", "sdb", UDEV), "backed by"),
+            (g("crypt-mp", "dm-0", other), "mpath-"),
+        ] {
+            let e = check(r, &guard).unwrap_err();
+            assert!(e.to_string().contains(what), "{guard:?}: {e}");
+        }
+        for bad in [g("../x", "sdb", UDEV), g("crypt-vol", "../sdb", UDEV)] {
+            assert_eq!(check(r, &bad).unwrap_err().found, Found::Unsupported);
+        }
     }
 }

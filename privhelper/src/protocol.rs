@@ -119,6 +119,10 @@ pub enum ErrorCode {
     /// The device no longer carries the identity (WWID) the caller captured: the
     /// operation was refused and nothing was written or run.
     IdentityMismatch,
+    /// The target is not in the state the operation requires (e.g. `luks.format` of
+    /// something that carries a header, `luks.remove_key` of the last key slot);
+    /// nothing was changed.
+    PreconditionFailed,
     /// The thing the operation acts on does not exist (e.g. no open-iscsi record
     /// for an `iscsi.*_secret`); nothing was changed.
     NotFound,

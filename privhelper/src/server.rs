@@ -23,6 +23,7 @@ use zeroize::Zeroize;
 use crate::audit::{Audit, GuardRecord, Record};
 use crate::config::{Config, check_trusted_file};
 use crate::exec::{self, Input, Output, Prepared};
+use crate::guard::GuardError;
 use crate::ops::{self, Guard, Plan, b64_encode};
 use crate::peer::Peer;
 use crate::protocol::{
@@ -840,9 +841,9 @@ async fn handle_request(
             };
             rec.filter = Some(filter_label(f));
             if let Some(g) = &guard
-                && let Err(reason) = check_guard(conn, id, cfg, g).await
+                && let Err((outcome, reason)) = check_guard(conn, id, cfg, g).await
             {
-                return finish(rec, "identity-mismatch", Some(reason));
+                return finish(rec, outcome, Some(reason));
             }
             let written = write_attribute(&cfg.host_path(&path), &value).map(|()| json!({}));
             let (outcome, reason) = reply_io(conn, id, &path, written).await;
@@ -977,9 +978,9 @@ async fn handle_request(
             // The identity check comes last, right before the command runs (after any
             // wait for a slot).
             if let Some(g) = &p.guard
-                && let Err(reason) = check_guard(conn, id, cfg, g).await
+                && let Err((outcome, reason)) = check_guard(conn, id, cfg, g).await
             {
-                return finish(rec, "identity-mismatch", Some(reason));
+                return finish(rec, outcome, Some(reason));
             }
             let prepared = Prepared {
                 argv,
@@ -1104,22 +1105,67 @@ async fn deny(
     reason
 }
 
-/// Check an identity guard right before acting. On a mismatch, answer
-/// `identity_mismatch` and return the reason for the audit record.
-async fn check_guard(conn: &Conn, id: u64, cfg: &Config, g: &Guard) -> Result<(), String> {
-    match crate::guard::check(&cfg.host_root, g) {
-        Ok(()) => Ok(()),
-        Err(m) => {
-            let msg = m.to_string();
-            conn.send(&err_response(
-                id,
-                ErrorCode::IdentityMismatch,
-                msg.clone(),
-                None,
-            ))
-            .await;
-            Err(msg)
+/// Check a guard right before acting. On a failure, answer `identity_mismatch`
+/// (the device is not the captured one) or `precondition_failed` (it is not in the
+/// state the operation needs) and return the audit outcome and reason.
+async fn check_guard(
+    conn: &Conn,
+    id: u64,
+    cfg: &Config,
+    g: &Guard,
+) -> Result<(), (&'static str, String)> {
+    let checked = if reads_device_data(g) {
+        // Reading a device can block for as long as a failing path queues I/O: off
+        // the async workers, and no longer than an operation may take.
+        let (root, guard) = (cfg.host_root.clone(), g.clone());
+        let limit = Duration::from_secs(cfg.op_timeout_secs);
+        let task = tokio::task::spawn_blocking(move || crate::guard::check(&root, &guard));
+        match tokio::time::timeout(limit, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                return Err(
+                    guard_refused(conn, id, ErrorCode::Internal, "error", e.to_string()).await,
+                );
+            }
+            Err(_) => {
+                let msg = format!(
+                    "the target could not be examined within {} s",
+                    limit.as_secs()
+                );
+                return Err(guard_refused(conn, id, ErrorCode::Timeout, "timeout", msg).await);
+            }
         }
+    } else {
+        crate::guard::check(&cfg.host_root, g)
+    };
+    let Err(e) = checked else {
+        return Ok(());
+    };
+    let (code, outcome) = match e {
+        GuardError::Identity(_) => (ErrorCode::IdentityMismatch, "identity-mismatch"),
+        GuardError::Precondition(_) => (ErrorCode::PreconditionFailed, "precondition-failed"),
+    };
+    Err(guard_refused(conn, id, code, outcome, e.to_string()).await)
+}
+
+/// Answer a refused guard; the audit outcome and reason.
+async fn guard_refused(
+    conn: &Conn,
+    id: u64,
+    code: ErrorCode,
+    outcome: &'static str,
+    msg: String,
+) -> (&'static str, String) {
+    conn.send(&err_response(id, code, msg.clone(), None)).await;
+    (outcome, msg)
+}
+
+/// Guards that read a target's content (not just sysfs attributes).
+fn reads_device_data(g: &Guard) -> bool {
+    match g {
+        Guard::All(gs) => gs.iter().any(reads_device_data),
+        Guard::Blank { .. } | Guard::LuksOtherSlot { .. } => true,
+        _ => false,
     }
 }
 

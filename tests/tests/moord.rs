@@ -202,6 +202,9 @@ struct Opts {
     args: Vec<String>,
     /// `MOORD_LOG` (default `info`).
     log: &'static str,
+    /// A second filter file (`filters.d/zz-test.filters`), for test-only filters
+    /// next to the shipped ones.
+    extra_filters: Option<String>,
 }
 
 impl Default for Opts {
@@ -217,6 +220,7 @@ impl Default for Opts {
             wrapper: Vec::new(),
             args: Vec::new(),
             log: "info",
+            extra_filters: None,
         }
     }
 }
@@ -264,6 +268,9 @@ impl Daemon {
         }
         let filters_file = fdir.join("test.filters");
         write_mode(&filters_file, o.filters.as_bytes(), 0o644);
+        if let Some(extra) = &o.extra_filters {
+            write_mode(&fdir.join("zz-test.filters"), extra.as_bytes(), 0o644);
+        }
         write_mode(&xdir.join("moor-test-forker"), FORKER.as_bytes(), 0o755);
         let key_file = dir.join("moord.key");
         let key = random_bytes(32);
@@ -2274,4 +2281,284 @@ fn policy_families_allow_their_operations_only() {
         .expect("run moord --check");
     assert!(!out.status.success(), "moord accepted a bare *");
     assert!(stderr_of(&out).contains("\"*\""), "{}", stderr_of(&out));
+}
+
+// ------------------------------------------------------------------ luks.*
+
+/// `cryptsetup` as moord would run it (None: not installed here).
+fn cryptsetup_bin() -> Option<PathBuf> {
+    [
+        "/usr/sbin/cryptsetup",
+        "/sbin/cryptsetup",
+        "/usr/bin/cryptsetup",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// A regex matching `s` literally (temporary directory names).
+fn regex_literal(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+/// The stdout of an exec-shaped result, as text.
+fn stdout_text(r: &Value) -> String {
+    let b = b64_decode(r["stdout"].as_str().unwrap_or_default()).expect("stdout base64");
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+#[test]
+fn luks_operations_on_images_with_guards_and_no_logged_passphrase() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: luks.* on images needs root");
+        return;
+    }
+    let Some(cryptsetup) = cryptsetup_bin() else {
+        eprintln!("skipping: cryptsetup is not installed (package cryptsetup-bin)");
+        return;
+    };
+    let work = tempfile::Builder::new()
+        .prefix("moord-luks-")
+        .tempdir()
+        .expect("tempdir");
+    let images = work.path().join("images");
+    fs::create_dir(&images).expect("mkdir images");
+    // Test-only: cryptsetup on image files under this directory (the shipped
+    // filters allow whole devices only). The PBKDF is cheap for speed.
+    let img = format!(
+        "{}/images/[a-z0-9-]+\\.img",
+        regex_literal(&work.path().display().to_string())
+    );
+    let pre = "RegExpFilter, cryptsetup, root, cryptsetup";
+    let extra = format!(
+        "[Filters]\n\
+         img_is_luks: {pre}, isLuks, {img}\n\
+         img_dump: {pre}, luksDump, {img}\n\
+         img_format: {pre}, --batch-mode, luksFormat, --type, luks[12], --pbkdf, pbkdf2, --pbkdf-force-iterations, [0-9]+, --key-file=-, {img}\n\
+         img_add_key: {pre}, luksAddKey, --pbkdf, pbkdf2, --pbkdf-force-iterations, [0-9]+, --key-file=-, --keyfile-size=[0-9]+, --new-keyfile=-, --new-keyfile-size=[0-9]+, {img}\n\
+         img_kill_slot: {pre}, luksKillSlot, --key-file=-, {img}, [0-9]+\n\
+         img_test_key: {pre}, open, --test-passphrase, --verbose, --key-file=-, {img}\n\
+         img_test_key_slot: {pre}, open, --test-passphrase, --verbose, --key-slot, [0-9]+, --key-file=-, {img}\n"
+    );
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=ping,luks.*".into()],
+        filters: shipped_filters(),
+        extra_filters: Some(extra),
+        ..Opts::default()
+    });
+    // exec_dirs are the test's bin, /usr/bin and /bin: cryptsetup lives in sbin.
+    std::os::unix::fs::symlink(&cryptsetup, d.dir.join("bin/cryptsetup")).expect("symlink");
+    let mut c = d.client();
+    let new_image = |name: &str| {
+        let p = images.join(format!("{name}.img"));
+        let f = fs::File::create(&p).expect("create image");
+        // LUKS2's default metadata and key-slot area is 16 MiB.
+        f.set_len(32 << 20).expect("size image");
+        p
+    };
+    let target = |p: &Path| json!({"image": {"path": p.display().to_string()}});
+    let pbkdf = json!({"algorithm": "pbkdf2", "force_iterations": 1000});
+    let tag = protocol::to_hex(&random_bytes(6));
+    let pass1 = format!("Luks-First-Pass-{tag}");
+    let pass2 = format!("Luks-Second-Pass-{tag}");
+    let wrong = format!("Luks-Wrong-Pass-{tag}");
+    let ok = |r: Result<Value, ClientError>, what: &str| -> Value {
+        r.unwrap_or_else(|e| panic!("{what}: {e}\n{}", d.log_text()))
+    };
+    let precondition = |r: Result<Value, ClientError>, what: &str| -> String {
+        match r {
+            Err(ClientError::Remote(e)) if e.code == ErrorCode::PreconditionFailed => {
+                assert_eq!(e.code_str(), "precondition_failed");
+                e.message
+            }
+            other => panic!("{what}: expected precondition_failed, got {other:?}"),
+        }
+    };
+
+    let blank = new_image("blank");
+    let r = ok(
+        c.call("luks.is_luks", json!({"target": target(&blank)})),
+        "is_luks blank",
+    );
+    assert_eq!(r["exit_code"], 1, "a blank image is not LUKS: {r}");
+
+    for version in ["luks1", "luks2"] {
+        let v = new_image(version);
+        let t = target(&v);
+        let r = ok(
+            c.call(
+                "luks.format",
+                json!({"target": t, "version": version, "pbkdf": pbkdf, "passphrase": pass1}),
+            ),
+            "format",
+        );
+        assert_eq!(r["exit_code"], 0, "{version} format: {r}\n{}", d.log_text());
+        let r = ok(c.call("luks.is_luks", json!({"target": t})), "is_luks");
+        assert_eq!(r["exit_code"], 0, "{r}");
+
+        // Never a second format: refused in root, the header untouched.
+        let before = fs::read(&v).expect("read image");
+        let msg = precondition(
+            c.call(
+                "luks.format",
+                json!({"target": t, "version": "luks2", "pbkdf": pbkdf, "passphrase": wrong}),
+            ),
+            "second format",
+        );
+        let header = format!("carries a {} header", version.to_uppercase());
+        assert!(msg.contains(&header), "{msg}");
+        assert!(
+            fs::read(&v).expect("read image") == before,
+            "the header changed"
+        );
+
+        let test = |c: &mut Client, pass: &str| {
+            ok(
+                c.call("luks.test_key", json!({"target": t, "passphrase": pass})),
+                "test_key",
+            )
+        };
+        let r = test(&mut c, &pass1);
+        assert_eq!(r["exit_code"], 0, "{r}");
+        assert!(stdout_text(&r).contains("Key slot 0 unlocked."), "{r}");
+        assert_eq!(test(&mut c, &wrong)["exit_code"], 2, "wrong passphrase");
+
+        let r = ok(
+            c.call(
+                "luks.add_key",
+                json!({"target": t, "passphrase": pass1, "new_passphrase": pass2, "pbkdf": pbkdf}),
+            ),
+            "add_key",
+        );
+        assert_eq!(r["exit_code"], 0, "{r}");
+        let r = test(&mut c, &pass2);
+        assert!(stdout_text(&r).contains("Key slot 1 unlocked."), "{r}");
+        let r = ok(
+            c.call(
+                "luks.test_key",
+                json!({"target": t, "passphrase": pass2, "slot": 0}),
+            ),
+            "test_key slot 0",
+        );
+        assert_eq!(r["exit_code"], 2, "pass2 does not open slot 0: {r}");
+
+        // Kill the first slot with the second passphrase.
+        let r = ok(
+            c.call(
+                "luks.remove_key",
+                json!({"target": t, "slot": 0, "passphrase": pass2}),
+            ),
+            "remove_key 0",
+        );
+        assert_eq!(r["exit_code"], 0, "{r}");
+        assert_eq!(test(&mut c, &pass1)["exit_code"], 2, "slot 0 is gone");
+        // Slot 0 is no longer active; slot 1 is the last one: both refused.
+        let msg = precondition(
+            c.call(
+                "luks.remove_key",
+                json!({"target": t, "slot": 0, "passphrase": pass2}),
+            ),
+            "remove inactive slot",
+        );
+        assert!(msg.contains("no active key slot 0"), "{msg}");
+        let msg = precondition(
+            c.call(
+                "luks.remove_key",
+                json!({"target": t, "slot": 1, "passphrase": pass2}),
+            ),
+            "remove the last slot",
+        );
+        assert!(msg.contains("last active key slot"), "{msg}");
+        let r = test(&mut c, &pass2);
+        assert!(
+            stdout_text(&r).contains("Key slot 1 unlocked."),
+            "still openable: {r}"
+        );
+
+        let r = ok(c.call("luks.dump", json!({"target": t})), "dump");
+        assert_eq!(r["exit_code"], 0, "{r}");
+        let dump = stdout_text(&r);
+        let want = if version == "luks1" {
+            "Version:       \t1"
+        } else {
+            "Version:       \t2"
+        };
+        assert!(dump.contains("LUKS header information"), "{dump}");
+        assert!(dump.contains(want), "{dump}");
+    }
+
+    // Something with a file system on it is never formatted.
+    let ext = new_image("ext4-like");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&ext).expect("open");
+        f.write_all_at(&[0x53, 0xef], 1080).expect("magic");
+    }
+    let before = fs::read(&ext).expect("read");
+    let msg = precondition(
+        c.call(
+            "luks.format",
+            json!({"target": target(&ext), "version": "luks2", "pbkdf": pbkdf, "passphrase": pass1}),
+        ),
+        "format ext4",
+    );
+    assert!(msg.contains("ext2/3/4"), "{msg}");
+    assert!(fs::read(&ext).expect("read") == before);
+    // A symlink to an image is not an image.
+    let link = images.join("link.img");
+    std::os::unix::fs::symlink(&blank, &link).expect("symlink");
+    let msg = precondition(
+        c.call(
+            "luks.format",
+            json!({"target": target(&link), "version": "luks2", "pbkdf": pbkdf, "passphrase": pass1}),
+        ),
+        "format a symlink",
+    );
+    assert!(msg.contains("symlink"), "{msg}");
+    // An image outside the allowed directory: denied by the filters.
+    let r = c.call(
+        "luks.is_luks",
+        json!({"target": {"image": {"path": work.path().join("x.img").display().to_string()}}}),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::Denied), "{r:?}");
+
+    // Audit: secrets went to stdin only, refusals are recorded, no passphrase
+    // anywhere in the audit log or moord's log.
+    let rec = d.audit_wait("a format", |r| {
+        r["op"] == "luks.format" && r["outcome"] == "ok"
+    });
+    assert_eq!(rec["secret_stdin"], true, "{rec}");
+    let rec = d.audit_wait("the refused last-slot removal", |r| {
+        r["op"] == "luks.remove_key"
+            && r["outcome"] == "precondition-failed"
+            && r["reason"].as_str().is_some_and(|s| s.contains("last"))
+    });
+    assert!(rec.get("exit_code").is_none(), "nothing ran: {rec}");
+    let rec = d.audit_wait("the refused format", |r| {
+        r["op"] == "luks.format" && r["outcome"] == "precondition-failed"
+    });
+    assert!(rec.get("exit_code").is_none(), "nothing ran: {rec}");
+    let audit = fs::read_to_string(&d.audit).expect("audit");
+    let log = d.log_text();
+    for p in [&pass1, &pass2, &wrong] {
+        assert!(
+            !audit.contains(p.as_str()),
+            "a passphrase is in the audit log:\n{audit}"
+        );
+        assert!(
+            !log.contains(p.as_str()),
+            "a passphrase is in moord's log:\n{log}"
+        );
+    }
+    c.ping().expect("connection still good");
 }

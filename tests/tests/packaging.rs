@@ -862,6 +862,142 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
     }
     v.push(("multipath.status", json!({}), "multipathd_show_status"));
     v.push(("multipath.paths", json!({}), "multipathd_show_paths"));
+    v.extend(luks_samples());
+    v
+}
+
+/// `luks.*` on whole devices with every optional-flag combination the filters
+/// cover. Filter names are leaked once per name (tests only).
+fn luks_samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
+    const W: &str = "36001405abcdef0123456789abcdef012";
+    let name = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut v = Vec::new();
+    // Every subset of the optional format settings (iter_time and
+    // force_iterations exclude each other).
+    let mut pbkdfs = vec![None];
+    for alg in [None, Some("pbkdf2"), Some("argon2id")] {
+        for cost in [
+            None,
+            Some(("iter_time_ms", 2000)),
+            Some(("force_iterations", 1000)),
+        ] {
+            for mem in [None, Some(65536)] {
+                let mut p = serde_json::Map::new();
+                if let Some(a) = alg {
+                    p.insert("algorithm".into(), json!(a));
+                }
+                if let Some((k, n)) = cost {
+                    p.insert(k.into(), json!(n));
+                }
+                if let Some(m) = mem {
+                    p.insert("memory_kib".into(), json!(m));
+                }
+                pbkdfs.push(Some((serde_json::Value::Object(p.clone()), p.len())));
+            }
+        }
+    }
+    for dev in ["sdb", "sdaa", "dm-0", "dm-17"] {
+        let target = json!({"device": {"name": dev, "expected_wwid": W}});
+        let t = json!({"target": target});
+        v.push(("luks.is_luks", t.clone(), "cryptsetup_is_luks"));
+        v.push(("luks.dump", t, "cryptsetup_luks_dump"));
+        for version in ["luks1", "luks2"] {
+            for cipher in [None, Some("aes-xts-plain64"), Some("aes-cbc-essiv:sha256")] {
+                for key_size in [None, Some(512)] {
+                    for pbkdf in &pbkdfs {
+                        let mut a =
+                            json!({"target": target, "version": version, "passphrase": "pw"});
+                        let mut pairs = 0;
+                        if let Some(c) = cipher {
+                            a["cipher"] = json!(c);
+                            pairs += 1;
+                        }
+                        if let Some(k) = key_size {
+                            a["key_size"] = json!(k);
+                            pairs += 1;
+                        }
+                        if let Some((p, n)) = pbkdf {
+                            if version == "luks1" && p.get("algorithm") == Some(&json!("argon2id"))
+                            {
+                                continue;
+                            }
+                            a["pbkdf"] = p.clone();
+                            pairs += n;
+                        }
+                        v.push(("luks.format", a, name(format!("cryptsetup_format_{pairs}"))));
+                    }
+                }
+            }
+        }
+        for (p, n) in pbkdfs.iter().flatten() {
+            v.push((
+                "luks.add_key",
+                json!({"target": target, "passphrase": "old", "new_passphrase": "new pass", "pbkdf": p}),
+                name(format!("cryptsetup_add_key_{n}")),
+            ));
+        }
+        v.push((
+            "luks.add_key",
+            json!({"target": target, "passphrase": "old", "new_passphrase": "new"}),
+            "cryptsetup_add_key_0",
+        ));
+        for slot in [0, 7, 31] {
+            v.push((
+                "luks.remove_key",
+                json!({"target": target, "slot": slot, "passphrase": "pw"}),
+                "cryptsetup_kill_slot",
+            ));
+            v.push((
+                "luks.test_key",
+                json!({"target": target, "slot": slot, "passphrase": "pw"}),
+                "cryptsetup_test_key_slot",
+            ));
+        }
+        v.push((
+            "luks.test_key",
+            json!({"target": target, "passphrase": "pw"}),
+            "cryptsetup_test_key",
+        ));
+        for map in [
+            "crypt-vol-1",
+            "crypt-36001405abcdef0123456789abcdef012",
+            "crypt-a.b_c+d",
+        ] {
+            for ro in [false, true] {
+                let sfx = if ro { "_ro" } else { "" };
+                v.push((
+                    "luks.open",
+                    json!({"target": target, "name": map, "mode": "luks", "read_only": ro, "passphrase": "pw"}),
+                    name(format!("cryptsetup_open_luks{sfx}")),
+                ));
+                for (cipher, key_size, n) in [
+                    (None, None, 0),
+                    (Some("aes-cbc-essiv:sha256"), None, 1),
+                    (None, Some(256), 1),
+                    (Some("aes-xts-plain64"), Some(512), 2),
+                ] {
+                    let mut a = json!({"target": target, "name": map, "mode": "plain", "read_only": ro, "passphrase": "pw"});
+                    if let Some(c) = cipher {
+                        a["cipher"] = json!(c);
+                    }
+                    if let Some(k) = key_size {
+                        a["key_size"] = json!(k);
+                    }
+                    v.push((
+                        "luks.open",
+                        a,
+                        name(format!("cryptsetup_open_plain{sfx}_{n}")),
+                    ));
+                }
+            }
+            let ids = json!({"name": map, "backing": dev, "expected_wwid": W});
+            v.push(("luks.close", ids.clone(), "cryptsetup_close"));
+            v.push(("luks.resize", ids.clone(), "cryptsetup_resize"));
+            let mut with = ids;
+            with["passphrase"] = json!("pw");
+            v.push(("luks.resize", with, "cryptsetup_resize_key"));
+        }
+    }
     v
 }
 
@@ -1144,6 +1280,144 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
         let d = set.decide(&denied, &dirs, &AnyExec);
         assert!(!d.allowed(), "{denied:?} allowed by {:?}", d.filter);
     }
+    // cryptsetup: only whole devices, only crypt-* mappings, only the planned
+    // options, never a passphrase in argv.
+    for denied in [
+        // Image files are for test filters only.
+        argv(&["cryptsetup", "isLuks", "/var/lib/moor/v.img"]),
+        argv(&["cryptsetup", "luksDump", "/tmp/images/a.img"]),
+        argv(&[
+            "cryptsetup",
+            "--batch-mode",
+            "luksFormat",
+            "--type",
+            "luks2",
+            "--key-file=-",
+            "/var/lib/moor/v.img",
+        ]),
+        argv(&[
+            "cryptsetup",
+            "luksKillSlot",
+            "--key-file=-",
+            "/tmp/a.img",
+            "0",
+        ]),
+        // Partitions, other device kinds, path tricks.
+        argv(&["cryptsetup", "isLuks", "/dev/sdb1"]),
+        argv(&["cryptsetup", "isLuks", "/dev/nvme0n1"]),
+        argv(&["cryptsetup", "isLuks", "/dev/mapper/crypt-x"]),
+        argv(&["cryptsetup", "isLuks", "/dev/../dev/sdb"]),
+        // luksKillSlot never in batch mode (it would kill a slot with its own
+        // passphrase without asking), never a slot out of range.
+        argv(&[
+            "cryptsetup",
+            "--batch-mode",
+            "luksKillSlot",
+            "--key-file=-",
+            "/dev/sdb",
+            "1",
+        ]),
+        argv(&[
+            "cryptsetup",
+            "luksKillSlot",
+            "--batch-mode",
+            "--key-file=-",
+            "/dev/sdb",
+            "1",
+        ]),
+        argv(&[
+            "cryptsetup",
+            "luksKillSlot",
+            "--key-file=-",
+            "/dev/sdb",
+            "32",
+        ]),
+        argv(&[
+            "cryptsetup",
+            "luksKillSlot",
+            "-q",
+            "--key-file=-",
+            "/dev/sdb",
+            "1",
+        ]),
+        // A key file other than stdin, a detached header, a passphrase in argv.
+        argv(&[
+            "cryptsetup",
+            "luksOpen",
+            "--key-file=/etc/shadow",
+            "/dev/sdb",
+            "crypt-x",
+        ]),
+        argv(&[
+            "cryptsetup",
+            "--batch-mode",
+            "luksFormat",
+            "--type",
+            "luks2",
+            "--header",
+            "/tmp/h",
+            "--key-file=-",
+            "/dev/sdb",
+        ]),
+        argv(&[
+            "cryptsetup",
+            "--batch-mode",
+            "luksFormat",
+            "--type",
+            "luks2",
+            "--cipher",
+            "--batch-mode",
+            "--key-file=-",
+            "/dev/sdb",
+        ]),
+        argv(&["cryptsetup", "luksErase", "/dev/sdb"]),
+        argv(&["cryptsetup", "erase", "/dev/sdb"]),
+        argv(&[
+            "cryptsetup",
+            "luksFormat",
+            "--type",
+            "luks2",
+            "--key-file=-",
+            "/dev/sdb",
+        ]),
+        // Mappings moor does not own (a host's root volume), or by path.
+        argv(&["cryptsetup", "close", "luks-0123"]),
+        argv(&["cryptsetup", "close", "/dev/mapper/crypt-x"]),
+        argv(&["cryptsetup", "close", "--deferred", "crypt-x"]),
+        argv(&["cryptsetup", "luksOpen", "--key-file=-", "/dev/sdb", "root"]),
+        argv(&[
+            "cryptsetup",
+            "create",
+            "--key-file=-",
+            "luks-0123",
+            "/dev/sdb",
+        ]),
+        argv(&["cryptsetup", "resize", "--size", "1", "crypt-x"]),
+        argv(&["cryptsetup", "resize", "luks-0123"]),
+        argv(&[
+            "cryptsetup",
+            "luksAddKey",
+            "--key-file=-",
+            "--keyfile-size=3",
+            "--new-keyfile=/etc/shadow",
+            "--new-keyfile-size=4",
+            "/dev/sdb",
+        ]),
+        argv(&[
+            "cryptsetup",
+            "luksAddKey",
+            "--cipher",
+            "aes",
+            "--key-file=-",
+            "--keyfile-size=3",
+            "--new-keyfile=-",
+            "--new-keyfile-size=4",
+            "/dev/sdb",
+        ]),
+    ] {
+        let d = set.decide(&denied, &dirs, &AnyExec);
+        assert!(!d.allowed(), "{denied:?} allowed by {:?}", d.filter);
+    }
     for (path, value) in [
         // Wildcard scans: every channel/target/LUN of a host.
         ("/sys/class/scsi_host/host0/scan", "- - -"),
@@ -1273,7 +1547,7 @@ fn packaged_policy_grants_the_typed_families_and_still_exec() {
         ops, all,
         "the moor group gets every operation (exec and sysfs.write still)"
     );
-    for family in ["iscsi.", "scsi.", "block.", "multipath."] {
+    for family in ["iscsi.", "scsi.", "block.", "multipath.", "luks."] {
         assert!(ops.iter().any(|o| o.starts_with(family)));
     }
     assert!(cfg.ops_for(5000, &[5000]).is_empty());
