@@ -10,6 +10,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod nvme;
+pub use nvme::*;
+
 /// Why a value was refused. The offending value is quoted with `{:?}` so control
 /// characters in it cannot forge log lines.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

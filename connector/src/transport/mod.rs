@@ -2,3 +2,4 @@
 //! as they land, its attach/detach logic.
 
 pub mod iscsi;
+pub mod nvmeof;

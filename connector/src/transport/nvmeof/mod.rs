@@ -1,0 +1,17 @@
+//! NVMe-oF transport (os-brick `NVMeOFConnector`): validated connection properties
+//! ([`props`]), the host's NVMe identity ([`hostid`]), controllers and namespaces
+//! read from sysfs ([`sysfs`]) and attach ([`connect`]). See `docs/nvmeof.md`.
+
+pub mod connect;
+pub mod hostid;
+pub mod props;
+pub mod sysfs;
+
+pub use connect::{DeviceInfo, NvmeofConnector, NvmeofError, Options};
+pub use hostid::{HostIdentity, HostIdentityError, IdentityPlan};
+pub use props::{
+    NamespaceId, NvmePortal, NvmeTarget, NvmeofProps, PropsError, ReconnectPolicy, Replication,
+    Shape,
+};
+#[cfg(test)]
+pub(crate) mod test_support;

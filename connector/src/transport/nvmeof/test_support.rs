@@ -1,0 +1,234 @@
+//! Kernel-shaped NVMe-oF sysfs for tests, built on [`Tree`] the way the kernel
+//! creates it (`drivers/nvme/host/core.c`, `multipath.c`, `sysfs.c`):
+//!
+//! ```text
+//! sys/devices/virtual/nvme-fabrics/ctl/                   <- sys/class/nvme-fabrics/ctl
+//!     nvmeC/{subsysnqn,transport,address,hostnqn,hostid,state,cntlid,
+//!            reconnect_delay,ctrl_loss_tmo,fast_io_fail_tmo,rescan_controller,
+//!            delete_controller}                           <- sys/class/nvme/nvmeC
+//!     nvmeC/nvmeScCnH/{uuid,nguid,nsid,wwid,size,ana_state,hidden}  (multipath path)
+//!                                                         <- sys/block/nvmeScCnH
+//!     nvmeC/nvmeCnH/{…,dev}                               (no native multipath)
+//!                                                         <- sys/block/nvmeCnH
+//! sys/devices/virtual/nvme-subsystem/nvme-subsysS/        <- sys/class/nvme-subsystem/nvme-subsysS
+//!     subsysnqn, iopolicy, nvmeC -> ../../nvme-fabrics/ctl/nvmeC
+//!     nvmeSnH/{uuid,nguid,nsid,wwid,size,dev,hidden,multipath/nvmeScCnH -> path}
+//!                                                         <- sys/block/nvmeSnH
+//! dev/nvmeC, dev/nvmeSnH (or dev/nvmeCnH), run/udev/data/b259:M
+//! ```
+//!
+//! The subsystem's instance is its first controller's (the kernel reuses it), so
+//! with two controllers nvme0 and nvme1 on nvme-subsys0 the paths are `nvme0c0n1`
+//! and `nvme0c1n1` under the head `nvme0n1`.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::host::fixture::{Tree, symlink, write};
+
+/// A controller to create.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CtrlSpec<'a> {
+    pub nqn: &'a str,
+    pub transport: &'a str,
+    pub traddr: &'a str,
+    pub trsvcid: u16,
+    pub hostnqn: &'a str,
+    pub state: &'a str,
+    /// Newer kernels append the local address for TCP.
+    pub src_addr: Option<&'a str>,
+}
+
+/// A namespace to create: head instance `head`, `nsid`, identifiers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NsSpec<'a> {
+    pub head: u32,
+    pub nsid: u32,
+    pub uuid: Option<&'a str>,
+    pub nguid: Option<&'a str>,
+    pub size_sectors: u64,
+}
+
+pub(crate) const HOSTNQN: &str =
+    "nqn.2014-08.org.nvmexpress:uuid:9126e942-396d-11e7-b0b7-a81e84c186d1";
+pub(crate) const HOSTID: &str = "9126e942-396d-11e7-b0b7-a81e84c186d1";
+pub(crate) const SUBSYS: &str = "nqn.2016-06.io.spdk:cnode1";
+pub(crate) const SUBSYS2: &str = "nqn.2016-06.io.spdk:cnode2";
+pub(crate) const UUID1: &str = "c20aba21-6ef6-446b-b374-45733b4883ba";
+pub(crate) const UUID2: &str = "5b3e2d1c-0f9a-4e8b-8c7d-6a5b4c3d2e1f";
+pub(crate) const NGUID1: &str = "f0e1d2c3-b4a5-9687-7869-5a4b3c2d1e0f";
+
+/// A live TCP controller of the test host to `nqn` at `traddr:4420`.
+pub(crate) fn tcp<'a>(nqn: &'a str, traddr: &'a str) -> CtrlSpec<'a> {
+    CtrlSpec {
+        nqn,
+        transport: "tcp",
+        traddr,
+        trsvcid: 4420,
+        hostnqn: HOSTNQN,
+        state: "live",
+        src_addr: None,
+    }
+}
+
+/// Namespace `nsid` (head instance `nsid`) with a UUID.
+pub(crate) fn ns(nsid: u32, uuid: &str) -> NsSpec<'_> {
+    NsSpec {
+        head: nsid,
+        nsid,
+        uuid: Some(uuid),
+        nguid: None,
+        size_sectors: 2_097_152,
+    }
+}
+
+fn ctrl_dir(t: &Tree, c: u32) -> PathBuf {
+    t.path(&format!("sys/devices/virtual/nvme-fabrics/ctl/nvme{c}"))
+}
+
+fn subsys_dir(t: &Tree, s: u32) -> PathBuf {
+    t.path(&format!(
+        "sys/devices/virtual/nvme-subsystem/nvme-subsys{s}"
+    ))
+}
+
+/// The kernel creates subsystem instance `s` for `nqn`.
+pub(crate) fn add_subsystem(t: &Tree, s: u32, nqn: &str) {
+    let dir = subsys_dir(t, s);
+    write(&dir.join("subsysnqn"), &format!("{nqn}\n"));
+    write(&dir.join("iopolicy"), "numa\n");
+    symlink(
+        &t.path(&format!("sys/class/nvme-subsystem/nvme-subsys{s}")),
+        &dir,
+    );
+}
+
+/// The kernel creates controller `nvme<c>` of subsystem `s` (created first if
+/// needed).
+pub(crate) fn add_controller(t: &Tree, c: u32, s: u32, spec: &CtrlSpec<'_>) {
+    if !subsys_dir(t, s).exists() {
+        add_subsystem(t, s, spec.nqn);
+    }
+    let ctl = t.path("sys/devices/virtual/nvme-fabrics/ctl");
+    if !ctl.exists() {
+        write(&ctl.join("dev"), "10:122\n");
+        symlink(&t.path("sys/class/nvme-fabrics/ctl"), &ctl);
+    }
+    let dir = ctrl_dir(t, c);
+    let mut address = format!("traddr={},trsvcid={}", spec.traddr, spec.trsvcid);
+    if let Some(src) = spec.src_addr {
+        address.push_str(&format!(",src_addr={src}"));
+    }
+    for (attr, value) in [
+        ("subsysnqn", spec.nqn),
+        ("transport", spec.transport),
+        ("address", &address),
+        ("hostnqn", spec.hostnqn),
+        ("hostid", HOSTID),
+        ("state", spec.state),
+        ("cntlid", &c.to_string()),
+        ("reconnect_delay", "10"),
+        ("ctrl_loss_tmo", "off"),
+        ("fast_io_fail_tmo", "off"),
+        ("dev", &format!("249:{c}")),
+    ] {
+        write(&dir.join(attr), &format!("{value}\n"));
+    }
+    // Write-only attributes.
+    write(&dir.join("rescan_controller"), "");
+    write(&dir.join("delete_controller"), "");
+    symlink(&t.path(&format!("sys/class/nvme/nvme{c}")), &dir);
+    symlink(&subsys_dir(t, s).join(format!("nvme{c}")), &dir);
+    write(&t.path(&format!("dev/nvme{c}")), "");
+}
+
+/// The controller's state changes (`live`, `connecting`, …).
+pub(crate) fn set_state(t: &Tree, c: u32, state: &str) {
+    write(&ctrl_dir(t, c).join("state"), &format!("{state}\n"));
+}
+
+/// The identify attributes of a namespace disk, as the kernel shows them.
+fn write_ns_attrs(dir: &std::path::Path, ns: &NsSpec<'_>) {
+    write(&dir.join("nsid"), &format!("{}\n", ns.nsid));
+    write(&dir.join("size"), &format!("{}\n", ns.size_sectors));
+    if let Some(g) = ns.nguid {
+        write(&dir.join("nguid"), &format!("{g}\n"));
+    }
+    // No UUID: the kernel shows the NGUID as `uuid` (or hides `uuid` without both).
+    if let Some(u) = ns.uuid.or(ns.nguid) {
+        write(&dir.join("uuid"), &format!("{u}\n"));
+    }
+    let wwid = match (ns.uuid, ns.nguid) {
+        (Some(u), _) => format!("uuid.{u}"),
+        (None, Some(g)) => format!("eui.{}", g.replace('-', "")),
+        (None, None) => format!("nvme.0000-4d4f4f52-4d4f4f52-{:08x}", ns.nsid),
+    };
+    write(&dir.join("wwid"), &format!("{wwid}\n"));
+}
+
+/// udev has processed block device `name` (`major:minor` `devnum`).
+fn udev_block(t: &Tree, name: &str, devnum: &str) {
+    write(&t.path(&format!("run/udev/data/b{devnum}")), "");
+    write(&t.path(&format!("dev/{name}")), "");
+}
+
+/// Namespace `ns` appears on controller `c` of subsystem `s`. With `multipath`
+/// (native NVMe multipath) a hidden path `nvmeScCnH` and, for the first path, the
+/// head `nvmeSnH`; without, the disk `nvmeCnH`.
+pub(crate) fn add_namespace(t: &Tree, c: u32, s: u32, ns: &NsSpec<'_>, multipath: bool) {
+    let h = ns.head;
+    if multipath {
+        let head = subsys_dir(t, s).join(format!("nvme{s}n{h}"));
+        if !head.exists() {
+            let devnum = format!("259:{}", s * 100 + h);
+            write_ns_attrs(&head, ns);
+            write(&head.join("dev"), &format!("{devnum}\n"));
+            write(&head.join("hidden"), "0\n");
+            fs::create_dir_all(head.join("multipath")).expect("mkdir");
+            symlink(&t.path(&format!("sys/block/nvme{s}n{h}")), &head);
+            udev_block(t, &format!("nvme{s}n{h}"), &devnum);
+        }
+        let name = format!("nvme{s}c{c}n{h}");
+        let path = ctrl_dir(t, c).join(&name);
+        write_ns_attrs(&path, ns);
+        write(&path.join("ana_state"), "optimized\n");
+        write(&path.join("ana_grpid"), "1\n");
+        write(&path.join("hidden"), "1\n");
+        symlink(&t.path(&format!("sys/block/{name}")), &path);
+        symlink(&head.join("multipath").join(&name), &path);
+    } else {
+        let name = format!("nvme{c}n{h}");
+        let dir = ctrl_dir(t, c).join(&name);
+        let devnum = format!("259:{}", c * 100 + h);
+        write_ns_attrs(&dir, ns);
+        write(&dir.join("dev"), &format!("{devnum}\n"));
+        write(&dir.join("hidden"), "0\n");
+        symlink(&t.path(&format!("sys/block/{name}")), &dir);
+        udev_block(t, &name, &devnum);
+    }
+}
+
+/// The array gives namespace `nsid` of controller `c` a new identity (another
+/// volume at the same nsid): every disk of it under `c` (and its head) changes.
+pub(crate) fn change_identity(t: &Tree, c: u32, s: u32, ns: &NsSpec<'_>) {
+    let dir = ctrl_dir(t, c);
+    for e in fs::read_dir(&dir)
+        .expect("controller")
+        .filter_map(Result::ok)
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("nvme") && n.ends_with(&format!("n{}", ns.head)) {
+            for a in ["uuid", "nguid", "wwid"] {
+                let _ = fs::remove_file(e.path().join(a));
+            }
+            write_ns_attrs(&e.path(), ns);
+        }
+    }
+    let head = subsys_dir(t, s).join(format!("nvme{s}n{}", ns.head));
+    if head.exists() {
+        for a in ["uuid", "nguid", "wwid"] {
+            let _ = fs::remove_file(head.join(a));
+        }
+        write_ns_attrs(&head, ns);
+    }
+}
