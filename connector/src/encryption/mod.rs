@@ -1,18 +1,19 @@
-//! Volume encryption groundwork (os-brick encryptors, reference §3): the Cinder
-//! encryption metadata, the passphrase derived from the key manager's secret, and
-//! the device-mapper name of the decrypted mapping.
+//! Volume encryption (os-brick encryptors, reference §3): the Cinder encryption
+//! metadata, the passphrase derived from the key manager's secret, the
+//! device-mapper name of the decrypted mapping, and ([`Encryptor`]) opening,
+//! closing, resizing and rekeying volumes through moord's `luks.*` operations.
 //!
-//! Nothing here runs cryptsetup. [`EncryptionProps::from_metadata`] validates the
-//! metadata object (`provider`, `control_location`, `cipher`, `key_size`,
-//! `encryption_key_id`; every other key is ignored) and refuses invalid values with
-//! an [`EncryptionError`] naming the key. [`Passphrase::derive`] turns a secret into
-//! the LUKS passphrase exactly as os-brick's `get_passphrase_from_secret`;
-//! [`mapping_name`] derives `crypt-<volume_id>`.
+//! [`EncryptionProps::from_metadata`] validates the metadata object (`provider`,
+//! `control_location`, `cipher`, `key_size`, `encryption_key_id`; every other key is
+//! ignored) and refuses invalid values with an [`EncryptionError`] naming the key.
+//! [`Passphrase::derive`] turns a secret into the LUKS passphrase exactly as
+//! os-brick's `get_passphrase_from_secret`; [`mapping_name`] derives
+//! `crypt-<volume_id>`.
 //!
 //! Secrets: a [`Passphrase`] is zeroized on drop, redacted in `Debug`, has no
-//! `Display` and no `Serialize`; its bytes ([`Passphrase::as_bytes`]) are meant for
-//! cryptsetup's stdin (`--key-file=-`) only. No error message ever contains secret
-//! bytes.
+//! `Display` and no `Serialize`; its bytes ([`Passphrase::as_bytes`]) only leave
+//! the process inside a `luks.*` request, which moord hands to cryptsetup on stdin
+//! (`--key-file=-`). No error message ever contains secret bytes.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -24,6 +25,9 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::types::json_type_name;
+
+mod dmcrypt;
+pub use dmcrypt::*;
 
 /// Longest cipher specification accepted (`aes-xts-plain64`, `aes-cbc-essiv:sha256`).
 pub const MAX_CIPHER_LEN: usize = 64;

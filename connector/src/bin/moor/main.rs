@@ -2,6 +2,7 @@
 
 mod call_cmd;
 mod filters_cmd;
+mod luks_cmd;
 mod volume_cmd;
 
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ enum Command {
     /// Check an attached volume can be read.
     #[command(subcommand)]
     Check(volume_cmd::CheckCommand),
+    /// LUKS on a volume or image: format, rekey, status.
+    #[command(subcommand)]
+    Luks(luks_cmd::LuksCommand),
     /// The volumes moor attached on this host (its attachment records) as JSON.
     Volumes(volume_cmd::VolumesArgs),
     /// This host's connector properties (initiator name, multipath, …) as JSON.
@@ -87,6 +91,10 @@ fn main() -> ExitCode {
         Command::Check(cmd) => {
             volume_cmd::init_logging();
             report(volume_cmd::check(cmd, &cli.socket, cli.key_file.as_ref()))
+        }
+        Command::Luks(cmd) => {
+            volume_cmd::init_logging();
+            report(luks_cmd::run(cmd, &cli.socket, cli.key_file.as_ref()))
         }
         Command::Volumes(args) => report(volume_cmd::volumes(args)),
         Command::ConnectorProperties(args) => report(volume_cmd::properties(args)),

@@ -2,7 +2,7 @@
 //! detach volumes from the `connection_info` a control plane produced; every
 //! privileged step goes to moord.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,16 +10,19 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use moor_connector::attachments::Registry;
+use moor_connector::encryption::{Backing, EncryptedVolume};
 use moor_connector::exec::{Daemon, DryRun, Privileged};
 use moor_connector::host::HostPaths;
 use moor_connector::host::udev::UdevEvents;
 use moor_connector::lock::LockDir;
 use moor_connector::properties::connector_properties;
 use moor_connector::transport::iscsi::{
-    DeviceInfo, IscsiConnector, IscsiError, IscsiProps, Options,
+    AccessMode, DeviceInfo, IscsiConnector, IscsiError, IscsiProps, Options,
 };
 use moor_connector::types::IfaceName;
 use moor_privhelper::client::read_key_file;
+
+use crate::luks_cmd::{Encryption, EncryptionArgs, device_name, encryptor};
 use serde_json::Value;
 
 /// Exit status when a detach left something behind (the outcome is still printed).
@@ -29,19 +32,19 @@ const EXIT_INCOMPLETE: u8 = 3;
 pub struct Common {
     /// Print the typed operations moord would run instead of running them.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Overall deadline of the operation, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
-    timeout: u64,
+    pub(crate) timeout: u64,
     /// Read sysfs, /dev, /etc and /run under DIR (fixture trees, containers).
     #[arg(long, value_name = "DIR", default_value = "/")]
-    host_root: PathBuf,
+    pub(crate) host_root: PathBuf,
     /// Directory for per-target and per-volume lock files.
     #[arg(long, value_name = "DIR", default_value = "/run/moor/locks")]
-    lock_dir: PathBuf,
+    pub(crate) lock_dir: PathBuf,
     /// Directory of moor's attachment records (what was handed out, with its WWID).
     #[arg(long, value_name = "DIR", default_value = "/run/moor/attachments")]
-    attachments_dir: PathBuf,
+    pub(crate) attachments_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +59,8 @@ pub struct IscsiArgs {
     /// open-iscsi interface (`default`, `iser`, or an offload iface).
     #[arg(long, value_name = "NAME", default_value = "default")]
     iface: String,
+    #[command(flatten)]
+    encryption: EncryptionArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -152,7 +157,7 @@ pub fn init_logging() {
     }
 }
 
-fn read_json(path: &Path, what: &str) -> Result<Value> {
+pub(crate) fn read_json(path: &Path, what: &str) -> Result<Value> {
     let text = if path == Path::new("-") {
         let mut s = String::new();
         std::io::stdin()
@@ -185,8 +190,8 @@ fn connection_data(v: Value, protocol: &str) -> Result<Value> {
     }
 }
 
-struct Setup {
-    privileged: Box<dyn Privileged>,
+pub(crate) struct Setup {
+    pub(crate) privileged: Box<dyn Privileged>,
     dry: Option<std::sync::Arc<DryRun>>,
 }
 
@@ -208,7 +213,7 @@ impl Privileged for SharedDry {
     }
 }
 
-fn setup(common: &Common, socket: &Path, key_file: Option<&PathBuf>) -> Result<Setup> {
+pub(crate) fn setup(common: &Common, socket: &Path, key_file: Option<&PathBuf>) -> Result<Setup> {
     if common.dry_run {
         let dry = std::sync::Arc::new(DryRun::new());
         return Ok(Setup {
@@ -271,9 +276,37 @@ fn props_for(args: &IscsiArgs) -> Result<IscsiProps> {
     Ok(IscsiProps::from_connection_info(&data)?)
 }
 
+fn stdin_user(args: &IscsiArgs) -> Option<&'static str> {
+    (args.properties.as_os_str() == "-").then_some("--properties -")
+}
+
+/// The volume's mapping name (`crypt-<volume_id>`).
+fn mapping_for(props: &IscsiProps) -> Result<String> {
+    let id = props
+        .volume_id
+        .as_deref()
+        .context("an encrypted volume needs `volume_id` in its connection properties (the mapping is named after it)")?;
+    Ok(moor_connector::encryption::mapping_name(id)?)
+}
+
 pub fn connect(cmd: ConnectCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
     let ConnectCommand::Iscsi(args) = cmd;
     let props = props_for(&args)?;
+    let enc = args.encryption.load(stdin_user(&args))?;
+    let mapping = match &enc {
+        Some(e) => {
+            e.passphrase("attaching an encrypted volume")?;
+            Some(mapping_for(&props)?)
+        }
+        None => {
+            if props.encrypted {
+                tracing::warn!(
+                    "connection_info says encrypted but no --encryption was given: the device is returned as it is"
+                );
+            }
+            None
+        }
+    };
     let s = setup(&args.common, socket, key_file)?;
     let events = UdevEvents;
     let c = connector(&args, &*s.privileged, &events)?;
@@ -287,9 +320,101 @@ pub fn connect(cmd: ConnectCommand, socket: &Path, key_file: Option<&PathBuf>) -
         print_plan(dry, stopped.as_deref());
         return Ok(ExitCode::SUCCESS);
     }
-    let info: DeviceInfo = result?;
+    let mut info: DeviceInfo = result?;
+    if let (Some(enc), Some(mapping)) = (&enc, mapping)
+        && let Err(e) = open_encrypted(&c, &props, enc, &mapping, &mut info)
+    {
+        // Undo the transport attach: nothing of a failed attach stays.
+        if let Err(undo) = c.disconnect(&props, &info, false, false) {
+            return Err(e.context(format!("undoing the attach also failed: {undo}")));
+        }
+        return Err(e.context("the volume was detached again"));
+    }
     println!("{}", serde_json::to_string_pretty(&info)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the decrypted mapping on the attached device and points `info.path` at it.
+fn open_encrypted(
+    c: &IscsiConnector,
+    props: &IscsiProps,
+    enc: &Encryption,
+    mapping: &str,
+    info: &mut DeviceInfo,
+) -> Result<()> {
+    let backing = device_name(&c.paths, &info.path)?;
+    let e = encryptor(
+        c.paths.clone(),
+        c.privileged,
+        &UdevEvents,
+        enc.settings.clone(),
+    );
+    let deadline = std::time::Instant::now() + c.options.timeout;
+    let opened = e.open(
+        &enc.props,
+        mapping,
+        &Backing::Device {
+            name: backing.clone(),
+            wwid: info.scsi_wwn.clone(),
+        },
+        enc.passphrase("attaching an encrypted volume")?,
+        props.access_mode == AccessMode::ReadOnly,
+        deadline,
+    )?;
+    info.encryption = Some(EncryptedVolume {
+        provider: enc
+            .props
+            .provider
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        mapping: opened.mapping,
+        device_path: std::mem::replace(&mut info.path, opened.path),
+        backing,
+    });
+    Ok(())
+}
+
+/// Closes the volume's decrypted mapping (when open) and gives back the
+/// transport's view of `info`. The mapping is found from `info.encryption`, or
+/// from the volume id when `--encryption` names a host-decrypted provider.
+fn close_encrypted(
+    c: &IscsiConnector,
+    props: &IscsiProps,
+    enc: Option<&Encryption>,
+    mut info: DeviceInfo,
+) -> Result<DeviceInfo> {
+    let e = encryptor(
+        c.paths.clone(),
+        c.privileged,
+        &UdevEvents,
+        Default::default(),
+    );
+    let deadline = std::time::Instant::now() + c.options.timeout;
+    let (mapping, backing) = match info.encryption.take() {
+        Some(ev) => {
+            info.path = ev.device_path;
+            (ev.mapping, Some(ev.backing))
+        }
+        None if enc.is_some() => (mapping_for(props)?, None),
+        None => return Ok(info),
+    };
+    let backing = match backing {
+        Some(b) => b,
+        None => match e.find_mapping(&mapping)? {
+            // Whatever it sits on: moord refuses unless it is the volume's device.
+            Some(dm) => c
+                .paths
+                .list_dir(&c.paths.sys(&format!("block/{dm}/slaves")))?
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+                .with_context(|| format!("mapping {mapping} ({dm}) sits on no device"))?,
+            None => return Ok(info),
+        },
+    };
+    e.close(&mapping, &backing, &info.scsi_wwn, deadline)
+        .with_context(|| format!("closing {mapping}; the volume was not detached"))?;
+    Ok(info)
 }
 
 pub fn disconnect(
@@ -305,9 +430,11 @@ pub fn disconnect(
     } = cmd;
     let props = props_for(&args)?;
     let info = device_info_from(&device_info)?;
+    let enc = args.encryption.load(stdin_user(&args))?;
     let s = setup(&args.common, socket, key_file)?;
     let events = UdevEvents;
     let c = connector(&args, &*s.privileged, &events)?;
+    let info = close_encrypted(&c, &props, enc.as_ref(), info)?;
     let result = c.disconnect(&props, &info, force, ignore_errors);
     if let Some(dry) = &s.dry {
         result.context("dry run")?;
@@ -347,7 +474,18 @@ fn device_info_from(path: &Path) -> Result<DeviceInfo> {
 pub fn extend(cmd: ExtendCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
     let ExtendCommand::Iscsi { args, device_info } = cmd;
     let props = props_for(&args)?;
-    let info = device_info_from(&device_info)?;
+    let mut info = device_info_from(&device_info)?;
+    let enc = args.encryption.load(stdin_user(&args))?;
+    let encrypted = info.encryption.take();
+    if let Some(ev) = &encrypted {
+        info.path = ev.device_path.clone();
+        if enc.is_none() {
+            bail!(
+                "{} is encrypted: pass --encryption and --secret-file to resize its mapping",
+                ev.mapping
+            );
+        }
+    }
     let s = setup(&args.common, socket, key_file)?;
     let events = UdevEvents;
     let c = connector(&args, &*s.privileged, &events)?;
@@ -357,7 +495,25 @@ pub fn extend(cmd: ExtendCommand, socket: &Path, key_file: Option<&PathBuf>) -> 
         print_plan(dry, None);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}", serde_json::to_string_pretty(&result?)?);
+    let extended = result?;
+    let mut out = serde_json::to_value(&extended)?;
+    if let (Some(ev), Some(enc)) = (&encrypted, &enc) {
+        let e = encryptor(c.paths.clone(), c.privileged, &events, enc.settings.clone());
+        let deadline = std::time::Instant::now() + c.options.timeout;
+        let size = e.resize(
+            &enc.props,
+            &ev.mapping,
+            &ev.backing,
+            &info.scsi_wwn,
+            enc.passphrase("resizing an encrypted volume")?,
+            deadline,
+        )?;
+        // The size the guest sees is the mapping's (the header is not data).
+        out["device_size"] = out["new_size"].clone();
+        out["new_size"] = size.into();
+        out["path"] = format!("/dev/mapper/{}", ev.mapping).into();
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -391,6 +547,12 @@ pub fn check(cmd: CheckCommand, socket: &Path, key_file: Option<&PathBuf>) -> Re
 
 pub fn volumes(args: VolumesArgs) -> Result<ExitCode> {
     let all = Registry::new(&args.attachments_dir).all();
-    println!("{}", serde_json::to_string_pretty(&all)?);
+    // `moor volumes | grep -q …` closes the pipe early: not an error.
+    let text = serde_json::to_string_pretty(&all)?;
+    if let Err(e) = writeln!(std::io::stdout(), "{text}")
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
+    }
     Ok(ExitCode::SUCCESS)
 }

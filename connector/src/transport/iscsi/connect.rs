@@ -64,6 +64,10 @@ pub struct DeviceInfo {
     /// moor: the SCSI disks (`sdX`) this attach found, with their HCTL.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// moor: set when the volume was opened as an encrypted volume; `path` is then
+    /// the decrypted mapping and this records the transport's device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::encryption::EncryptedVolume>,
 }
 
 /// Everything an iSCSI attach or detach can fail with.
@@ -306,6 +310,7 @@ impl IscsiConnector<'_> {
                         scsi_wwn: dev.wwid.clone().unwrap_or_default(),
                         multipath_id: None,
                         devices: vec![format!("{} {}", dev.name, dev.hctl)],
+                        encryption: None,
                     });
                 }
                 Err(e) => {

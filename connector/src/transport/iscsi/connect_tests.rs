@@ -165,6 +165,7 @@ fn info(wwn: &str) -> DeviceInfo {
         scsi_wwn: wwn.into(),
         multipath_id: None,
         devices: vec![],
+        encryption: None,
     }
 }
 
@@ -221,6 +222,7 @@ fn connect_single_path_logs_in_and_scans_exactly_the_lun() {
             scsi_wwn: WWN.into(),
             multipath_id: None,
             devices: vec!["sdc 5:0:3:1".into()],
+            encryption: None,
         }
     );
     // Every setting in one step, in this order; no passwords without CHAP.
@@ -1720,6 +1722,7 @@ fn connect_multipath_one_path_builds_and_checks_the_map() {
             scsi_wwn: WWN.into(),
             multipath_id: Some(WWN.into()),
             devices: vec!["sdb 3:0:0:1".into()],
+            encryption: None,
         }
     );
     assert!(p.unused().is_empty(), "{:?}", p.unused());

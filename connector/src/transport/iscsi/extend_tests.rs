@@ -46,6 +46,7 @@ fn info(wwn: &str, path: &str) -> DeviceInfo {
         scsi_wwn: wwn.into(),
         multipath_id: None,
         devices: vec![],
+        encryption: None,
     }
 }
 

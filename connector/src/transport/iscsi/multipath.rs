@@ -213,6 +213,7 @@ impl IscsiConnector<'_> {
                 .iter()
                 .map(|d| format!("{} {}", d.name, d.hctl))
                 .collect(),
+            encryption: None,
         })
     }
 
