@@ -26,6 +26,7 @@ moord_start() { # install config, filters, group, key; start moord; stop + remov
   MOORD_PID=$!
   lab_defer moord__stop
   wait_for /run/moor/moord.sock 10 || fail "moord did not start: $(cat "$LAB_STATE/moord.log")"
+  lab_log "$MOOR_AUDIT" "$LAB_STATE/moord.log"   # searched for secrets by the runner's secretwatch
 }
 
 moord__stop() {

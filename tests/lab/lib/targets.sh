@@ -34,6 +34,27 @@
 # NVMe host nvme_ns_dev NQN NSID [TIMEOUT] (-> nvmeXnY) · nvme_cleanup
 # scsi_debug  scsi_debug_load [PARAM=VAL]... · scsi_debug_hosts · scsi_debug_disks
 #           scsi_debug_unload
+# secrets   lab_secret [--planted] VALUE... · lab_secret [--planted] --file PATH · lab_log FILE...
+#
+# Secrets (the runner's secretwatch, tests/lab/guest/secretwatch.py, docs/lab.md): a scenario
+# registers EVERY secret it uses -- CHAP and discovery CHAP passwords (also the deliberately
+# wrong ones), LUKS passphrases, key files -- with `lab_secret`, and every log a moor process
+# writes with `lab_log` (moord_start does it for the audit log and moord's stderr). After the
+# last scenario the runner fails the run if a registered secret (as-is, hex, base64) is in any
+# process's argv or environment seen during the run (moor, moord, every command moord runs,
+# anything else), in a registered log, in a scenario's output, in dmesg or under /var/log.
+# Exempt: iscsiadm, targetcli and grep run directly by the scenario script (its own
+# target/initiator set-up and "not in the log" asserts; any other program it runs is checked),
+# /etc/iscsi, configfs and the scenario's own secret files (not searched).
+#   lab_secret "$CHAP_PW" "$WRONG_PW"       # values (>= 8 bytes; any text, no NUL)
+#   lab_secret --file "$W/luks.key"         # a key file's raw content (binary is fine)
+#   lab_secret "$HEX_PASSPHRASE"            # and what is derived from it
+#   lab_log /var/log/x.log                  # a log to search (copied even if deleted later)
+# Never `export` a secret: every process after it, moord included, would carry it. lab_secret
+# and lab_log only append to root-only registries ($LAB_STATE/secrets, mode 0600, and
+# $LAB_STATE/logs.list); they run no command with the secret in its argv.
+# `--planted` is for secretwatch_selftest only: such a secret is put in places on purpose and
+# must be FOUND there; it never counts as a leak.
 
 set -Eeuo pipefail
 
@@ -77,6 +98,43 @@ trap 'lab__on_err $? $LINENO "$BASH_COMMAND"' ERR
 trap lab__on_exit EXIT
 
 settle() { udevadm settle -t "${1:-30}" || true; }
+
+# ------------------------------------------------------------------------------ secrets
+# (registries read by tests/lab/guest/secretwatch.py: "kind<TAB>base64(value)<TAB>scenario")
+lab_secret() { # lab_secret [--planted] VALUE... | [--planted] --file PATH... : register secrets
+  local kind=secret files=() v b n
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --planted) kind=planted; shift ;;
+      --file) files+=("$2"); shift 2 ;;
+      --) shift; break ;;
+      *) break ;;
+    esac
+  done
+  [ $# -gt 0 ] || [ ${#files[@]} -gt 0 ] || fail "lab_secret: no secret given"
+  for v in "$@"; do
+    n=$(LC_ALL=C; echo ${#v})
+    [ "$n" -ge 8 ] || fail "lab_secret: a secret of $n bytes would match by chance (8 at least)"
+    b=$(printf '%s' "$v" | base64 -w0)          # printf is a builtin: no argv carries $v
+    lab__secret_add "$kind" "$b"
+  done
+  for v in "${files[@]}"; do
+    [ -r "$v" ] || fail "lab_secret --file $v: not readable"
+    [ "$(stat -c %s "$v")" -ge 8 ] || fail "lab_secret --file $v: shorter than 8 bytes"
+    b=$(base64 -w0 < "$v")
+    lab__secret_add "$kind" "$b"
+  done
+}
+lab__secret_add() {
+  (umask 077; printf '%s\t%s\t%s\n' "$1" "$2" "$(basename "$0" .sh)" >> "$LAB_STATE/secrets")
+}
+lab_log() { # lab_log FILE... : a log moor (or a command it runs) writes, to search for secrets
+  local f
+  for f in "$@"; do
+    case "$f" in /*) ;; *) f=$PWD/$f ;; esac
+    printf '%s\t%s\n' "$f" "$(basename "$0" .sh)" >> "$LAB_STATE/logs.list"
+  done
+}
 
 wait_until() { # wait_until TIMEOUT_S CMD... : poll CMD every 0.1 s
   local limit=$1; shift

@@ -11,6 +11,7 @@
 P=127.0.0.1:3260
 IQN=iqn.2003-01.org.moor.lab:demo-volume
 step() { printf '\n==> %s\n' "$*"; }
+lab_secret Demo-Chap-Secret-42
 moord_start
 W=$(mktemp -d /tmp/demo.XXXXXX) && chmod 0755 "$W"
 lab_defer rm -rf "$W"

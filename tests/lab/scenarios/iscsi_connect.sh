@@ -72,6 +72,7 @@ lio_teardown
 # --- CHAP: wrong password fails cleanly, right one works; mutual CHAP
 IQN=iqn.2003-01.org.moor.lab:chap
 PW=Chap-Secret-4711-xyz
+lab_secret "$PW" Target-Secret-0815 wrong-password-1
 lio_target_create "$IQN" --portal "$P" --chap moor-user "$PW" --mutual-chap tgt-user Target-Secret-0815
 lio_lun_add "$IQN" 0 16
 props "$S/c.json" "$IQN" 0 "$P" ', "auth_method": "CHAP", "auth_username": "moor-user", "auth_password": "wrong-password-1"'

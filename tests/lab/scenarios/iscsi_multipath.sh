@@ -84,6 +84,7 @@ lio_teardown
 
 # --- discovery with (mutual) discovery CHAP and session CHAP
 IQN=iqn.2003-01.org.moor.lab:mpchap
+lab_secret Sess-Secret-11 Disc-Secret-22 Disc-Tgt-Secret-33
 lio_target_create "$IQN" --portal "$P1" --portal "$P2" --chap sess-user Sess-Secret-11 \
   --discovery-chap disc-user Disc-Secret-22 --discovery-mutual-chap disc-tgt Disc-Tgt-Secret-33
 lio_lun_add "$IQN" 0 16

@@ -41,6 +41,7 @@ lio_teardown
 
 # --- CHAP with an ACL: the wrong secret is refused (24 = ISCSI_ERR_LOGIN_AUTH_FAILED)
 IQN=iqn.2003-01.org.moor.lab:chap
+lab_secret chap-secret-0123 wrong-secret-987 target-secret-456 disc-secret-789
 lio_target_create "$IQN" --portal "$P" --chap moor-user chap-secret-0123
 lio_lun_add "$IQN" 0 16
 lio_acl_add "$IQN" "$(iscsi_initiator_name)"
