@@ -3,7 +3,8 @@
 //! administrator's filter for one image directory) → real cryptsetup. Then the
 //! result is checked with tools moor does not control: `cryptsetup open
 //! --test-passphrase` with the passphrase derived by hand, and QEMU's own LUKS
-//! driver (`qemu-io`; QEMU reads LUKS1 only) writing and reading data with it.
+//! driver (`qemu-io` and `qemu-img convert`; QEMU reads LUKS1 only) writing, reading
+//! and decrypting data with it.
 //!
 //! Must run as root with cryptsetup and qemu-utils installed (scripts/test.sh
 //! installs them). Outside CI a missing tool skips the test with a message.
@@ -340,6 +341,25 @@ fn luks_images_format_interoperate_and_rekey() {
                 String::from_utf8_lossy(&r.stdout),
                 String::from_utf8_lossy(&r.stderr)
             );
+            // qemu-img decrypts the whole image with it too.
+            let plain = dir.join("plain.raw");
+            let secret = dir.join("qemu-img-secret");
+            write_mode(&secret, new_pass, 0o600);
+            let c = Command::new("qemu-img")
+                .arg("convert")
+                .arg("--object")
+                .arg(format!("secret,id=s0,file={}", secret.display()))
+                .arg("--image-opts")
+                .arg(format!("driver=luks,key-secret=s0,file.filename={img_s}"))
+                .args(["-O", "raw"])
+                .arg(&plain)
+                .output()
+                .expect("qemu-img");
+            fs::remove_file(&secret).expect("rm secret");
+            assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+            let data = fs::read(&plain).expect("decrypted image");
+            assert!(data.len() >= 1 << 20 && data[..1 << 20].iter().all(|&b| b == 0x5a));
+            fs::remove_file(&plain).expect("rm");
         }
     }
 
