@@ -28,6 +28,7 @@
 #   MOOR_LAB_KERNEL_PKG  guest kernel package (default: what linux-image-amd64 depends on)
 #   MOOR_LAB_MIRROR / MOOR_LAB_SECURITY_MIRROR  Debian mirrors
 #   MOOR_LAB_VERBOSE=1 more host-side messages
+#   MOOR_LAB_SECRETWATCH=0 scenario runs without the secret watch (see docs/lab.md; says so loudly)
 #
 # Exit status of run/scenario: CMD's own status; 124 = timeout; 125 = the VM failed (did not
 # boot, crashed, or died before CMD reported a status; the console tail is printed then).
