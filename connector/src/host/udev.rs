@@ -127,7 +127,7 @@ fn wait_until<T>(
 // ---------------------------------------------------------------------------
 // The real event source: udev's netlink monitor.
 
-/// Device events from udev (netlink group "udev", subsystems `block` and `scsi`):
+/// Device events from udev (netlink group "udev", subsystems `block`, `scsi` and `nvme`):
 /// each event arrives after udev has processed the device.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UdevEvents;
@@ -163,6 +163,8 @@ impl UdevWatch {
             .map_err(monitor_error("opening the netlink monitor"))?
             .match_subsystem("block")
             .and_then(|b| b.match_subsystem("scsi"))
+            // NVMe controllers announce state changes (reconnected: `live`) here.
+            .and_then(|b| b.match_subsystem("nvme"))
             .map_err(monitor_error("adding subsystem filters"))?
             .listen()
             .map_err(monitor_error("enabling receiving"))?;
