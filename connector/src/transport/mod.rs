@@ -1,5 +1,117 @@
 //! Storage transports. Each submodule owns one protocol's connection properties and,
-//! as they land, its attach/detach logic.
+//! as they land, its attach/detach logic. The keys every transport shares are read
+//! once, here ([`VolumeKeys`]).
+
+use serde_json::Value;
+
+use crate::json::{Obj, WrongType, get, get_str};
+use crate::types::json_type_name;
 
 pub mod iscsi;
 pub mod nvmeof;
+
+/// `access_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessMode {
+    #[default]
+    ReadWrite,
+    ReadOnly,
+}
+
+/// The connection_info keys os-brick reads for every transport (§2.1 "generic
+/// keys"), validated the same way for all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeKeys {
+    /// `access_mode`: `rw` (default) or `ro`.
+    pub access_mode: AccessMode,
+    pub encrypted: bool,
+    pub enforce_multipath: bool,
+    /// `device_path` (set by Nova after connect): absolute, no control characters.
+    pub device_path: Option<String>,
+    /// `volume_id` (logs, locks, the encrypted mapping's name).
+    pub volume_id: Option<String>,
+}
+
+/// Why a generic key was refused; each transport's error wraps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyError {
+    WrongType(WrongType),
+    BadValue {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+impl From<WrongType> for KeyError {
+    fn from(w: WrongType) -> Self {
+        KeyError::WrongType(w)
+    }
+}
+
+fn no_control(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+fn get_bool(o: &Obj, key: &'static str) -> Result<bool, WrongType> {
+    match get(o, key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(WrongType {
+            key,
+            expected: "a boolean",
+            found: json_type_name(v),
+        }),
+    }
+}
+
+/// A string key that must pass `ok`, else [`KeyError::BadValue`] with `expected`.
+fn checked(
+    o: &Obj,
+    key: &'static str,
+    ok: fn(&str) -> bool,
+    expected: &'static str,
+) -> Result<Option<String>, KeyError> {
+    match get_str(o, key)? {
+        None => Ok(None),
+        Some(v) if ok(v) => Ok(Some(v.to_owned())),
+        Some(v) => Err(KeyError::BadValue {
+            key,
+            value: v.to_owned(),
+            expected,
+        }),
+    }
+}
+
+impl VolumeKeys {
+    pub(crate) fn parse(o: &Obj) -> Result<VolumeKeys, KeyError> {
+        let access_mode = match get_str(o, "access_mode")? {
+            None | Some("rw") => AccessMode::ReadWrite,
+            Some("ro") => AccessMode::ReadOnly,
+            Some(m) => {
+                return Err(KeyError::BadValue {
+                    key: "access_mode",
+                    value: m.to_owned(),
+                    expected: "rw or ro",
+                });
+            }
+        };
+        Ok(VolumeKeys {
+            access_mode,
+            encrypted: get_bool(o, "encrypted")?,
+            enforce_multipath: get_bool(o, "enforce_multipath")?,
+            device_path: checked(
+                o,
+                "device_path",
+                |p| p.starts_with('/') && no_control(p) && p.len() <= 4096,
+                "an absolute path without control characters",
+            )?,
+            volume_id: checked(
+                o,
+                "volume_id",
+                |v| no_control(v) && v.len() <= 255,
+                "at most 255 characters without control characters",
+            )?,
+        })
+    }
+}

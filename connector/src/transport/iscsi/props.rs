@@ -99,13 +99,7 @@ pub struct Chap {
     pub mutual: Option<(String, Secret)>,
 }
 
-/// `access_mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AccessMode {
-    #[default]
-    ReadWrite,
-    ReadOnly,
-}
+pub use crate::transport::AccessMode;
 
 /// One path to try: a portal, a target name and the LUN Linux will see (already
 /// translated by `addressing_mode`).
@@ -144,6 +138,24 @@ pub struct IscsiProps {
 }
 
 use crate::json::{Obj, get};
+use crate::transport::{KeyError, VolumeKeys};
+
+impl From<KeyError> for PropsError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::WrongType(w) => w.into(),
+            KeyError::BadValue {
+                key,
+                value,
+                expected,
+            } => PropsError::BadValue {
+                key,
+                value,
+                expected,
+            },
+        }
+    }
+}
 
 fn get_str<'a>(o: &'a Obj, key: &'static str) -> Result<Option<&'a str>, PropsError> {
     Ok(crate::json::get_str(o, key)?)
@@ -156,18 +168,6 @@ impl From<crate::json::WrongType> for PropsError {
             expected: w.expected,
             found: w.found,
         }
-    }
-}
-
-fn get_bool(o: &Obj, key: &'static str) -> Result<bool, PropsError> {
-    match get(o, key) {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(PropsError::WrongType {
-            key: key.to_owned(),
-            expected: "a boolean",
-            found: json_type_name(v),
-        }),
     }
 }
 
@@ -425,40 +425,13 @@ impl IscsiProps {
             }
         };
 
-        let access_mode = match get_str(o, "access_mode")? {
-            None | Some("rw") => AccessMode::ReadWrite,
-            Some("ro") => AccessMode::ReadOnly,
-            Some(m) => {
-                return Err(PropsError::BadValue {
-                    key: "access_mode",
-                    value: m.to_owned(),
-                    expected: "rw or ro",
-                });
-            }
-        };
-
-        let device_path = match get_str(o, "device_path")? {
-            None => None,
-            Some(p) if p.starts_with('/') && no_control(p) && p.len() <= 4096 => Some(p.to_owned()),
-            Some(p) => {
-                return Err(PropsError::BadValue {
-                    key: "device_path",
-                    value: p.to_owned(),
-                    expected: "an absolute path without control characters",
-                });
-            }
-        };
-        let volume_id = match get_str(o, "volume_id")? {
-            None => None,
-            Some(v) if no_control(v) && v.len() <= 255 => Some(v.to_owned()),
-            Some(v) => {
-                return Err(PropsError::BadValue {
-                    key: "volume_id",
-                    value: v.to_owned(),
-                    expected: "at most 255 characters without control characters",
-                });
-            }
-        };
+        let VolumeKeys {
+            access_mode,
+            encrypted,
+            enforce_multipath,
+            device_path,
+            volume_id,
+        } = VolumeKeys::parse(o)?;
 
         Ok(IscsiProps {
             target_portal,
@@ -470,8 +443,8 @@ impl IscsiProps {
             discovery_auth: chap(o, &DISCOVERY_CHAP)?,
             addressing_mode,
             access_mode,
-            encrypted: get_bool(o, "encrypted")?,
-            enforce_multipath: get_bool(o, "enforce_multipath")?,
+            encrypted,
+            enforce_multipath,
             device_path,
             volume_id,
         })

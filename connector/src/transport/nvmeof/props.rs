@@ -30,7 +30,8 @@ use crate::types::{
     MdName, Nguid, Nqn, Nsid, NvmeIdError, NvmeTransport, NvmeUuid, json_type_name,
 };
 
-pub use crate::transport::iscsi::AccessMode;
+pub use crate::transport::AccessMode;
+use crate::transport::{KeyError, VolumeKeys};
 
 /// Why NVMe-oF connection properties were refused. `key` is the path of the
 /// offending key (`portals[1][2]`, `volume_replicas[0].target_nqn`).
@@ -213,6 +214,23 @@ pub struct NvmeofProps {
 /// a bound keeps a hostile list from fanning out into thousands of connects.
 const MAX_LIST: usize = 64;
 
+impl From<KeyError> for PropsError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::WrongType(w) => w.into(),
+            KeyError::BadValue {
+                key,
+                value,
+                expected,
+            } => PropsError::BadValue {
+                key: key.into(),
+                value,
+                expected,
+            },
+        }
+    }
+}
+
 impl From<crate::json::WrongType> for PropsError {
     fn from(w: crate::json::WrongType) -> Self {
         PropsError::WrongType {
@@ -234,18 +252,6 @@ fn wrong(key: impl Into<String>, expected: &'static str, v: &Value) -> PropsErro
 fn invalid(key: impl Into<String>) -> impl FnOnce(NvmeIdError) -> PropsError {
     let key = key.into();
     move |error| PropsError::Invalid { key, error }
-}
-
-fn no_control(s: &str) -> bool {
-    !s.chars().any(char::is_control)
-}
-
-fn get_bool(o: &Obj, key: &'static str) -> Result<bool, PropsError> {
-    match get(o, key) {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(wrong(key, "a boolean", v)),
-    }
 }
 
 /// A string key parsed with `FromStr` (absent/null → `None`).
@@ -618,39 +624,13 @@ impl NvmeofProps {
             });
         };
 
-        let access_mode = match crate::json::get_str(o, "access_mode")? {
-            None | Some("rw") => AccessMode::ReadWrite,
-            Some("ro") => AccessMode::ReadOnly,
-            Some(m) => {
-                return Err(PropsError::BadValue {
-                    key: "access_mode".into(),
-                    value: m.to_owned(),
-                    expected: "rw or ro",
-                });
-            }
-        };
-        let device_path = match crate::json::get_str(o, "device_path")? {
-            None => None,
-            Some(p) if p.starts_with('/') && no_control(p) && p.len() <= 4096 => Some(p.to_owned()),
-            Some(p) => {
-                return Err(PropsError::BadValue {
-                    key: "device_path".into(),
-                    value: p.to_owned(),
-                    expected: "an absolute path without control characters",
-                });
-            }
-        };
-        let volume_id = match crate::json::get_str(o, "volume_id")? {
-            None => None,
-            Some(v) if no_control(v) && v.len() <= 255 => Some(v.to_owned()),
-            Some(v) => {
-                return Err(PropsError::BadValue {
-                    key: "volume_id".into(),
-                    value: v.to_owned(),
-                    expected: "at most 255 characters without control characters",
-                });
-            }
-        };
+        let VolumeKeys {
+            access_mode,
+            encrypted,
+            enforce_multipath,
+            device_path,
+            volume_id,
+        } = VolumeKeys::parse(o)?;
 
         Ok(NvmeofProps {
             shape,
@@ -658,8 +638,8 @@ impl NvmeofProps {
             replication,
             policy: policy(o)?,
             access_mode,
-            encrypted: get_bool(o, "encrypted")?,
-            enforce_multipath: get_bool(o, "enforce_multipath")?,
+            encrypted,
+            enforce_multipath,
             device_path,
             volume_id,
         })
