@@ -25,6 +25,30 @@ fn check_guard(g: &Guard) {
         Guard::RegularFile { path } | Guard::Blank { path } | Guard::LuksOtherSlot { path, .. } => {
             return assert!(ops::is_canonical_path(path), "guard on {path:?}");
         }
+        Guard::NvmeController {
+            controller,
+            subsysnqn,
+            hostnqn,
+            trsvcid,
+            ..
+        } => {
+            // The name becomes a sysfs path component; the NQNs are compared with
+            // attribute values, so they must be what the kernel could print.
+            let name = controller.to_string();
+            assert!(
+                name.strip_prefix("nvme")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+                "guard on controller {name:?}"
+            );
+            for nqn in [subsysnqn, hostnqn] {
+                let s = nqn.as_str();
+                assert!(
+                    s.starts_with("nqn.") && !s.contains(|c: char| c.is_whitespace() || c == ','),
+                    "guard with NQN {s:?}"
+                );
+            }
+            return assert_ne!(*trsvcid, 0, "guard on port 0");
+        }
     };
     assert!(
         moor_types::is_block_device_name(device),
@@ -73,6 +97,19 @@ fn check_plan(p: &Plan) {
             );
         }
         Plan::ReadFile { path } => assert!(ops::is_canonical_path(path), "file.read of {path:?}"),
+        Plan::CreateFile { path, value } => {
+            // Only the host's NVMe identity files are ever created.
+            assert!(
+                [ops::HOSTNQN_PATH, ops::HOSTID_PATH].contains(&path.as_str()),
+                "create of {path:?}"
+            );
+            assert!(
+                !value.is_empty()
+                    && value.len() <= 223
+                    && !value.bytes().any(|b| b.is_ascii_control() || b == b' '),
+                "created value {value:?}"
+            );
+        }
         Plan::WriteFile { path, value, guard } => {
             if let Some(g) = guard {
                 check_guard(g);

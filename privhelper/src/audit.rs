@@ -62,6 +62,20 @@ pub struct GuardRecord {
     pub expected_wwid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map: Option<String>,
+    /// An NVMe-oF controller's identity (`device` is `nvmeN`, `expected_wwid`
+    /// empty): the fields of `nvme.disconnect`, flattened.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub nvme: Option<NvmeGuardRecord>,
+}
+
+/// The expected identity of an NVMe-oF controller, as audited.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NvmeGuardRecord {
+    pub expected_subsysnqn: String,
+    pub expected_transport: String,
+    pub expected_traddr: String,
+    pub expected_trsvcid: u16,
+    pub expected_hostnqn: String,
 }
 
 impl From<&crate::ops::Guard> for GuardRecord {
@@ -71,11 +85,13 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 device: device.clone(),
                 expected_wwid: expected.clone(),
                 map: None,
+                nvme: None,
             },
             crate::ops::Guard::StaleLink { link, device } => GuardRecord {
                 device: device.clone(),
                 expected_wwid: String::new(),
                 map: Some(link.clone()),
+                nvme: None,
             },
             crate::ops::Guard::DmMap {
                 device,
@@ -85,6 +101,7 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 device: device.clone(),
                 expected_wwid: expected.clone(),
                 map: Some(name.clone()),
+                nvme: None,
             },
             crate::ops::Guard::CryptMapping {
                 name,
@@ -94,6 +111,7 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 device: backing.clone(),
                 expected_wwid: expected_wwid.clone(),
                 map: Some(name.clone()),
+                nvme: None,
             },
             // The identity part (always first); the audited argv names the rest.
             crate::ops::Guard::All(gs) => match gs.first() {
@@ -106,6 +124,26 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 device: path.clone(),
                 expected_wwid: String::new(),
                 map: None,
+                nvme: None,
+            },
+            crate::ops::Guard::NvmeController {
+                controller,
+                subsysnqn,
+                transport,
+                traddr,
+                trsvcid,
+                hostnqn,
+            } => GuardRecord {
+                device: controller.to_string(),
+                expected_wwid: String::new(),
+                map: None,
+                nvme: Some(NvmeGuardRecord {
+                    expected_subsysnqn: subsysnqn.to_string(),
+                    expected_transport: transport.to_string(),
+                    expected_traddr: traddr.to_string(),
+                    expected_trsvcid: *trsvcid,
+                    expected_hostnqn: hostnqn.to_string(),
+                }),
             },
         }
     }
@@ -184,6 +222,41 @@ pub fn rfc3339_now() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::GuardRecord;
+    use crate::ops::Guard;
+
+    #[test]
+    fn guard_records() {
+        let wwid = Guard::Wwid {
+            device: "sdb".into(),
+            expected: "3600".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(GuardRecord::from(&wwid)).unwrap(),
+            serde_json::json!({"device": "sdb", "expected_wwid": "3600"})
+        );
+        let nvme = Guard::NvmeController {
+            controller: "nvme3".parse().unwrap(),
+            subsysnqn: "nqn.2016-06.io.spdk:cnode1".parse().unwrap(),
+            transport: "rdma".parse().unwrap(),
+            traddr: "fd00:0::1".parse().unwrap(),
+            trsvcid: 4420,
+            hostnqn: "nqn.2014-08.org.example:host-1".parse().unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_value(GuardRecord::from(&nvme)).unwrap(),
+            serde_json::json!({
+                "device": "nvme3",
+                "expected_wwid": "",
+                "expected_subsysnqn": "nqn.2016-06.io.spdk:cnode1",
+                "expected_transport": "rdma",
+                "expected_traddr": "fd00::1",
+                "expected_trsvcid": 4420,
+                "expected_hostnqn": "nqn.2014-08.org.example:host-1",
+            })
+        );
+    }
+
     #[test]
     fn timestamp_shape() {
         let t = super::rfc3339_now();

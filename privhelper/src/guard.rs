@@ -4,7 +4,11 @@
 //!
 //! * `sdX`: `/sys/block/sdX/device/wwid`, normalised like udev
 //!   ([`moor_types::normalize_wwid`]), must equal the expected WWID;
-//! * `dm-N`: `/sys/block/dm-N/dm/uuid` must be exactly `mpath-<expected>`.
+//! * `dm-N`: `/sys/block/dm-N/dm/uuid` must be exactly `mpath-<expected>`;
+//! * an NVMe-oF controller `nvmeN` ([`Guard::NvmeController`]):
+//!   `/sys/class/nvme/nvmeN/{subsysnqn,transport,address,hostnqn}` must show the
+//!   subsystem, transport, target address and port, and host NQN the caller
+//!   captured (controller names are reused as readily as `sdX`).
 //!
 //! Paths are resolved under the configured host root. A missing device or
 //! attribute is a mismatch too: there is no "empty means don't care".
@@ -21,7 +25,9 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use moor_types::{is_block_device_name, normalize_wwid};
+use std::net::IpAddr;
+
+use moor_types::{Nqn, NvmeController, NvmeTransport, is_block_device_name, normalize_wwid};
 
 use crate::config::host_path;
 use crate::ops::Guard;
@@ -31,6 +37,8 @@ use crate::ops::Guard;
 pub enum Found {
     /// The attribute's value (normalised for `sdX`, raw for `dm-N`).
     Value(String),
+    /// Attribute `attribute` (a host path) holds `value` (without its final newline).
+    Attribute { attribute: String, value: String },
     /// The device or its attribute could not be read.
     Missing { attribute: String, error: String },
     /// The guard names something that is not a SCSI disk or dm device.
@@ -39,9 +47,11 @@ pub enum Found {
 
 /// The device does not carry the expected identity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("identity mismatch on {device}: expected WWID {expected:?}, {}", describe(.found))]
+#[error("identity mismatch on {device}: expected {what} {expected:?}, {}", describe(.found))]
 pub struct Mismatch {
     pub device: String,
+    /// What `expected` is: `WWID`, `controller`.
+    pub what: &'static str,
     pub expected: String,
     pub found: Found,
 }
@@ -49,6 +59,7 @@ pub struct Mismatch {
 fn describe(f: &Found) -> String {
     match f {
         Found::Value(v) => format!("found {v:?}"),
+        Found::Attribute { attribute, value } => format!("found {attribute} {value:?}"),
         Found::Missing { attribute, error } => format!("found nothing: {attribute}: {error}"),
         Found::Unsupported => "found nothing: only sdX and dm-N devices can be checked".into(),
     }
@@ -73,7 +84,8 @@ fn read_attr(path: &Path) -> std::io::Result<String> {
 fn check_stale_link(root: &Path, link: &str, device: &str) -> Result<(), Mismatch> {
     let mismatch = |found| Mismatch {
         device: device.to_string(),
-        expected: format!("a stale link {link}"),
+        what: "a stale link",
+        expected: link.to_string(),
         found,
     };
     if !is_block_device_name(device) {
@@ -132,6 +144,7 @@ fn unmet(path: &str, problem: impl Into<String>) -> Unmet {
 fn unsupported(g: &Guard) -> Mismatch {
     Mismatch {
         device: format!("{g:?}"),
+        what: "WWID",
         expected: String::new(),
         found: Found::Unsupported,
     }
@@ -373,6 +386,7 @@ fn check_crypt_mapping(
 ) -> Result<(), Mismatch> {
     let mismatch = |found| Mismatch {
         device: format!("mapping {name}"),
+        what: "WWID",
         expected: expected.to_string(),
         found,
     };
@@ -430,9 +444,112 @@ fn check_crypt_mapping(
     )
 }
 
+/// The `traddr=` and `trsvcid=` values of a controller's `address` attribute
+/// (`traddr=10.0.0.1,trsvcid=4420[,host_traddr=…][,src_addr=…]`). `None` when either
+/// is missing or given twice: such an address identifies nothing.
+fn nvme_address(address: &str) -> Option<(&str, &str)> {
+    let (mut traddr, mut trsvcid) = (None, None);
+    for (k, v) in address.split(',').filter_map(|kv| kv.split_once('=')) {
+        let slot = match k.trim() {
+            "traddr" => &mut traddr,
+            "trsvcid" => &mut trsvcid,
+            _ => continue,
+        };
+        if slot.replace(v.trim()).is_some() {
+            return None;
+        }
+    }
+    Some((traddr?, trsvcid?))
+}
+
+/// `controller` is the NVMe-oF controller the caller captured: its `subsysnqn`,
+/// `transport`, `address` (traddr as an IP address, trsvcid) and `hostnqn` (when the
+/// kernel has that attribute) under `/sys/class/nvme/nvmeN` are the expected ones.
+fn check_nvme_controller(
+    root: &Path,
+    controller: NvmeController,
+    subsysnqn: &Nqn,
+    transport: NvmeTransport,
+    traddr: IpAddr,
+    trsvcid: u16,
+    hostnqn: &Nqn,
+) -> Result<(), Mismatch> {
+    let mismatch = |found| Mismatch {
+        device: controller.to_string(),
+        what: "controller",
+        expected: format!(
+            "subsysnqn={subsysnqn} transport={transport} traddr={traddr} trsvcid={trsvcid} hostnqn={hostnqn}"
+        ),
+        found,
+    };
+    // `nvmeN` is a validated name: digits only after the prefix.
+    let dir = format!("/sys/class/nvme/{controller}");
+    let read = |attr: &str| {
+        let attribute = format!("{dir}/{attr}");
+        read_attr(&host_path(root, &attribute)).map(|raw| {
+            let value = raw.strip_suffix('\n').unwrap_or(&raw).to_string();
+            (attribute, value)
+        })
+    };
+    let missing = |attr: &str, e: std::io::Error| {
+        mismatch(Found::Missing {
+            attribute: format!("{dir}/{attr}"),
+            error: e.to_string(),
+        })
+    };
+    let differs =
+        |(attribute, value): (String, String)| mismatch(Found::Attribute { attribute, value });
+
+    let got = read("subsysnqn").map_err(|e| missing("subsysnqn", e))?;
+    if got.1 != subsysnqn.as_str() {
+        return Err(differs(got));
+    }
+    let got = read("transport").map_err(|e| missing("transport", e))?;
+    if got.1 != transport.as_str() {
+        return Err(differs(got));
+    }
+    let got = read("address").map_err(|e| missing("address", e))?;
+    let same_address = nvme_address(&got.1).is_some_and(|(a, p)| {
+        a.parse::<IpAddr>().is_ok_and(|a| a == traddr)
+            && p.parse::<u16>().is_ok_and(|p| p == trsvcid)
+    });
+    if !same_address {
+        return Err(differs(got));
+    }
+    match read("hostnqn") {
+        Ok(got) if got.1 != hostnqn.as_str() => Err(differs(got)),
+        Ok(_) => Ok(()),
+        // Kernels before 5.x have no `hostnqn` attribute: nothing to compare (as
+        // os-brick). The controller itself must still be there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::symlink_metadata(host_path(root, &format!("{dir}/subsysnqn"))) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(missing("subsysnqn", e)),
+            }
+        }
+        Err(e) => Err(missing("hostnqn", e)),
+    }
+}
+
 /// Check `g` against the host under `root`.
 pub fn check(root: &Path, g: &Guard) -> Result<(), GuardError> {
     match g {
+        Guard::NvmeController {
+            controller,
+            subsysnqn,
+            transport,
+            traddr,
+            trsvcid,
+            hostnqn,
+        } => Ok(check_nvme_controller(
+            root,
+            *controller,
+            subsysnqn,
+            *transport,
+            *traddr,
+            *trsvcid,
+            hostnqn,
+        )?),
         Guard::All(gs) => gs.iter().try_for_each(|g| check(root, g)),
         Guard::RegularFile { path } => Ok(check_regular_file(root, path)?),
         Guard::Blank { path } => Ok(check_blank(root, path)?),
@@ -469,6 +586,7 @@ fn check_identity(root: &Path, g: &Guard) -> Result<(), Mismatch> {
             let attribute = format!("/sys/block/{device}/dm/name");
             let raw = read_attr(&host_path(root, &attribute)).map_err(|e| Mismatch {
                 device: device.clone(),
+                what: "WWID",
                 expected: expected.clone(),
                 found: Found::Missing {
                     attribute: attribute.clone(),
@@ -479,6 +597,7 @@ fn check_identity(root: &Path, g: &Guard) -> Result<(), Mismatch> {
             if got != name {
                 return Err(Mismatch {
                     device: device.clone(),
+                    what: "WWID",
                     expected: expected.clone(),
                     found: Found::Value(format!("map name {got:?}, not {name:?}")),
                 });
@@ -489,6 +608,7 @@ fn check_identity(root: &Path, g: &Guard) -> Result<(), Mismatch> {
     };
     let mismatch = |found| Mismatch {
         device: device.clone(),
+        what: "WWID",
         expected: expected.clone(),
         found,
     };
@@ -986,6 +1106,215 @@ mod tests {
         // An identity failure first is reported as one.
         let e = check(r, &all(vec![guard("sdz", UDEV), b])).unwrap_err();
         assert_eq!(e.device, "sdz");
+    }
+
+    const SUBSYS: &str = "nqn.2016-06.io.spdk:cnode1";
+    const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:9126e942-396d-11e7-b0b7-a81e84c186d1";
+
+    /// A fabrics controller as the kernel lays it out: the class entry is a symlink
+    /// to the device directory.
+    fn nvme_ctrl(root: &Path, n: u32, transport: &str, address: &str, hostnqn: Option<&str>) {
+        let dev = format!("sys/devices/virtual/nvme-fabrics/ctl/nvme{n}");
+        put(root, &format!("{dev}/subsysnqn"), &format!("{SUBSYS}\n"));
+        put(root, &format!("{dev}/transport"), &format!("{transport}\n"));
+        put(root, &format!("{dev}/address"), &format!("{address}\n"));
+        put(root, &format!("{dev}/delete_controller"), "");
+        if let Some(h) = hostnqn {
+            put(root, &format!("{dev}/hostnqn"), &format!("{h}\n"));
+        }
+        std::fs::create_dir_all(root.join("sys/class/nvme")).unwrap();
+        let link = root.join(format!("sys/class/nvme/nvme{n}"));
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(
+                format!("../../devices/virtual/nvme-fabrics/ctl/nvme{n}"),
+                link,
+            )
+            .unwrap();
+        }
+    }
+
+    fn nvme_guard(n: u32, transport: &str, traddr: &str, trsvcid: u16) -> Guard {
+        Guard::NvmeController {
+            controller: format!("nvme{n}").parse().unwrap(),
+            subsysnqn: SUBSYS.parse().unwrap(),
+            transport: transport.parse().unwrap(),
+            traddr: traddr.parse().unwrap(),
+            trsvcid,
+            hostnqn: HOSTNQN.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn nvme_controller_guard_matches_every_attribute() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        nvme_ctrl(r, 0, "tcp", "traddr=10.0.0.1,trsvcid=4420", Some(HOSTNQN));
+        assert_eq!(check(r, &nvme_guard(0, "tcp", "10.0.0.1", 4420)), Ok(()));
+        // Newer kernels add host-side fields; IPv6 compares as an address.
+        nvme_ctrl(
+            r,
+            1,
+            "rdma",
+            "traddr=fd00:0::1,trsvcid=4421,host_traddr=fd00::9,src_addr=fd00::9",
+            Some(HOSTNQN),
+        );
+        assert_eq!(check(r, &nvme_guard(1, "rdma", "fd00::1", 4421)), Ok(()));
+        assert_eq!(
+            check(r, &nvme_guard(1, "rdma", "fd00:0:0:0:0:0:0:1", 4421)),
+            Ok(())
+        );
+        // host_traddr is not the target address.
+        assert!(check(r, &nvme_guard(1, "rdma", "fd00::9", 4421)).is_err());
+        // A kernel without the hostnqn attribute: not compared (as os-brick).
+        nvme_ctrl(r, 2, "tcp", "traddr=10.0.0.2,trsvcid=4420", None);
+        assert_eq!(check(r, &nvme_guard(2, "tcp", "10.0.0.2", 4420)), Ok(()));
+    }
+
+    #[test]
+    fn nvme_controller_guard_refuses_any_difference() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        nvme_ctrl(r, 3, "tcp", "traddr=10.0.0.1,trsvcid=4420", Some(HOSTNQN));
+        let other_nqn = |field: &str| {
+            let Guard::NvmeController {
+                controller,
+                mut subsysnqn,
+                transport,
+                traddr,
+                trsvcid,
+                mut hostnqn,
+            } = nvme_guard(3, "tcp", "10.0.0.1", 4420)
+            else {
+                unreachable!()
+            };
+            let other: Nqn = "nqn.2016-06.io.spdk:cnode2".parse().unwrap();
+            match field {
+                "subsysnqn" => subsysnqn = other,
+                _ => hostnqn = other,
+            }
+            Guard::NvmeController {
+                controller,
+                subsysnqn,
+                transport,
+                traddr,
+                trsvcid,
+                hostnqn,
+            }
+        };
+        let attr = |a: &str| format!("/sys/class/nvme/nvme3/{a}");
+        for (g, attribute, value) in [
+            (
+                other_nqn("subsysnqn"),
+                attr("subsysnqn"),
+                SUBSYS.to_string(),
+            ),
+            (other_nqn("hostnqn"), attr("hostnqn"), HOSTNQN.to_string()),
+            (
+                nvme_guard(3, "rdma", "10.0.0.1", 4420),
+                attr("transport"),
+                "tcp".into(),
+            ),
+            (
+                nvme_guard(3, "tcp", "10.0.0.2", 4420),
+                attr("address"),
+                "traddr=10.0.0.1,trsvcid=4420".into(),
+            ),
+            (
+                nvme_guard(3, "tcp", "10.0.0.1", 4421),
+                attr("address"),
+                "traddr=10.0.0.1,trsvcid=4420".into(),
+            ),
+        ] {
+            let e = check(r, &g).unwrap_err();
+            assert_eq!(
+                e.found,
+                Found::Attribute {
+                    attribute: attribute.clone(),
+                    value: value.clone()
+                },
+                "{g:?}"
+            );
+            assert_eq!(e.device, "nvme3");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("identity mismatch on nvme3: expected controller")
+                    && msg.contains(&attribute),
+                "{msg}"
+            );
+        }
+        // The subsystem NQN is compared byte for byte (NQNs are case-sensitive).
+        put(
+            r,
+            "sys/devices/virtual/nvme-fabrics/ctl/nvme3/subsysnqn",
+            &format!("{}\n", SUBSYS.to_uppercase()),
+        );
+        assert!(check(r, &nvme_guard(3, "tcp", "10.0.0.1", 4420)).is_err());
+        put(
+            r,
+            "sys/devices/virtual/nvme-fabrics/ctl/nvme3/subsysnqn",
+            &format!("{SUBSYS} \n"),
+        );
+        assert!(check(r, &nvme_guard(3, "tcp", "10.0.0.1", 4420)).is_err());
+        put(
+            r,
+            "sys/devices/virtual/nvme-fabrics/ctl/nvme3/subsysnqn",
+            &format!("{SUBSYS}\n"),
+        );
+        assert_eq!(check(r, &nvme_guard(3, "tcp", "10.0.0.1", 4420)), Ok(()));
+        // Addresses that identify nothing: no port, a port twice, a host name.
+        for address in [
+            "traddr=10.0.0.1",
+            "trsvcid=4420",
+            "traddr=10.0.0.1,trsvcid=4420,traddr=10.0.0.2",
+            "traddr=10.0.0.1,trsvcid=4420,trsvcid=4420",
+            "traddr=array.example.com,trsvcid=4420",
+            "",
+        ] {
+            put(
+                r,
+                "sys/devices/virtual/nvme-fabrics/ctl/nvme3/address",
+                &format!("{address}\n"),
+            );
+            let e = check(r, &nvme_guard(3, "tcp", "10.0.0.1", 4420)).unwrap_err();
+            assert!(
+                matches!(&e.found, Found::Attribute { value, .. } if value == address),
+                "{address}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn nvme_controller_guard_needs_the_controller() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let e = check(r, &nvme_guard(4, "tcp", "10.0.0.1", 4420)).unwrap_err();
+        assert!(
+            matches!(&e.found, Found::Missing { attribute, .. } if attribute == "/sys/class/nvme/nvme4/subsysnqn"),
+            "{e:?}"
+        );
+        // Another controller's attributes are not this one's.
+        nvme_ctrl(r, 5, "tcp", "traddr=10.0.0.1,trsvcid=4420", Some(HOSTNQN));
+        assert!(check(r, &nvme_guard(4, "tcp", "10.0.0.1", 4420)).is_err());
+        // Attributes that are missing or symlinks (never followed) are mismatches.
+        let dev = r.join("sys/devices/virtual/nvme-fabrics/ctl/nvme5");
+        std::fs::remove_file(dev.join("transport")).unwrap();
+        let e = check(r, &nvme_guard(5, "tcp", "10.0.0.1", 4420)).unwrap_err();
+        assert!(matches!(e.found, Found::Missing { .. }), "{e:?}");
+        put(r, "elsewhere", "tcp\n");
+        std::os::unix::fs::symlink(r.join("elsewhere"), dev.join("transport")).unwrap();
+        let e = check(r, &nvme_guard(5, "tcp", "10.0.0.1", 4420)).unwrap_err();
+        assert!(matches!(e.found, Found::Missing { .. }), "{e:?}");
+        // An unreadable hostnqn (here: a directory) is not a missing one.
+        std::fs::remove_file(dev.join("transport")).unwrap();
+        put(
+            r,
+            "sys/devices/virtual/nvme-fabrics/ctl/nvme5/transport",
+            "tcp\n",
+        );
+        assert_eq!(check(r, &nvme_guard(5, "tcp", "10.0.0.1", 4420)), Ok(()));
+        std::fs::remove_file(dev.join("hostnqn")).unwrap();
+        std::fs::create_dir(dev.join("hostnqn")).unwrap();
+        assert!(check(r, &nvme_guard(5, "tcp", "10.0.0.1", 4420)).is_err());
     }
 
     #[test]

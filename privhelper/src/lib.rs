@@ -13,6 +13,8 @@ pub mod audit;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
+pub mod create;
+#[cfg(feature = "server")]
 pub mod exec;
 #[cfg(feature = "server")]
 pub mod guard;

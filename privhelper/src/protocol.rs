@@ -116,12 +116,13 @@ pub enum ErrorCode {
     ExecFailed,
     /// An I/O error performing the operation (file read, sysfs write, record edit).
     Io,
-    /// The device no longer carries the identity (WWID) the caller captured: the
-    /// operation was refused and nothing was written or run.
+    /// The device no longer carries the identity (WWID; for an NVMe controller its
+    /// subsystem, address and host NQN) the caller captured: the operation was
+    /// refused and nothing was written or run.
     IdentityMismatch,
     /// The target is not in the state the operation requires (e.g. `luks.format` of
-    /// something that carries a header, `luks.remove_key` of the last key slot);
-    /// nothing was changed.
+    /// something that carries a header, `luks.remove_key` of the last key slot, a
+    /// file `nvme.host_identity` would create that exists); nothing was changed.
     PreconditionFailed,
     /// The thing the operation acts on does not exist (e.g. no open-iscsi record
     /// for an `iscsi.*_secret`); nothing was changed.

@@ -22,6 +22,7 @@ use zeroize::Zeroize;
 
 use crate::audit::{Audit, GuardRecord, Record};
 use crate::config::{Config, check_trusted_file};
+use crate::create::CreateError;
 use crate::exec::{self, Input, Output, Prepared};
 use crate::guard::GuardError;
 use crate::ops::{self, Guard, Plan, b64_encode};
@@ -848,6 +849,42 @@ async fn handle_request(
             let written = write_attribute(&cfg.host_path(&path), &value).map(|()| json!({}));
             let (outcome, reason) = reply_io(conn, id, &path, written).await;
             finish(rec, outcome, reason);
+        }
+        Plan::CreateFile { path, value } => {
+            // Decided and audited exactly like a write; done only if nothing is there.
+            rec.path = Some(path.clone());
+            rec.value = Some(value.clone());
+            let d = settings.filters.set.decide_write(&path, &value);
+            let Some(f) = d.filter.as_ref().filter(|_| d.allowed) else {
+                let reason = d.reason.clone().unwrap_or_default();
+                return finish(
+                    rec,
+                    "denied",
+                    Some(deny(conn, id, reason, &d.closest, &d.filter).await),
+                );
+            };
+            rec.filter = Some(filter_label(f));
+            match crate::create::create_new(&cfg.host_path(&path), value.as_bytes()) {
+                Ok(()) => {
+                    let (outcome, reason) = reply_io(conn, id, &path, Ok(json!({}))).await;
+                    finish(rec, outcome, reason);
+                }
+                Err(e @ (CreateError::Exists(_) | CreateError::Parent(_))) => {
+                    let msg = format!("{path} {e}");
+                    conn.send(&err_response(
+                        id,
+                        ErrorCode::PreconditionFailed,
+                        msg.clone(),
+                        None,
+                    ))
+                    .await;
+                    finish(rec, "precondition-failed", Some(msg));
+                }
+                Err(CreateError::Io(e)) => {
+                    let (outcome, reason) = reply_io(conn, id, &path, Err(e)).await;
+                    finish(rec, outcome, reason);
+                }
+            }
         }
         Plan::IscsiSecret(p) => {
             // The filters and the audit see the record files and the key name; the

@@ -2283,6 +2283,306 @@ fn policy_families_allow_their_operations_only() {
     assert!(stderr_of(&out).contains("\"*\""), "{}", stderr_of(&out));
 }
 
+// ------------------------------------------------------------------ nvme.*
+
+const SUBSYS: &str = "nqn.2016-06.io.spdk:cnode1";
+const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:9126e942-396d-11e7-b0b7-a81e84c186d1";
+const HOSTID: &str = "9126e942-396d-11e7-b0b7-a81e84c186d1";
+
+/// A fabrics controller in a fixture host tree, laid out as the kernel does
+/// (`/sys/class/nvme/nvmeN` is a symlink to the device directory). Returns the
+/// path of its `delete_controller`.
+fn nvme_controller(root: &Path, n: u32, address: &str) -> PathBuf {
+    let dev = format!("sys/devices/virtual/nvme-fabrics/ctl/nvme{n}");
+    put(root, &format!("{dev}/subsysnqn"), &format!("{SUBSYS}\n"));
+    put(root, &format!("{dev}/transport"), "tcp\n");
+    put(root, &format!("{dev}/address"), &format!("{address}\n"));
+    put(root, &format!("{dev}/hostnqn"), &format!("{HOSTNQN}\n"));
+    let delete = put(root, &format!("{dev}/delete_controller"), "");
+    fs::create_dir_all(root.join("sys/class/nvme")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        format!("../../devices/virtual/nvme-fabrics/ctl/nvme{n}"),
+        root.join(format!("sys/class/nvme/nvme{n}")),
+    )
+    .expect("symlink");
+    delete
+}
+
+fn disconnect_args(ctrl: &str, subsys: &str, traddr: &str) -> Value {
+    json!({"controller": ctrl, "expected_subsysnqn": subsys, "expected_transport": "tcp",
+        "expected_traddr": traddr, "expected_trsvcid": 4420, "expected_hostnqn": HOSTNQN})
+}
+
+#[test]
+fn nvme_disconnect_checks_the_controller_right_before_deleting_it() {
+    let root = host_root();
+    let delete = nvme_controller(
+        root.path(),
+        3,
+        "traddr=fd00:0::1,trsvcid=4420,src_addr=fd00::9",
+    );
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=nvme.*".into()],
+        filters: shipped_filters(),
+        args: vec!["--host-root".into(), root.path().display().to_string()],
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    // Another subsystem, another target address, another port: refused, nothing
+    // written.
+    let other = "nqn.2016-06.io.spdk:cnode2";
+    for (args, what) in [
+        (disconnect_args("nvme3", other, "fd00::1"), SUBSYS),
+        (
+            disconnect_args("nvme3", SUBSYS, "fd00::2"),
+            "traddr=fd00:0::1,trsvcid=4420",
+        ),
+        (
+            {
+                let mut a = disconnect_args("nvme3", SUBSYS, "fd00::1");
+                a["expected_trsvcid"] = json!(4421);
+                a
+            },
+            "trsvcid=4420",
+        ),
+    ] {
+        let r = c.call("nvme.disconnect", args.clone());
+        let Err(ClientError::Remote(e)) = &r else {
+            panic!("expected identity_mismatch for {args}, got {r:?}")
+        };
+        assert_eq!(e.code_str(), "identity_mismatch", "{e:?}");
+        assert!(
+            e.message.contains("nvme3") && e.message.contains(what),
+            "{what} in {:?}",
+            e.message
+        );
+        assert_eq!(
+            fs::read_to_string(&delete).expect("delete_controller"),
+            "",
+            "nothing written"
+        );
+    }
+    let rec = d.audit_wait("the refused disconnect", |r| {
+        r["op"] == "nvme.disconnect" && r["outcome"] == "identity-mismatch"
+    });
+    assert_eq!(rec["path"], "/sys/class/nvme/nvme3/delete_controller");
+    assert_eq!(rec["value"], "1");
+    assert_eq!(
+        rec["guard"],
+        json!({"device": "nvme3", "expected_wwid": "", "expected_subsysnqn": other,
+            "expected_transport": "tcp", "expected_traddr": "fd00::1",
+            "expected_trsvcid": 4420, "expected_hostnqn": HOSTNQN})
+    );
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/sys/class/nvme/nvme3/subsysnqn"),
+        "{rec}"
+    );
+    // A controller that is gone.
+    let r = c.call(
+        "nvme.disconnect",
+        disconnect_args("nvme4", SUBSYS, "fd00::1"),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::IdentityMismatch), "{r:?}");
+
+    // The same identity (the address written another way): "1" is written.
+    c.call(
+        "nvme.disconnect",
+        disconnect_args("nvme3", SUBSYS, "fd00:0:0:0:0:0:0:1"),
+    )
+    .unwrap_or_else(|e| panic!("disconnect: {e}\n{}", d.log_text()));
+    assert_eq!(fs::read_to_string(&delete).expect("delete_controller"), "1");
+    let rec = d.audit_wait("the disconnect", |r| {
+        r["op"] == "nvme.disconnect" && r["outcome"] == "ok"
+    });
+    assert_eq!(rec["guard"]["device"], "nvme3");
+    assert_eq!(rec["guard"]["expected_traddr"], "fd00::1");
+    assert_eq!(
+        rec["filter"],
+        filter_label_in(
+            &d.filters_file,
+            &shipped_filters(),
+            "nvme_delete_controller"
+        )
+    );
+
+    // The unguarded controller writes go through the same filters.
+    let rescan = put(
+        root.path(),
+        "sys/devices/virtual/nvme-fabrics/ctl/nvme3/rescan_controller",
+        "",
+    );
+    c.call("nvme.ns_rescan", json!({"controller": "nvme3"}))
+        .expect("ns_rescan");
+    assert_eq!(fs::read_to_string(&rescan).expect("rescan"), "1");
+    let r = c.call("nvme.ns_rescan", json!({"controller": "nvme3n1"}));
+    assert_eq!(remote_code(&r), Some(ErrorCode::BadRequest), "{r:?}");
+}
+
+#[test]
+fn nvme_connect_runs_nvme_cli_with_every_option() {
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=nvme.*".into()],
+        filters: shipped_filters(),
+        ..Opts::default()
+    });
+    // A stand-in nvme (found first in exec_dirs) that records its argv.
+    let ran = d.dir.join("nvme-ran");
+    write_mode(
+        &d.dir.join("bin/nvme"),
+        format!("#!/bin/sh\necho \"$@\" > {}\n", ran.display()).as_bytes(),
+        0o755,
+    );
+    let mut c = d.client();
+    let args = json!({"transport": "rdma", "traddr": "fd00:0::1", "trsvcid": 4420,
+        "nqn": SUBSYS, "hostnqn": HOSTNQN, "hostid": HOSTID, "ctrl_loss_tmo": -1,
+        "reconnect_delay": 10, "nr_io_queues": 4});
+    let r = c.call("nvme.connect", args).expect("connect");
+    assert_eq!(r["exit_code"], 0, "{r}");
+    assert_eq!(
+        r["filter"],
+        filter_label_in(&d.filters_file, &shipped_filters(), "nvme_connect_queues")
+    );
+    assert_eq!(
+        fs::read_to_string(&ran).expect("nvme ran"),
+        format!(
+            "connect -t rdma -a fd00::1 -s 4420 -n {SUBSYS} -q {HOSTNQN} -I {HOSTID} -l -1 -c 10 -i 4\n"
+        )
+    );
+    fs::remove_file(&ran).expect("rm");
+    // The discovery subsystem is refused before anything runs.
+    let r = c.call(
+        "nvme.connect",
+        json!({"transport": "tcp", "traddr": "10.0.0.1", "trsvcid": 8009,
+            "nqn": "nqn.2014-08.org.nvmexpress.discovery", "hostnqn": HOSTNQN,
+            "hostid": HOSTID, "ctrl_loss_tmo": -1, "reconnect_delay": 10}),
+    );
+    assert_eq!(remote_code(&r), Some(ErrorCode::BadRequest), "{r:?}");
+    assert!(!ran.exists());
+}
+
+#[test]
+fn nvme_host_identity_creates_the_file_once_and_never_replaces_it() {
+    use std::os::unix::fs::MetadataExt;
+    let root = host_root();
+    fs::create_dir(root.path().join("etc")).expect("mkdir etc");
+    put(
+        root.path(),
+        "sys/class/dmi/id/product_uuid",
+        "9126e942-396d-11e7-b0b7-a81e84c186d1\n",
+    );
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=nvme.*".into()],
+        filters: shipped_filters(),
+        args: vec!["--host-root".into(), root.path().display().to_string()],
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    let r = c
+        .call("nvme.system_uuid", Value::Null)
+        .expect("system_uuid");
+    assert_eq!(
+        b64_decode(r["content"].as_str().expect("content")).expect("base64"),
+        b"9126e942-396d-11e7-b0b7-a81e84c186d1\n"
+    );
+
+    // Created with /etc/nvme, exactly the value, 0644 in a 0755 directory (moord's
+    // umask would give the same; the modes are set explicitly all the same).
+    let hostnqn = root.path().join("etc/nvme/hostnqn");
+    c.call("nvme.host_identity", json!({"hostnqn": HOSTNQN}))
+        .unwrap_or_else(|e| panic!("host_identity: {e}\n{}", d.log_text()));
+    assert_eq!(fs::read_to_string(&hostnqn).expect("hostnqn"), HOSTNQN);
+    let meta = fs::symlink_metadata(&hostnqn).expect("meta");
+    assert!(meta.is_file());
+    assert_eq!(meta.mode() & 0o7777, 0o644);
+    assert_eq!(
+        fs::metadata(root.path().join("etc/nvme"))
+            .expect("dir")
+            .mode()
+            & 0o7777,
+        0o755
+    );
+    let rec = d.audit_wait("the creation", |r| {
+        r["op"] == "nvme.host_identity" && r["outcome"] == "ok"
+    });
+    assert_eq!(rec["path"], "/etc/nvme/hostnqn");
+    assert_eq!(rec["value"], HOSTNQN);
+    assert_eq!(
+        rec["filter"],
+        filter_label_in(&d.filters_file, &shipped_filters(), "nvme_hostnqn")
+    );
+
+    // Never replaced: precondition_failed, the content unchanged.
+    let r = c.call(
+        "nvme.host_identity",
+        json!({"hostnqn": "nqn.2014-08.com.example:host-2"}),
+    );
+    let Err(ClientError::Remote(e)) = &r else {
+        panic!("expected precondition_failed, got {r:?}")
+    };
+    assert_eq!(e.code_str(), "precondition_failed", "{e:?}");
+    assert_eq!(
+        e.message,
+        "/etc/nvme/hostnqn exists (a regular file) and is never replaced"
+    );
+    assert_eq!(fs::read_to_string(&hostnqn).expect("hostnqn"), HOSTNQN);
+    let rec = d.audit_wait("the refused creation", |r| {
+        r["op"] == "nvme.host_identity" && r["outcome"] == "precondition-failed"
+    });
+    assert_eq!(rec["value"], "nqn.2014-08.com.example:host-2");
+
+    // A symlink at the path is neither followed nor replaced.
+    let target = root.path().join("hostid-elsewhere");
+    let hostid = root.path().join("etc/nvme/hostid");
+    std::os::unix::fs::symlink(&target, &hostid).expect("symlink");
+    let r = c.call("nvme.host_identity", json!({"hostid": HOSTID}));
+    let Err(ClientError::Remote(e)) = &r else {
+        panic!("expected precondition_failed, got {r:?}")
+    };
+    assert_eq!(e.code, ErrorCode::PreconditionFailed, "{e:?}");
+    assert!(e.message.contains("a symlink"), "{e:?}");
+    assert!(!target.exists(), "the symlink was followed");
+    assert!(
+        fs::symlink_metadata(&hostid)
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
+    // Without it, the host id is created (in the kernel's lower-case form).
+    fs::remove_file(&hostid).expect("rm link");
+    c.call(
+        "nvme.host_identity",
+        json!({"hostid": HOSTID.to_uppercase()}),
+    )
+    .expect("hostid");
+    assert_eq!(fs::read_to_string(&hostid).expect("hostid"), HOSTID);
+
+    // A parent that is a symlink is refused too, and nothing is created through it.
+    let root2 = host_root();
+    let elsewhere = root2.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).expect("mkdir");
+    fs::create_dir(root2.path().join("etc")).expect("mkdir etc");
+    std::os::unix::fs::symlink(&elsewhere, root2.path().join("etc/nvme")).expect("symlink");
+    drop(c);
+    drop(d);
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=nvme.*".into()],
+        filters: shipped_filters(),
+        args: vec!["--host-root".into(), root2.path().display().to_string()],
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    let r = c.call("nvme.host_identity", json!({"hostnqn": HOSTNQN}));
+    assert_eq!(
+        remote_code(&r),
+        Some(ErrorCode::PreconditionFailed),
+        "{r:?}"
+    );
+    assert!(!elsewhere.join("hostnqn").exists());
+}
+
 // ------------------------------------------------------------------ luks.*
 
 /// `cryptsetup` as moord would run it (None: not installed here).

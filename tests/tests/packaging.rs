@@ -508,12 +508,23 @@ fn units_parse_strictly_with_the_documented_settings() {
     }
     // ProtectSystem=full makes /etc read-only; the tools' state under /etc must be
     // reopened, and optional ("-"), since not every host has every tool.
-    for p in ["/etc/iscsi", "/etc/multipath"] {
+    for p in ["/etc/iscsi", "/etc/multipath", "/etc/nvme"] {
         assert!(
             rw.iter().any(|x| x == &format!("-{p}")),
             "ReadWritePaths= lacks -{p}: {rw:?}"
         );
     }
+    // nvme.host_identity creates files in /etc/nvme, which "-" reopens only if it
+    // exists when moord starts: tmpfiles.d makes sure it does.
+    let tmpfiles =
+        std::fs::read_to_string(packaging().join("tmpfiles.d/moor.conf")).expect("tmpfiles");
+    assert!(
+        tmpfiles
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["d", "/etc/nvme", "0755", "root", "root", "-"]),
+        "tmpfiles.d/moor.conf does not create /etc/nvme"
+    );
     assert!(
         svc.all("Service", "ProtectKernelTunables").is_empty(),
         "ProtectKernelTunables= would make /sys read-only; moord writes sysfs"
@@ -635,7 +646,7 @@ fn systemd_analyze_verify_accepts_both_units() {
 
 // ------------------------------------------------------------------ typed operations vs the shipped filters
 
-use moor_privhelper::moor_filters::{self, LoadOptions, Loaded, System};
+use moor_privhelper::moor_filters::{self, Class, LoadOptions, Loaded, System};
 use moor_privhelper::ops::{self, IscsiRecord, OPS, Plan};
 use serde_json::json;
 
@@ -863,6 +874,82 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
     v.push(("multipath.status", json!({}), "multipathd_show_status"));
     v.push(("multipath.paths", json!({}), "multipathd_show_paths"));
     v.extend(luks_samples());
+    v.extend(nvme_samples());
+    v
+}
+
+const SUBSYS_NQNS: &[&str] = &[
+    "nqn.2016-06.io.spdk:cnode1",
+    "nqn.1992-08.com.netapp:sn.0123456789abcdef:subsystem.vol_1",
+    "nqn.2014-08.org.nvmexpress:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+    "nqn.2023-01.com.example",
+    "nqn.2014-08.org.nvmexpress.discovery:x",
+];
+const HOST_NQN: &str = "nqn.2014-08.org.nvmexpress:uuid:9126e942-396d-11e7-b0b7-a81e84c186d1";
+const HOST_ID: &str = "9126e942-396d-11e7-b0b7-a81e84c186d1";
+
+/// `nvme.*`: both transports, IPv4 and IPv6 (also as written non-canonically),
+/// with and without an I/O queue count.
+fn nvme_samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
+    let mut v = Vec::new();
+    let addrs = ["10.0.0.1", "fd00:0::1", "2001:db8::a:1", "192.0.2.255"];
+    for (i, nqn) in SUBSYS_NQNS.iter().enumerate() {
+        for (j, transport) in ["tcp", "rdma"].iter().enumerate() {
+            let traddr = addrs[(i + j) % addrs.len()];
+            let hostnqn = [HOST_NQN, "nqn.2014-08.com.example:host-1"][(i + j) % 2];
+            let loss = [-1, 0, 600][i % 3];
+            let base = json!({"transport": transport, "traddr": traddr, "trsvcid": 4420 + i,
+                "nqn": nqn, "hostnqn": hostnqn, "hostid": HOST_ID,
+                "ctrl_loss_tmo": loss, "reconnect_delay": 1 + j * 9});
+            v.push(("nvme.connect", base.clone(), "nvme_connect"));
+            for q in [1, 4, 4096] {
+                let mut a = base.clone();
+                a["nr_io_queues"] = json!(q);
+                v.push(("nvme.connect", a, "nvme_connect_queues"));
+            }
+            v.push((
+                "nvme.disconnect",
+                json!({"controller": format!("nvme{}", i * 7 + j), "expected_subsysnqn": nqn,
+                    "expected_transport": transport, "expected_traddr": traddr,
+                    "expected_trsvcid": 4420 + i, "expected_hostnqn": hostnqn}),
+                "nvme_delete_controller",
+            ));
+        }
+    }
+    for ctrl in ["nvme0", "nvme12", "nvme4294967295"] {
+        v.push((
+            "nvme.ns_rescan",
+            json!({"controller": ctrl}),
+            "nvme_rescan_controller",
+        ));
+        for tmo in [-1, 0, 5, 2_147_483_647] {
+            v.push((
+                "nvme.fast_io_fail",
+                json!({"controller": ctrl, "fast_io_fail_tmo": tmo}),
+                "nvme_fast_io_fail_tmo",
+            ));
+        }
+    }
+    for nqn in [
+        HOST_NQN,
+        "nqn.2014-08.com.example:host-1",
+        "nqn.2023-01.com.example",
+    ] {
+        v.push((
+            "nvme.host_identity",
+            json!({"hostnqn": nqn}),
+            "nvme_hostnqn",
+        ));
+    }
+    for id in [HOST_ID, "9126E942396D11E7B0B7A81E84C186D1"] {
+        v.push(("nvme.host_identity", json!({"hostid": id}), "nvme_hostid"));
+    }
+    v.push(("nvme.system_uuid", json!({}), "nvme_system_uuid"));
+    v.push((
+        "nvme.system_uuid",
+        serde_json::Value::Null,
+        "nvme_system_uuid",
+    ));
     v
 }
 
@@ -1108,7 +1195,7 @@ fn every_typed_operation_passes_the_shipped_filters() {
                     "{longer:?}"
                 );
             }
-            Plan::WriteFile { path, value, .. } => {
+            Plan::WriteFile { path, value, guard } => {
                 let d = set.decide_write(&path, &value);
                 assert!(
                     d.allowed,
@@ -1118,6 +1205,37 @@ fn every_typed_operation_passes_the_shipped_filters() {
                 assert_eq!(d.filter.as_ref().map(|f| f.name.as_str()), Some(*want));
                 assert!(!set.decide_write(&path, &format!("{value} 1")).allowed);
                 assert!(!set.decide_write(&path, &format!("{value}\n1")).allowed);
+                // Deleting a device or controller is always identity-checked.
+                if path.ends_with("/delete") || path.ends_with("/delete_controller") {
+                    assert!(guard.is_some(), "{op}: {path} without a guard");
+                }
+            }
+            Plan::CreateFile { path, value } => {
+                let d = set.decide_write(&path, &value);
+                assert!(
+                    d.allowed,
+                    "{op}: create {path} with {value:?} denied: {:?}",
+                    d.reason
+                );
+                assert_eq!(d.filter.as_ref().map(|f| f.name.as_str()), Some(*want));
+                for more in [" ", "\n", ",1", " 1", "\n1"] {
+                    let v = format!("{value}{more}");
+                    assert!(!set.decide_write(&path, &v).allowed, "{path} {v:?}");
+                }
+                assert!(!set.decide_write(&format!("{path}.new"), &value).allowed);
+            }
+            Plan::ReadFile { path } => {
+                let argv = vec!["cat".to_string(), path.clone()];
+                let d = set.decide(&argv, &dirs, &AnyExec);
+                assert!(d.allowed(), "{op}: cat {path} denied: {:?}", d.reason);
+                let f = d.filter.as_ref().expect("filter");
+                assert_eq!((f.name.as_str(), f.class), (*want, Class::ReadFileFilter));
+                let mut longer = argv.clone();
+                longer.push("/etc/shadow".into());
+                assert!(
+                    !set.decide(&longer, &dirs, &AnyExec).allowed(),
+                    "{longer:?}"
+                );
             }
             Plan::IscsiSecret(p) => {
                 let paths = record_paths(&p.record);
@@ -1470,8 +1588,162 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
             d.filter
         );
     }
+    // nvme-cli: only `connect` with every option in the planned order.
+    let nqn = SUBSYS_NQNS[0];
+    let connect = |n: &str, extra: &[&str]| {
+        let mut a = argv(&[
+            "nvme", "connect", "-t", "tcp", "-a", "10.0.0.1", "-s", "4420", "-n", n, "-q",
+            HOST_NQN, "-I", HOST_ID, "-l", "-1", "-c", "10",
+        ]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    assert!(
+        set.decide(&connect(nqn, &[]), &dirs, &AnyExec).allowed(),
+        "the template itself"
+    );
+    let swap = |from: &str, to: &str| {
+        let mut a = connect(nqn, &[]);
+        let i = a.iter().position(|x| x == from).expect("in template");
+        a[i] = to.to_string();
+        a
+    };
+    for denied in [
+        // A comma would add nvme-fabrics options; whitespace and control characters
+        // are never part of an NQN; the discovery subsystem has no volumes.
+        connect("nqn.2016-06.io.spdk:a,hostnqn=nqn.2014-08.org.evil:x", &[]),
+        connect("nqn.2016-06.io.spdk:a b", &[]),
+        connect("nqn.2016-06.io.spdk:a\tb", &[]),
+        connect("nqn.2016-06.io.spdk:a\n", &[]),
+        connect("nqn.2014-08.org.nvmexpress.discovery", &[]),
+        connect("iqn.2004-10.com.example:vol-1", &[]),
+        connect("nqn.2016-6.io.spdk:a", &[]),
+        swap(HOST_NQN, "nqn.2014-08.org.nvmexpress.discovery"),
+        swap(HOST_NQN, "nqn.2014-08.org.example:h,ctrl_loss_tmo=0"),
+        // Extra or reordered options, other transports, host names, -a options.
+        connect(nqn, &["-D"]),
+        connect(nqn, &["--duplicate-connect"]),
+        connect(nqn, &["-i"]),
+        connect(nqn, &["-i", "4", "-i", "8"]),
+        connect(nqn, &["-k", "0"]),
+        swap("tcp", "fc"),
+        swap("tcp", "loop"),
+        swap("10.0.0.1", "array.example.com"),
+        swap("10.0.0.1", "-d"),
+        swap("10.0.0.1", "10.0.0.1,host_traddr=10.0.0.9"),
+        swap(HOST_ID, &HOST_ID.to_uppercase()),
+        swap(HOST_ID, "not-a-uuid"),
+        swap("-1", "-2"),
+        swap("10", "-1"),
+        swap("-I", "--hostid"),
+        argv(&["nvme", "disconnect", "-n", nqn]),
+        argv(&["nvme", "disconnect", "-d", "nvme0"]),
+        argv(&["nvme", "disconnect-all"]),
+        argv(&["nvme", "connect-all"]),
+        argv(&[
+            "nvme", "discover", "-t", "tcp", "-a", "10.0.0.1", "-s", "8009",
+        ]),
+        argv(&["nvme", "gen-hostnqn"]),
+        argv(&["nvme", "ns-rescan", "/dev/nvme0"]),
+        argv(&["nvme", "format", "/dev/nvme0n1"]),
+        // Other files than the SMBIOS UUID, or more than one.
+        argv(&["cat", "/sys/class/dmi/id/product_serial"]),
+        argv(&["cat", "/sys/class/dmi/id/product_uuid", "/etc/shadow"]),
+        argv(&["cat", "/sys/class/dmi/id/../id/product_uuid"]),
+        argv(&["cat", "/sys/devices/virtual/dmi/id/product_uuid"]),
+    ] {
+        let d = set.decide(&denied, &dirs, &AnyExec);
+        assert!(!d.allowed(), "{denied:?} allowed by {:?}", d.filter);
+    }
+    for (path, value) in [
+        // Other controller attributes, namespaces, other values, other paths.
+        ("/sys/class/nvme/nvme0/reset_controller", "1"),
+        ("/sys/class/nvme/nvme0/delete_controller", "0"),
+        ("/sys/class/nvme/nvme0/delete_controller", "1\n"),
+        ("/sys/class/nvme/nvme0n1/delete_controller", "1"),
+        ("/sys/class/nvme/nvme0c0n1/delete_controller", "1"),
+        ("/sys/class/nvme/nvme/delete_controller", "1"),
+        ("/sys/class/nvme/nvme0/../nvme1/delete_controller", "1"),
+        ("/sys/class/nvme-fabrics/ctl/nvme0/delete_controller", "1"),
+        (
+            "/sys/devices/virtual/nvme-fabrics/ctl/nvme0/delete_controller",
+            "1",
+        ),
+        ("/sys/class/nvme/nvme0/rescan_controller", "0"),
+        ("/sys/class/nvme/nvme0/fast_io_fail_tmo", "-2"),
+        ("/sys/class/nvme/nvme0/fast_io_fail_tmo", "off"),
+        ("/sys/class/nvme/nvme0/ctrl_loss_tmo", "-1"),
+        ("/sys/class/nvme/nvme0/reconnect_delay", "1"),
+        (
+            "/sys/class/nvme-subsystem/nvme-subsys0/iopolicy",
+            "round-robin",
+        ),
+        // The identity files: only their own content, only there.
+        ("/etc/nvme/hostnqn", &format!("{HOST_NQN}\n")),
+        ("/etc/nvme/hostnqn", "nqn.2014-08.org.nvmexpress.discovery"),
+        ("/etc/nvme/hostnqn", "nqn.2016-06.io.spdk:a,b"),
+        ("/etc/nvme/hostnqn", "nqn.2016-06.io.spdk:a b"),
+        ("/etc/nvme/hostnqn", "host-1"),
+        ("/etc/nvme/hostnqn", ""),
+        ("/etc/nvme/hostnqn", HOST_ID),
+        ("/etc/nvme/hostid", HOST_NQN),
+        ("/etc/nvme/hostid", &HOST_ID.to_uppercase()),
+        ("/etc/nvme/hostid", &format!("{HOST_ID}\n")),
+        ("/etc/nvme/hostid", ""),
+        ("/etc/nvme/hostnqn.new", HOST_NQN),
+        ("/etc/nvme/discovery.conf", HOST_NQN),
+        ("/etc/nvme/config.json", HOST_NQN),
+        ("/etc/nvme/../nvme/hostnqn", HOST_NQN),
+        ("/etc//nvme/hostnqn", HOST_NQN),
+        ("/tmp/etc/nvme/hostnqn", HOST_NQN),
+        ("/etc/nvme/nvme/hostnqn", HOST_NQN),
+        ("/sys/class/dmi/id/product_uuid", HOST_ID),
+    ] {
+        let d = set.decide_write(path, value);
+        assert!(
+            !d.allowed,
+            "write {value:?} to {path} allowed by {:?}",
+            d.filter
+        );
+    }
     // The typed operations refuse these shapes before the filters see them.
     for (op, args) in [
+        (
+            "nvme.connect",
+            json!({"transport": "tcp", "traddr": "10.0.0.1", "trsvcid": 8009,
+                "nqn": "nqn.2014-08.org.nvmexpress.discovery", "hostnqn": HOST_NQN,
+                "hostid": HOST_ID, "ctrl_loss_tmo": -1, "reconnect_delay": 10}),
+        ),
+        (
+            "nvme.connect",
+            json!({"transport": "tcp", "traddr": "10.0.0.1", "trsvcid": 4420,
+                "nqn": nqn, "hostnqn": HOST_NQN, "hostid": HOST_ID, "ctrl_loss_tmo": -1,
+                "reconnect_delay": 10, "fast_io_fail_tmo": 5}),
+        ),
+        (
+            "nvme.disconnect",
+            json!({"controller": "nvme0n1", "expected_subsysnqn": nqn,
+                "expected_transport": "tcp", "expected_traddr": "10.0.0.1",
+                "expected_trsvcid": 4420, "expected_hostnqn": HOST_NQN}),
+        ),
+        ("nvme.disconnect", json!({"controller": "nvme0"})),
+        (
+            "nvme.fast_io_fail",
+            json!({"controller": "nvme0", "fast_io_fail_tmo": -2}),
+        ),
+        (
+            "nvme.host_identity",
+            json!({"hostnqn": "nqn.2014-08.org.nvmexpress.discovery"}),
+        ),
+        (
+            "nvme.host_identity",
+            json!({"hostnqn": format!("{HOST_NQN}\n")}),
+        ),
+        (
+            "nvme.host_identity",
+            json!({"hostnqn": HOST_NQN, "hostid": HOST_ID}),
+        ),
+        ("nvme.system_uuid", json!({"path": "/etc/shadow"})),
         (
             "iscsi.node_update",
             json!({"iqn": iqn, "portal": "10.0.0.1", "name": "node.session.auth.password", "value": "x"}),
@@ -1547,7 +1819,7 @@ fn packaged_policy_grants_the_typed_families_and_still_exec() {
         ops, all,
         "the moor group gets every operation (exec and sysfs.write still)"
     );
-    for family in ["iscsi.", "scsi.", "block.", "multipath.", "luks."] {
+    for family in ["iscsi.", "scsi.", "block.", "multipath.", "luks.", "nvme."] {
         assert!(ops.iter().any(|o| o.starts_with(family)));
     }
     assert!(cfg.ops_for(5000, &[5000]).is_empty());

@@ -1,10 +1,13 @@
 //! Typed operations. Each operation is a struct of validated arguments and a function
 //! that plans what root must do for it: run an argv, read a file, write a value to
-//! a kernel attribute, or set a secret in an open-iscsi record. The daemon checks
-//! every plan against the filters before it runs it, and checks the plan's identity
-//! [`Guard`] right before acting. Adding an operation is one struct + one `plan` +
-//! one line in [`OPS`].
+//! a kernel attribute, create a file that must not exist yet, or set a secret in an
+//! open-iscsi record. The daemon checks every plan against the filters before it
+//! runs it, and checks the plan's identity [`Guard`] right before acting. Adding an
+//! operation is one struct + one `plan` + one line in [`OPS`].
 
+use std::net::IpAddr;
+
+use moor_types::{Nqn, NvmeController, NvmeTransport};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -66,6 +69,19 @@ pub enum Guard {
         backing: String,
         expected_wwid: String,
     },
+    /// `controller` is still the NVMe-oF controller the caller captured (controller
+    /// names are reused): under `/sys/class/nvme/nvmeN/`, `subsysnqn` is `subsysnqn`
+    /// byte for byte, `transport` is `transport`, the `traddr=` of `address` is
+    /// `traddr` (compared as an IP address) and its `trsvcid=` is `trsvcid`, and
+    /// `hostnqn` is `hostnqn` (not compared on kernels without that attribute).
+    NvmeController {
+        controller: NvmeController,
+        subsysnqn: Nqn,
+        transport: NvmeTransport,
+        traddr: IpAddr,
+        trsvcid: u16,
+        hostnqn: Nqn,
+    },
 }
 
 /// What root must do for one operation.
@@ -83,6 +99,11 @@ pub enum Plan {
         value: String,
         guard: Option<Guard>,
     },
+    /// Create the file `path` holding exactly `value` (allowed by a WriteFileFilter,
+    /// as [`Plan::WriteFile`]): only if nothing exists at `path` (`O_CREAT|O_EXCL|
+    /// O_NOFOLLOW`, mode 0644), never replacing an existing file; the parent
+    /// directory is created (0755) if it is missing, never through a symlink.
+    CreateFile { path: String, value: String },
     /// Set one secret key in an open-iscsi node or discovery record (the only way to
     /// give iscsiadm a CHAP password without putting it in argv). The filters see the
     /// record path and the key name, never the secret.
@@ -539,14 +560,6 @@ pub const OPS: &[OpEntry] = &[
         name: LuksDump::NAME,
         plan: |a| typed(LuksDump::NAME, a, LuksDump::plan),
     },
-];
-
-/// Operations that are built and unit-tested but not served yet: moord answers
-/// `unknown_op` for them. `nvme.disconnect` waits for an identity guard (the
-/// controller's subsystem and address re-read before `delete_controller`), and
-/// `nvme.host_identity` for create-only writes; the family then gets its filters and
-/// packaging samples and moves to [`OPS`] (issue #7).
-pub const PENDING_OPS: &[OpEntry] = &[
     OpEntry {
         name: NvmeConnect::NAME,
         plan: |a| typed(NvmeConnect::NAME, a, NvmeConnect::plan),
@@ -641,7 +654,7 @@ mod tests {
 
     #[test]
     fn op_names_are_unique_and_typed_ones_belong_to_a_family() {
-        let mut names: Vec<&str> = OPS.iter().chain(PENDING_OPS).map(|e| e.name).collect();
+        let mut names: Vec<&str> = OPS.iter().map(|e| e.name).collect();
         names.sort_unstable();
         let n = names.len();
         names.dedup();

@@ -4,15 +4,17 @@
 //! from validated values ([`Nqn`], [`NvmeUuid`], [`NvmeController`]).
 //!
 //! Only `nvme.connect` runs a tool (nvme-cli: the kernel hands the new controller's
-//! name back on `/dev/nvme-fabrics`, which a file write cannot read). The others
-//! write the controller attributes nvme-cli itself would write.
+//! name back on `/dev/nvme-fabrics`, which a file write cannot read). The controller
+//! operations write the attributes nvme-cli itself would write (`nvme.disconnect`
+//! after moord has re-checked the controller's identity); `nvme.host_identity`
+//! creates a missing identity file and never replaces one.
 
 use std::net::IpAddr;
 
 use moor_types::{Nqn, NvmeController, NvmeTransport, NvmeUuid};
 use serde::{Deserialize, Serialize};
 
-use super::{OpError, Plan, TypedOp, bad, exec_plan};
+use super::{Guard, OpError, Plan, TypedOp, bad, exec_plan};
 
 /// The discovery subsystem: a discovery controller lists subsystems, it carries
 /// no namespace, so moord never connects to it as a volume.
@@ -57,6 +59,12 @@ impl NvmeConnect {
             return Err(bad(
                 Self::NAME,
                 "nqn is the discovery subsystem, which has no volumes",
+            ));
+        }
+        if self.hostnqn.as_str() == DISCOVERY_NQN {
+            return Err(bad(
+                Self::NAME,
+                "hostnqn is the discovery NQN, not a host's",
             ));
         }
         if self.trsvcid == 0 {
@@ -113,11 +121,10 @@ impl NvmeConnect {
 /// `/sys/class/nvme/nvmeN/delete_controller`, what `nvme disconnect -d` writes.
 ///
 /// The `expected_*` fields are the controller's identity as the caller read it
-/// (`subsysnqn`, `transport`, `address`, `hostnqn`): controller names are reused,
-/// so moord must compare them right before the write. That check needs a
-/// `Guard::NvmeController` in moord, which does not exist yet: until it does, the
-/// plan carries no guard and the caller's own re-read just before the call is the
-/// only check.
+/// (`subsysnqn`, `transport`, `address`, `hostnqn`). Controller names are reused,
+/// so the plan carries a [`Guard::NvmeController`]: right before the write moord
+/// re-reads those attributes and refuses with `identity_mismatch` (nothing written)
+/// when the controller is gone or any of them differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NvmeDisconnect {
@@ -138,7 +145,19 @@ impl NvmeDisconnect {
         if self.expected_trsvcid == 0 {
             return Err(bad(Self::NAME, "expected_trsvcid must be 1..=65535"));
         }
-        Ok(ctrl_write(self.controller, "delete_controller", "1"))
+        let guard = Guard::NvmeController {
+            controller: self.controller,
+            subsysnqn: self.expected_subsysnqn,
+            transport: self.expected_transport,
+            traddr: self.expected_traddr,
+            trsvcid: self.expected_trsvcid,
+            hostnqn: self.expected_hostnqn,
+        };
+        Ok(Plan::WriteFile {
+            path: ctrl_path(self.controller, "delete_controller"),
+            value: "1".into(),
+            guard: Some(guard),
+        })
     }
 }
 
@@ -193,9 +212,13 @@ impl NvmeFastIoFail {
     }
 }
 
+fn ctrl_path(c: NvmeController, attr: &str) -> String {
+    format!("/sys/class/nvme/{c}/{attr}")
+}
+
 fn ctrl_write(c: NvmeController, attr: &str, value: &str) -> Plan {
     Plan::WriteFile {
-        path: format!("/sys/class/nvme/{c}/{attr}"),
+        path: ctrl_path(c, attr),
         value: value.to_string(),
         guard: None,
     }
@@ -212,10 +235,11 @@ pub const PRODUCT_UUID_PATH: &str = "/sys/class/dmi/id/product_uuid";
 /// create because it is missing: `{"hostnqn": NQN}` → `/etc/nvme/hostnqn`,
 /// `{"hostid": UUID}` → `/etc/nvme/hostid` (no trailing newline, as os-brick).
 ///
-/// The identity of a host must never change under existing connections, so moord
-/// has to create these files exclusively (`O_CREAT|O_EXCL`, mode 0644, in a 0755
-/// `/etc/nvme`) and refuse when one exists. moord's file write today opens an
-/// existing file; the create-only mode is still to come (see docs/nvmeof.md).
+/// The identity of a host must never change under existing connections, so the
+/// plan is a [`Plan::CreateFile`]: moord creates the file exclusively
+/// (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0644, in a 0755 `/etc/nvme` it creates if
+/// missing) and refuses with `precondition_failed` when it exists, never replacing
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum NvmeHostIdentity {
@@ -230,13 +254,18 @@ impl TypedOp for NvmeHostIdentity {
 impl NvmeHostIdentity {
     pub fn plan(self) -> Result<Plan, OpError> {
         let (path, value) = match self {
+            NvmeHostIdentity::Hostnqn(n) if n.as_str() == DISCOVERY_NQN => {
+                return Err(bad(
+                    Self::NAME,
+                    "hostnqn is the discovery NQN, not a host's",
+                ));
+            }
             NvmeHostIdentity::Hostnqn(n) => (HOSTNQN_PATH, n.to_string()),
             NvmeHostIdentity::Hostid(u) => (HOSTID_PATH, u.to_string()),
         };
-        Ok(Plan::WriteFile {
+        Ok(Plan::CreateFile {
             path: path.into(),
             value,
-            guard: None,
         })
     }
 }
@@ -267,13 +296,7 @@ mod tests {
     const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:9126e942-396d-11e7-b0b7-a81e84c186d1";
     const HOSTID: &str = "9126e942-396d-11e7-b0b7-a81e84c186d1";
 
-    /// The nvme ops are not in OPS yet (see PENDING_OPS): plan from that table.
-    fn plan(op: &str, args: &str) -> Result<Plan, OpError> {
-        match super::super::PENDING_OPS.iter().find(|e| e.name == op) {
-            Some(e) => (e.plan)(args),
-            None => Err(OpError::Unknown(op.to_string())),
-        }
-    }
+    use super::super::plan;
 
     fn connect_json(extra: &str) -> String {
         format!(
@@ -300,6 +323,13 @@ mod tests {
                 (path, value)
             }
             other => panic!("{op}: {other:?}"),
+        }
+    }
+
+    fn create(args: &str) -> (String, String) {
+        match plan("nvme.host_identity", args) {
+            Ok(Plan::CreateFile { path, value }) => (path, value),
+            other => panic!("nvme.host_identity: {other:?}"),
         }
     }
 
@@ -343,6 +373,7 @@ mod tests {
             (NQN, "nqn.2016-06.io.spdk:a b"),
             (NQN, "nqn.2016-06.io.spdk:a,hostnqn=x"),
             (NQN, DISCOVERY_NQN),
+            (HOSTNQN, DISCOVERY_NQN),
             (HOSTNQN, "host-1"),
             (HOSTID, "not-a-uuid"),
             ("-1,", "-2,"),
@@ -374,17 +405,41 @@ mod tests {
             ("/sys/class/nvme/nvme3/rescan_controller".into(), "1".into())
         );
         let disconnect = format!(
-            r#"{{"controller":"nvme12","expected_subsysnqn":"{NQN}","expected_transport":"tcp",
-                "expected_traddr":"10.0.0.1","expected_trsvcid":4420,"expected_hostnqn":"{HOSTNQN}"}}"#
+            r#"{{"controller":"nvme12","expected_subsysnqn":"{NQN}","expected_transport":"rdma",
+                "expected_traddr":"fd00:0::1","expected_trsvcid":4420,"expected_hostnqn":"{HOSTNQN}"}}"#
+        );
+        let Ok(Plan::WriteFile { path, value, guard }) = plan("nvme.disconnect", &disconnect)
+        else {
+            panic!("nvme.disconnect plan")
+        };
+        assert_eq!(
+            (path.as_str(), value.as_str()),
+            ("/sys/class/nvme/nvme12/delete_controller", "1")
         );
         assert_eq!(
-            write("nvme.disconnect", &disconnect),
-            (
-                "/sys/class/nvme/nvme12/delete_controller".into(),
-                "1".into()
-            )
+            guard,
+            Some(Guard::NvmeController {
+                controller: "nvme12".parse().unwrap(),
+                subsysnqn: NQN.parse().unwrap(),
+                transport: NvmeTransport::Rdma,
+                traddr: "fd00::1".parse().unwrap(),
+                trsvcid: 4420,
+                hostnqn: HOSTNQN.parse().unwrap(),
+            })
         );
         assert!(plan("nvme.disconnect", r#"{"controller":"nvme12"}"#).is_err());
+        for (from, to) in [
+            ("4420", "0"),
+            (r#""rdma""#, r#""fc""#),
+            (r#""fd00:0::1""#, r#""array.example.com""#),
+            (NQN, "nqn.2016-06.io.spdk:a,b"),
+            (r#""nvme12""#, r#""nvme12n1""#),
+            (HOSTNQN, ""),
+        ] {
+            let args = disconnect.replacen(from, to, 1);
+            assert_ne!(args, disconnect, "{from} not in template");
+            assert!(plan("nvme.disconnect", &args).is_err(), "accepted {to}");
+        }
         assert_eq!(
             write(
                 "nvme.fast_io_fail",
@@ -420,23 +475,21 @@ mod tests {
 
     #[test]
     fn host_identity_files() {
+        // Created, never overwritten; the value without a newline.
         assert_eq!(
-            write(
-                "nvme.host_identity",
-                &format!(r#"{{"hostnqn":"{HOSTNQN}"}}"#)
-            ),
+            create(&format!(r#"{{"hostnqn":"{HOSTNQN}"}}"#)),
             (HOSTNQN_PATH.into(), HOSTNQN.into())
         );
         assert_eq!(
-            write(
-                "nvme.host_identity",
-                r#"{"hostid":"9126E942-396D-11E7-B0B7-A81E84C186D1"}"#
-            ),
+            create(r#"{"hostid":"9126E942-396D-11E7-B0B7-A81E84C186D1"}"#),
             (HOSTID_PATH.into(), HOSTID.into())
         );
         for bad in [
             r#"{}"#,
             r#"{"hostnqn":"host-1"}"#,
+            r#"{"hostnqn":"nqn.2014-08.org.nvmexpress.discovery"}"#,
+            r#"{"hostnqn":"nqn.2016-06.io.spdk:a,b"}"#,
+            r#"{"hostnqn":"nqn.2016-06.io.spdk:a","hostid":"9126e942-396d-11e7-b0b7-a81e84c186d1"}"#,
             r#"{"hostid":"00000000-0000-0000-0000-000000000000"}"#,
             r#"{"hostname":"x"}"#,
             r#"{"hostnqn":"nqn.2014-08.org.nvmexpress:uuid:9126e942-396d-11e7-b0b7-a81e84c186d1\n"}"#,
