@@ -623,6 +623,9 @@ fn check_identity(root: &Path, g: &Guard) -> Result<(), Mismatch> {
             format!("/sys/block/{device}/dm/uuid"),
             Some(format!("mpath-{expected}")),
         )
+    } else if device.starts_with("nvme") {
+        // The namespace's `wwid` (`uuid.…`, `eui.…`, `nvme.…`), as printed.
+        (format!("/sys/block/{device}/wwid"), Some(expected.clone()))
     } else {
         return Err(mismatch(Found::Unsupported));
     };
@@ -640,7 +643,11 @@ fn check_identity(root: &Path, g: &Guard) -> Result<(), Mismatch> {
             }
         }
         Some(want) => {
-            let got = raw.trim_end_matches('\n');
+            let got = if device.starts_with("nvme") {
+                raw.trim()
+            } else {
+                raw.trim_end_matches('\n')
+            };
             if got != want {
                 return Err(mismatch(Found::Value(got.to_string())));
             }
@@ -704,6 +711,24 @@ mod tests {
     }
 
     #[test]
+    fn nvme_namespace_wwid_is_compared_as_printed() {
+        let t = tempfile::tempdir().unwrap();
+        let w = "uuid.c20aba21-6ef6-446b-b374-45733b4883ba";
+        put(t.path(), "sys/block/nvme0n1/wwid", &format!("{w}\n"));
+        assert_eq!(check(t.path(), &guard("nvme0n1", w)), Ok(()));
+        let e = check(
+            t.path(),
+            &guard("nvme0n1", "uuid.5b3e2d1c-0f9a-4e8b-8c7d-6a5b4c3d2e1f"),
+        )
+        .unwrap_err();
+        assert_eq!(e.found, Found::Value(w.into()));
+        // A hidden multipath path is not a device moord acts on.
+        put(t.path(), "sys/block/nvme0c1n1/wwid", &format!("{w}\n"));
+        assert!(check(t.path(), &guard("nvme0c1n1", w)).is_err());
+        assert!(check(t.path(), &guard("nvme1n1", w)).is_err());
+    }
+
+    #[test]
     fn missing_device_or_attribute_is_a_mismatch() {
         let t = tempfile::tempdir().unwrap();
         let e = check(t.path(), &guard("sdc", UDEV)).unwrap_err();
@@ -717,6 +742,10 @@ mod tests {
         ));
         assert!(matches!(
             check(t.path(), &guard("nvme0n1", UDEV)).unwrap_err().found,
+            Found::Missing { .. }
+        ));
+        assert!(matches!(
+            check(t.path(), &guard("md0", UDEV)).unwrap_err().found,
             Found::Unsupported
         ));
     }

@@ -105,10 +105,15 @@ impl Scratch {
 
     /// `moor <verb> iscsi --dry-run …` with the scratch directories and `extra`.
     fn dry_run(&self, verb: &str, props: &str, extra: &[&str]) -> Run {
+        self.dry_run_of("iscsi", verb, props, extra)
+    }
+
+    /// `moor <verb> <protocol> --dry-run …` with the scratch directories and `extra`.
+    fn dry_run_of(&self, protocol: &str, verb: &str, props: &str, extra: &[&str]) -> Run {
         let (root, locks, att) = (self.s("root"), self.s("locks"), self.s("attachments"));
         let mut args = vec![
             verb,
-            "iscsi",
+            protocol,
             "--dry-run",
             "--host-root",
             &root,
@@ -368,6 +373,103 @@ fn disconnect_dry_run_of_a_volume_not_attached_only_deletes_the_record() {
     // No session, no disk: only the listed target's node record is cleaned up.
     assert_eq!(op_names(&plan), ["iscsi.node_delete"], "{r}");
     assert_no_secrets(&r);
+}
+
+// ---------------------------------------------------------------------------
+// nvmeof --dry-run
+
+const NQN: &str = "nqn.2014-08.org.moor.test:nvme-1";
+const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:9126e942-396d-11e7-b0b7-a81e84c186d1";
+
+fn nvme_data() -> Value {
+    json!({"target_nqn": NQN, "vol_uuid": "c20aba21-6ef6-446b-b374-45733b4883ba", "ns_id": 1,
+           "portals": [["192.0.2.20", 4420, "tcp"], ["192.0.2.21", "4420", "TCP"]],
+           "volume_id": "0a5b5b8e-1111-4222-8333-944444444444"})
+}
+
+/// A host with its NVMe identity: the plan connects the first portal (without
+/// --multipath) with the host's NQN and id, and stops (the namespace is looked up
+/// on the controller the connect creates).
+#[test]
+fn nvmeof_connect_dry_run_plans_the_connect() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("root/etc/nvme")).expect("mkdir");
+    std::fs::write(s.path("root/etc/nvme/hostnqn"), format!("{HOSTNQN}\n")).expect("write");
+    std::fs::write(
+        s.path("root/etc/nvme/hostid"),
+        "9126e942-396d-11e7-b0b7-a81e84c186d1\n",
+    )
+    .expect("write");
+    let props = s.json_file(
+        "ci.json",
+        &json!({"driver_volume_type": "nvmeof", "data": nvme_data()}),
+    );
+    let r = s.dry_run_of("nvmeof", "connect", &props, &[]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let plan = r.json();
+    assert_eq!(op_names(&plan), ["nvme.connect"], "{r}");
+    let text = plan["operations"].to_string();
+    assert!(
+        text.contains(NQN) && text.contains("192.0.2.20") && text.contains(HOSTNQN),
+        "{text}"
+    );
+    assert!(plan["stopped"].is_string(), "{r}");
+    // Multipath: both portals.
+    let r = s.dry_run_of("nvmeof", "connect", &props, &["--multipath"]);
+    let ops = op_names(&r.json());
+    assert_eq!(ops, ["nvme.connect", "nvme.connect"], "{r}");
+    assert!(!s.path("root/sys").exists());
+}
+
+/// Bad NVMe-oF connection info names the key and plans nothing: an NQN with a
+/// comma (it would inject connect options), no identifier, the wrong
+/// driver_volume_type.
+#[test]
+fn nvmeof_connect_refuses_bad_properties() {
+    let s = Scratch::new();
+    let mut comma = nvme_data();
+    comma["target_nqn"] = json!("nqn.2014-08.org.moor.test:a,hostnqn=x");
+    let mut anonymous = nvme_data();
+    let o = anonymous.as_object_mut().expect("object");
+    o.remove("vol_uuid");
+    o.remove("ns_id");
+    for (v, needle) in [
+        (comma, "target_nqn"),
+        (anonymous, "identif"),
+        (
+            json!({"driver_volume_type": "iscsi", "data": nvme_data()}),
+            "driver_volume_type",
+        ),
+    ] {
+        let props = s.json_file("ci.json", &v);
+        let r = s.dry_run_of("nvmeof", "connect", &props, &[]);
+        assert_eq!(r.code, Some(1), "{v}: {r}");
+        assert!(r.stderr.contains(needle), "{needle}: {r}");
+        assert!(!r.stdout.contains("operations"), "{r}");
+    }
+}
+
+/// A device_info without a namespace identifier is refused before anything runs;
+/// with one but nothing attached, the detach plans nothing.
+#[test]
+fn nvmeof_disconnect_needs_the_recorded_identity() {
+    let s = Scratch::new();
+    let props = s.json_file("ci.json", &nvme_data());
+    let di = s.json_file(
+        "di.json",
+        &json!({"type": "block", "path": "/dev/nvme0n1", "subsysnqn": NQN}),
+    );
+    let r = s.dry_run_of("nvmeof", "disconnect", &props, &["--device-info", &di]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("no namespace identifier"), "{r}");
+    let di = s.json_file(
+        "di.json",
+        &json!({"type": "block", "path": "/dev/nvme0n1", "subsysnqn": NQN,
+                "uuid": "c20aba21-6ef6-446b-b374-45733b4883ba", "nsid": 1}),
+    );
+    let r = s.dry_run_of("nvmeof", "disconnect", &props, &["--device-info", &di]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(op_names(&r.json()).is_empty(), "{r}");
 }
 
 // ---------------------------------------------------------------------------

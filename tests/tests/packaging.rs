@@ -813,6 +813,13 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
         v.push(("scsi.rescan", a.clone(), "scsi_device_rescan"));
         v.push(("block.flush", a, "blockdev_flush"));
     }
+    for dev in ["nvme0n1", "nvme12n345"] {
+        v.push((
+            "block.flush",
+            json!({"device": dev, "expected_wwid": "uuid.c20aba21-6ef6-446b-b374-45733b4883ba"}),
+            "blockdev_flush",
+        ));
+    }
     for dev in ["dm-0", "dm-17"] {
         v.push((
             "block.flush",
@@ -1775,7 +1782,11 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
         ("scsi.delete", json!({"device": "sda", "expected_wwid": ""})),
         (
             "block.flush",
-            json!({"device": "nvme0n1", "expected_wwid": "3600"}),
+            json!({"device": "nvme0c1n1", "expected_wwid": "uuid.x"}),
+        ),
+        (
+            "block.flush",
+            json!({"device": "nvme0", "expected_wwid": "uuid.x"}),
         ),
     ] {
         assert!(

@@ -2,6 +2,7 @@
 //! as they land, its attach/detach logic. The keys every transport shares are read
 //! once, here ([`VolumeKeys`]).
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::json::{Obj, WrongType, get, get_str};
@@ -9,6 +10,56 @@ use crate::types::json_type_name;
 
 pub mod iscsi;
 pub mod nvmeof;
+
+/// Something a detach could not remove (or kept on purpose), and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    /// `/dev/sdb`, `session 3 (iqn…@portal)`, `controller nvme0 (nqn…)`, …
+    pub what: String,
+    pub reason: String,
+}
+
+/// A detach's status: `leftovers` when something is left, `clean-with-data-loss`
+/// when devices were removed without a successful flush (`force`), else `clean`.
+pub(crate) fn detach_status(leftovers: &[Leftover], data_loss_risk: &[String]) -> &'static str {
+    if !leftovers.is_empty() {
+        "leftovers"
+    } else if !data_loss_risk.is_empty() {
+        "clean-with-data-loss"
+    } else {
+        "clean"
+    }
+}
+
+/// One line saying what a detach left and what it removed without a flush.
+pub(crate) fn detach_summary(leftovers: &[Leftover], data_loss_risk: &[String]) -> String {
+    let mut parts = Vec::new();
+    for l in leftovers {
+        parts.push(format!("{} left: {}", l.what, l.reason));
+    }
+    if !data_loss_risk.is_empty() {
+        parts.push(format!(
+            "removed without a successful flush (unwritten data lost): {}",
+            data_loss_risk.join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        "nothing left".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// What an extend found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Extended {
+    /// The volume's size in bytes after the extend.
+    pub new_size: u64,
+    /// The device whose size that is (`/dev/dm-N`, `/dev/sdX`, `/dev/nvmeXnY`).
+    pub path: String,
+    /// Every path rescanned, with its size.
+    pub paths: Vec<(String, u64)>,
+}
 
 /// `access_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -38,7 +38,8 @@ pub enum Guard {
     /// `device` (a name such as `sdb` or `dm-3`) must carry WWID `expected`
     /// (udev form, see `moor_types::normalize_wwid`): for `sdX` the normalised
     /// `/sys/block/sdX/device/wwid`; for `dm-N` a `/sys/block/dm-N/dm/uuid` of
-    /// `mpath-<expected>`.
+    /// `mpath-<expected>`; for an NVMe namespace `nvmeXnY` its
+    /// `/sys/block/nvmeXnY/wwid` as printed (`uuid.…`, `eui.…`, `nvme.…`).
     Wwid { device: String, expected: String },
     /// `device` (`dm-N`) must be the multipath map `name` carrying WWID `expected`:
     /// `/sys/block/dm-N/dm/name` is `name` and `/sys/block/dm-N/dm/uuid` is
@@ -241,16 +242,21 @@ pub(crate) enum DevKind {
     Map,
     /// `sdX` or `dm-N`
     DiskOrMap,
+    /// `sdX`, `dm-N` or an NVMe namespace `nvmeXnY` (a head or a plain namespace,
+    /// never a hidden multipath path `nvmeXcYnZ`)
+    AnyDisk,
 }
 
 /// `d` is a whole block device name of kind `kind`.
 pub(crate) fn check_device(op: &'static str, d: &str, kind: DevKind) -> Result<(), OpError> {
     let disk = d.starts_with("sd");
     let map = d.starts_with("dm-");
+    let nvme = d.starts_with("nvme");
     let (ok, what) = match kind {
         DevKind::Disk => (disk, "a SCSI disk name (sdX)"),
         DevKind::Map => (map, "a device-mapper node (dm-N)"),
         DevKind::DiskOrMap => (disk || map, "sdX or dm-N"),
+        DevKind::AnyDisk => (disk || map || nvme, "sdX, dm-N or nvmeXnY"),
     };
     if ok && moor_types::is_block_device_name(d) {
         Ok(())
@@ -700,6 +706,24 @@ mod tests {
         };
         assert_eq!(e.argv, ["blockdev", "--flushbufs", "/dev/dm-3"]);
         assert!(e.guard.is_some() && !e.stream && e.stdin.is_none());
+        let Ok(Plan::Exec(e)) = plan(
+            "block.flush",
+            r#"{"device":"nvme1n2","expected_wwid":"eui.0123456789abcdef"}"#,
+        ) else {
+            panic!("block.flush plan for an NVMe namespace")
+        };
+        assert_eq!(e.argv, ["blockdev", "--flushbufs", "/dev/nvme1n2"]);
+        assert_eq!(
+            e.guard,
+            Some(Guard::Wwid {
+                device: "nvme1n2".into(),
+                expected: "eui.0123456789abcdef".into()
+            })
+        );
+        for bad in ["nvme1c2n2", "nvme1", "nvme1n2p1"] {
+            let args = format!(r#"{{"device":"{bad}","expected_wwid":"eui.01"}}"#);
+            assert!(plan("block.flush", &args).is_err(), "{bad}");
+        }
         let Ok(Plan::WriteFile { path, value, guard }) = plan(
             "scsi.scan",
             r#"{"host":4,"channel":0,"target":2,"lun":1099511627776}"#,

@@ -73,7 +73,7 @@ disk_write_op!(
 );
 
 /// `blockdev --flushbufs /dev/DEVICE` after checking the device still carries
-/// `expected_wwid` (SCSI disks and multipath maps).
+/// `expected_wwid` (SCSI disks, multipath maps and NVMe namespaces).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockFlush {
@@ -87,7 +87,7 @@ impl TypedOp for BlockFlush {
 
 impl BlockFlush {
     pub fn plan(self) -> Result<Plan, OpError> {
-        check_device(Self::NAME, &self.device, DevKind::DiskOrMap)?;
+        check_device(Self::NAME, &self.device, DevKind::AnyDisk)?;
         check_wwid(Self::NAME, &self.expected_wwid)?;
         let argv = vec![
             "blockdev".into(),

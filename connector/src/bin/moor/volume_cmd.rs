@@ -23,10 +23,11 @@ use moor_connector::types::IfaceName;
 use moor_privhelper::client::read_key_file;
 
 use crate::luks_cmd::{Encryption, EncryptionArgs, device_name, encryptor};
+use crate::nvmeof_cmd::{self, NvmeofArgs, NvmeofDetachArgs, NvmeofExtendArgs};
 use serde_json::Value;
 
 /// Exit status when a detach left something behind (the outcome is still printed).
-const EXIT_INCOMPLETE: u8 = 3;
+pub(crate) const EXIT_INCOMPLETE: u8 = 3;
 
 #[derive(Debug, Args)]
 pub struct Common {
@@ -69,6 +70,8 @@ pub struct IscsiArgs {
 pub enum ConnectCommand {
     /// Attach an iSCSI volume; prints device_info JSON.
     Iscsi(IscsiArgs),
+    /// Attach an NVMe-oF (TCP/RDMA) volume; prints device_info JSON.
+    Nvmeof(NvmeofArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +91,8 @@ pub enum DisconnectCommand {
         #[arg(long)]
         ignore_errors: bool,
     },
+    /// Detach an NVMe-oF volume; prints the outcome JSON.
+    Nvmeof(NvmeofDetachArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,12 +106,17 @@ pub enum ExtendCommand {
         #[arg(long, value_name = "FILE")]
         device_info: PathBuf,
     },
+    /// Rescan the controllers of an attached NVMe-oF volume, wait for the new
+    /// size, check every path agrees; prints the new size.
+    Nvmeof(NvmeofExtendArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PathsCommand {
     /// The /dev/disk/by-path links of the volume's paths that exist now.
     Iscsi(IscsiArgs),
+    /// The block devices that carry the volume's namespace now (by identity).
+    Nvmeof(NvmeofArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,7 +183,7 @@ pub(crate) fn read_json(path: &Path, what: &str) -> Result<Value> {
 
 /// `connection_info` as Nova/Cinder pass it (`{"driver_volume_type", "data"}`) or
 /// just its `data`.
-fn connection_data(v: Value, protocol: &str) -> Result<Value> {
+pub(crate) fn connection_data(v: Value, protocol: &str) -> Result<Value> {
     match v {
         Value::Object(mut o) if o.contains_key("data") && o.contains_key("driver_volume_type") => {
             let kind = o
@@ -192,7 +202,7 @@ fn connection_data(v: Value, protocol: &str) -> Result<Value> {
 
 pub(crate) struct Setup {
     pub(crate) privileged: Box<dyn Privileged>,
-    dry: Option<std::sync::Arc<DryRun>>,
+    pub(crate) dry: Option<std::sync::Arc<DryRun>>,
 }
 
 struct SharedDry(std::sync::Arc<DryRun>);
@@ -256,7 +266,7 @@ fn connector<'a>(
     })
 }
 
-fn print_plan(dry: &DryRun, stopped: Option<&str>) {
+pub(crate) fn print_plan(dry: &DryRun, stopped: Option<&str>) {
     let plan = serde_json::json!({
         "dry_run": true,
         "operations": dry.planned(),
@@ -290,7 +300,10 @@ fn mapping_for(props: &IscsiProps) -> Result<String> {
 }
 
 pub fn connect(cmd: ConnectCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
-    let ConnectCommand::Iscsi(args) = cmd;
+    let args = match cmd {
+        ConnectCommand::Iscsi(args) => args,
+        ConnectCommand::Nvmeof(args) => return nvmeof_cmd::connect(args, socket, key_file),
+    };
     let props = props_for(&args)?;
     let enc = args.encryption.load(stdin_user(&args))?;
     let mapping = match &enc {
@@ -422,12 +435,15 @@ pub fn disconnect(
     socket: &Path,
     key_file: Option<&PathBuf>,
 ) -> Result<ExitCode> {
-    let DisconnectCommand::Iscsi {
-        args,
-        device_info,
-        force,
-        ignore_errors,
-    } = cmd;
+    let (args, device_info, force, ignore_errors) = match cmd {
+        DisconnectCommand::Iscsi {
+            args,
+            device_info,
+            force,
+            ignore_errors,
+        } => (args, device_info, force, ignore_errors),
+        DisconnectCommand::Nvmeof(a) => return nvmeof_cmd::disconnect(a, socket, key_file),
+    };
     let props = props_for(&args)?;
     let info = device_info_from(&device_info)?;
     let enc = args.encryption.load(stdin_user(&args))?;
@@ -472,7 +488,10 @@ fn device_info_from(path: &Path) -> Result<DeviceInfo> {
 }
 
 pub fn extend(cmd: ExtendCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
-    let ExtendCommand::Iscsi { args, device_info } = cmd;
+    let (args, device_info) = match cmd {
+        ExtendCommand::Iscsi { args, device_info } => (args, device_info),
+        ExtendCommand::Nvmeof(a) => return nvmeof_cmd::extend(a, socket, key_file),
+    };
     let props = props_for(&args)?;
     let mut info = device_info_from(&device_info)?;
     let enc = args.encryption.load(stdin_user(&args))?;
@@ -518,7 +537,10 @@ pub fn extend(cmd: ExtendCommand, socket: &Path, key_file: Option<&PathBuf>) -> 
 }
 
 pub fn paths(cmd: PathsCommand) -> Result<ExitCode> {
-    let PathsCommand::Iscsi(args) = cmd;
+    let args = match cmd {
+        PathsCommand::Iscsi(args) => args,
+        PathsCommand::Nvmeof(args) => return nvmeof_cmd::paths(args),
+    };
     let props = props_for(&args)?;
     let dry = DryRun::new();
     let events = UdevEvents;

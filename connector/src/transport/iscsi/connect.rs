@@ -128,13 +128,8 @@ impl Default for Options {
     }
 }
 
-/// Something a detach could not remove, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Leftover {
-    /// `/dev/sdb`, `session 3 (iqn…@portal)`, `node record iqn…@portal`, …
-    pub what: String,
-    pub reason: String,
-}
+pub use crate::transport::Leftover;
+use crate::transport::{detach_status, detach_summary};
 
 /// The result of a detach (architecture invariant 4).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,32 +149,11 @@ pub struct DetachOutcome {
 
 impl DetachOutcome {
     fn finish(&mut self) {
-        self.status = if !self.leftovers.is_empty() {
-            "leftovers"
-        } else if !self.data_loss_risk.is_empty() {
-            "clean-with-data-loss"
-        } else {
-            "clean"
-        }
-        .to_string();
+        self.status = detach_status(&self.leftovers, &self.data_loss_risk).into();
     }
 
     pub fn summary(&self) -> String {
-        let mut parts = Vec::new();
-        for l in &self.leftovers {
-            parts.push(format!("{} left: {}", l.what, l.reason));
-        }
-        if !self.data_loss_risk.is_empty() {
-            parts.push(format!(
-                "removed without a successful flush (unwritten data lost): {}",
-                self.data_loss_risk.join(", ")
-            ));
-        }
-        if parts.is_empty() {
-            "nothing left".into()
-        } else {
-            parts.join("; ")
-        }
+        detach_summary(&self.leftovers, &self.data_loss_risk)
     }
 }
 

@@ -9,24 +9,13 @@
 use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{BlockReadCheck, MultipathResize, ScsiRescan};
-use serde::Serialize;
 
 use super::connect::{DetachOutcome, DeviceInfo, IscsiConnector, IscsiError, target_name};
 use super::props::IscsiProps;
 use crate::exec::{run, run_exec};
 use crate::host::scsi;
 use crate::host::udev::wait_for;
-
-/// What an extend found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Extended {
-    /// The volume's size in bytes after the extend.
-    pub new_size: u64,
-    /// The device whose size that is (`/dev/dm-N` or `/dev/sdX`).
-    pub path: String,
-    /// Every path rescanned, with its size.
-    pub paths: Vec<(String, u64)>,
-}
+pub use crate::transport::Extended;
 
 impl IscsiConnector<'_> {
     /// Make the host see a volume's new size. Returns the new size.

@@ -95,6 +95,24 @@ pub enum NvmeofError {
     MultipathUnavailable,
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
+    /// The device_info has no namespace identifier to re-verify.
+    #[error(
+        "device_info carries no namespace identifier (uuid, nguid or nsid) to verify the device by"
+    )]
+    NoIdentity,
+    #[error("device_info: {0}")]
+    BadDeviceInfo(String),
+    #[error("not attached: {0}")]
+    NotAttached(String),
+    #[error(
+        "flushing {device} failed: {message}; nothing was detached (retry, or detach with --force and lose unwritten data)"
+    )]
+    FlushFailed { device: String, message: String },
+    #[error("{0}")]
+    Inconsistent(String),
+    /// A detach left something (the outcome says what).
+    #[error("detach incomplete: {}", .0.summary())]
+    Incomplete(Box<super::detach::DetachOutcome>),
     /// A dry run cannot go past a step whose effect later steps need.
     #[error("dry run stops here: {0}")]
     DryRun(String),
@@ -144,7 +162,7 @@ fn portal_name(p: &NvmePortal) -> String {
     }
 }
 
-fn volume_lock(t: &NvmeTarget) -> String {
+pub(super) fn volume_lock(t: &NvmeTarget) -> String {
     let id = t
         .namespace
         .uuid
@@ -155,7 +173,7 @@ fn volume_lock(t: &NvmeTarget) -> String {
     format!("nvme-volume-{}-{id}", t.nqn)
 }
 
-fn subsystem_lock(nqn: &Nqn) -> String {
+pub(super) fn subsystem_lock(nqn: &Nqn) -> String {
     format!("nvme-subsystem-{nqn}")
 }
 
@@ -192,7 +210,7 @@ fn already_connected(out: &crate::exec::ExecOutput) -> bool {
 }
 
 impl NvmeofConnector<'_> {
-    fn deadline(&self) -> Instant {
+    pub(super) fn deadline(&self) -> Instant {
         Instant::now() + self.options.timeout
     }
 
@@ -320,7 +338,13 @@ impl NvmeofConnector<'_> {
                     portal: *p,
                     ctrl: c,
                 }),
-                Connected::Planned => planned += 1,
+                Connected::Planned => {
+                    planned += 1;
+                    // A dry run assumes the planned connect works.
+                    if !a.all_portals {
+                        break;
+                    }
+                }
                 Connected::Failed(why) => {
                     tracing::warn!(portal = %portal_name(p), "connect failed: {why}");
                     failures.push(format!("{}: {why}", portal_name(p)));

@@ -1,13 +1,15 @@
 //! NVMe-oF transport (os-brick `NVMeOFConnector`): validated connection properties
 //! ([`props`]), the host's NVMe identity ([`hostid`]), controllers and namespaces
-//! read from sysfs ([`sysfs`]) and attach ([`connect`]). See `docs/nvmeof.md`.
+//! read from sysfs ([`sysfs`]), attach ([`connect`]), detach and extend ([`detach`]). See `docs/nvmeof.md`.
 
 pub mod connect;
+pub mod detach;
 pub mod hostid;
 pub mod props;
 pub mod sysfs;
 
 pub use connect::{DeviceInfo, NvmeofConnector, NvmeofError, Options};
+pub use detach::DetachOutcome;
 pub use hostid::{HostIdentity, HostIdentityError, IdentityPlan};
 pub use props::{
     NamespaceId, NvmePortal, NvmeTarget, NvmeofProps, PropsError, ReconnectPolicy, Replication,

@@ -140,12 +140,20 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// This controller connects `hostnqn` to subsystem `nqn` through `portal`:
-    /// (traddr, trsvcid, transport, hostnqn) and the subsystem all equal. Addresses
-    /// compare as IP addresses (`fd00:0::1` is `fd00::1`).
-    pub fn is_for(&self, nqn: &Nqn, portal: &NvmePortal, hostnqn: &Nqn) -> bool {
+    /// A controller of subsystem `nqn` for host `hostnqn` (any host NQN when the
+    /// host's is unknown, or the kernel shows none), on any portal.
+    pub fn is_of(&self, nqn: &Nqn, hostnqn: Option<&Nqn>) -> bool {
         self.subsysnqn.as_deref() == Some(nqn.as_str())
-            && self.transport.as_deref() == Some(portal.transport.as_str())
+            && match (hostnqn, self.hostnqn.as_deref()) {
+                (Some(want), Some(have)) => want.as_str() == have,
+                _ => true,
+            }
+    }
+
+    /// A controller connected to `portal` (transport, `traddr` compared as an IP
+    /// address, `trsvcid`), of any subsystem.
+    pub fn serves(&self, portal: &NvmePortal) -> bool {
+        self.transport.as_deref() == Some(portal.transport.as_str())
             && self
                 .address
                 .traddr
@@ -158,10 +166,13 @@ impl Controller {
                 .as_deref()
                 .and_then(|p| p.parse::<u16>().ok())
                 == Some(portal.trsvcid)
-            && self
-                .hostnqn
-                .as_deref()
-                .is_none_or(|h| h == hostnqn.as_str())
+    }
+
+    /// This controller connects `hostnqn` to subsystem `nqn` through `portal`:
+    /// (traddr, trsvcid, transport, hostnqn) and the subsystem all equal. Addresses
+    /// compare as IP addresses (`fd00:0::1` is `fd00::1`).
+    pub fn is_for(&self, nqn: &Nqn, portal: &NvmePortal, hostnqn: &Nqn) -> bool {
+        self.is_of(nqn, Some(hostnqn)) && self.serves(portal)
     }
 }
 

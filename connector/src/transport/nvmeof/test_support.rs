@@ -232,3 +232,61 @@ pub(crate) fn change_identity(t: &Tree, c: u32, s: u32, ns: &NsSpec<'_>) {
         write_ns_attrs(&head, ns);
     }
 }
+
+/// The kernel deletes controller `c` of subsystem `s` (`delete_controller`): its
+/// namespace disks go with it, and a multipath head goes with its last path.
+pub(crate) fn remove_controller(t: &Tree, c: u32, s: u32) {
+    let dir = ctrl_dir(t, c);
+    for e in fs::read_dir(&dir)
+        .expect("controller")
+        .filter_map(Result::ok)
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !n.starts_with("nvme") || !e.path().is_dir() {
+            continue;
+        }
+        t.remove(&format!("sys/block/{n}"));
+        if let Some(rest) = n.strip_prefix(&format!("nvme{s}c{c}n")) {
+            // A path: unlink it from its head; the head goes when no path is left.
+            let head = subsys_dir(t, s).join(format!("nvme{s}n{rest}"));
+            let _ = fs::remove_file(head.join("multipath").join(&n));
+            let paths_left = fs::read_dir(head.join("multipath"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            if paths_left == 0 && head.exists() {
+                let devnum = fs::read_to_string(head.join("dev")).expect("dev");
+                fs::remove_dir_all(&head).expect("rm head");
+                let name = format!("nvme{s}n{rest}");
+                t.remove(&format!("sys/block/{name}"));
+                t.remove(&format!("dev/{name}"));
+                t.remove(&format!("run/udev/data/b{}", devnum.trim()));
+            }
+        } else {
+            let devnum = fs::read_to_string(e.path().join("dev")).expect("dev");
+            t.remove(&format!("dev/{n}"));
+            t.remove(&format!("run/udev/data/b{}", devnum.trim()));
+        }
+    }
+    fs::remove_dir_all(&dir).expect("rm controller");
+    t.remove(&format!("sys/class/nvme/nvme{c}"));
+    let _ = fs::remove_file(subsys_dir(t, s).join(format!("nvme{c}")));
+    t.remove(&format!("dev/nvme{c}"));
+}
+
+/// The namespace with head instance `head` now has `sectors` 512-byte sectors on
+/// every disk under controller `c` (and on its head).
+pub(crate) fn set_size(t: &Tree, c: u32, s: u32, head: u32, sectors: u64) {
+    for e in fs::read_dir(ctrl_dir(t, c))
+        .expect("controller")
+        .filter_map(Result::ok)
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("nvme") && n.ends_with(&format!("n{head}")) {
+            write(&e.path().join("size"), &format!("{sectors}\n"));
+        }
+    }
+    let h = subsys_dir(t, s).join(format!("nvme{s}n{head}"));
+    if h.exists() {
+        write(&h.join("size"), &format!("{sectors}\n"));
+    }
+}
