@@ -33,6 +33,10 @@ const CLEANUP_TIME: Duration = Duration::from_secs(30);
 /// (os-brick waits 10 s + the largest delay).
 const RECONNECT_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a multipath attach waits for the other controllers' paths of the
+/// head once the first is there.
+const PATH_GRACE: Duration = Duration::from_secs(5);
+
 /// nvme-cli's exit codes for a controller that exists already (EALREADY, and 70
 /// from older versions; os-brick accepts the same).
 const EXIT_ALREADY: [i32; 2] = [114, 70];
@@ -378,7 +382,10 @@ impl NvmeofConnector<'_> {
         let ctrls: Vec<NvmeController> = live.iter().map(|pc| pc.ctrl.name).collect();
 
         // 4. The namespace, by identity, once udev is done with its device.
-        let (chosen, lookup) = self.wait_namespace(t, &ctrls, watch, deadline)?;
+        let (chosen, mut lookup) = self.wait_namespace(t, &ctrls, watch, deadline)?;
+        if chosen.multipath && ctrls.len() > 1 {
+            lookup = self.wait_all_paths(t, &ctrls, &chosen.block, lookup, watch, deadline)?;
+        }
         let carrying: Vec<String> = lookup
             .matches
             .iter()
@@ -560,6 +567,45 @@ impl NvmeofConnector<'_> {
             }
             Ok(None)
         })?
+    }
+
+    /// With native multipath, the other live controllers show their path of the
+    /// head a moment after the first: waits (at most [`PATH_GRACE`]) until each
+    /// does, so device_info names every controller. A path that does not show is
+    /// logged; the head works without it.
+    fn wait_all_paths(
+        &self,
+        t: &NvmeTarget,
+        ctrls: &[NvmeController],
+        block: &str,
+        first: Lookup,
+        watch: &mut dyn Watch,
+        deadline: Instant,
+    ) -> Result<Lookup, NvmeofError> {
+        let until = deadline.min(Instant::now() + PATH_GRACE);
+        let what = format!("/dev/{block} on every controller of {ctrls:?}");
+        let complete = |l: &Lookup| {
+            ctrls.iter().all(|c| {
+                l.matches
+                    .iter()
+                    .any(|(p, _)| p.controller == *c && p.block == block)
+            })
+        };
+        if complete(&first) {
+            return Ok(first);
+        }
+        let r = wait_for(watch, until, &what, || {
+            let l = sysfs::find_namespace(&self.paths, ctrls, &t.namespace)?;
+            Ok(complete(&l).then_some(l))
+        });
+        match r {
+            Ok(l) => Ok(l),
+            Err(WaitError::Deadline { .. }) => {
+                tracing::warn!(device = %block, "not every controller shows a path of the namespace yet");
+                Ok(sysfs::find_namespace(&self.paths, ctrls, &t.namespace)?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Disconnects the controllers a failed attach created (best effort, logged).

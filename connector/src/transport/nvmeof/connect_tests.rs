@@ -483,3 +483,25 @@ fn replicated_volumes_are_not_supported_yet() {
         .unwrap_err();
     assert!(matches!(e, NvmeofError::Unsupported(_)), "{e}");
 }
+
+#[test]
+fn multipath_attach_waits_for_every_controllers_path() {
+    let env = setup(true);
+    let t = env.t.clone();
+    let moord = Scripted::new()
+        .expect(
+            "nvme.connect",
+            connect_creates(&env.t, A1, 0, 0, vec![ns(1, UUID1)], true),
+        )
+        // The second controller's scan finds the namespace a moment later.
+        .expect(
+            "nvme.connect",
+            connect_creates(&env.t, A2, 1, 0, vec![], true),
+        );
+    let events = ScriptedEvents::new().then(move || add_namespace(&t, 1, 0, &ns(1, UUID1), true));
+    let info = connector(&env, &moord, &events, true)
+        .connect(&props(volume(&[A1, A2])))
+        .unwrap();
+    assert_eq!(info.controllers, ["nvme0", "nvme1"]);
+    assert_eq!(events.steps_run(), 1);
+}
