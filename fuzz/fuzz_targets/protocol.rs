@@ -22,6 +22,47 @@ fn check_guard(g: &Guard) {
             backing
         }
         Guard::All(guards) => return guards.iter().for_each(check_guard),
+        Guard::MdArray {
+            device,
+            name,
+            members,
+        } => {
+            // mdN, a valid array name (`/dev/md/NAME` is read as a link), and
+            // 1..=4 distinct NVMe namespaces with WWIDs.
+            assert!(device.starts_with("md"), "MD guard on {device:?}");
+            assert!(
+                name.parse::<moor_types::MdName>().is_ok(),
+                "MD guard on name {name:?}"
+            );
+            assert!(
+                (1..=ops::MAX_LEGS).contains(&members.len()),
+                "MD guard with {} members",
+                members.len()
+            );
+            for (i, (leg, wwid)) in members.iter().enumerate() {
+                assert!(
+                    leg.starts_with("nvme") && moor_types::is_block_device_name(leg),
+                    "MD guard on leg {leg:?}"
+                );
+                assert!(
+                    !wwid.is_empty() && wwid.bytes().all(|b| b.is_ascii_graphic() && b != b'/'),
+                    "MD guard with WWID {wwid:?}"
+                );
+                assert!(
+                    members[..i].iter().all(|(other, _)| other != leg),
+                    "MD guard with {leg} twice"
+                );
+            }
+            device
+        }
+        Guard::Blank { path } if path.starts_with("/dev/nvme") => {
+            // md.create's legs: a whole namespace's node, never a partition or path.
+            let name = &path["/dev/".len()..];
+            return assert!(
+                moor_types::is_block_device_name(name),
+                "blank guard on {path:?}"
+            );
+        }
         Guard::RegularFile { path } | Guard::Blank { path } | Guard::LuksOtherSlot { path, .. } => {
             return assert!(ops::is_canonical_path(path), "guard on {path:?}");
         }

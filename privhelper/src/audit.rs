@@ -66,6 +66,18 @@ pub struct GuardRecord {
     /// empty): the fields of `nvme.disconnect`, flattened.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub nvme: Option<NvmeGuardRecord>,
+    /// Several devices checked by one guard: an MD array's legs (`device` is
+    /// `mdN`, `map` the array name), or every WWID of a guard over several legs
+    /// (`md.create`, `md.assemble`: `device` is then the first leg).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberRecord>>,
+}
+
+/// One device of a guard over several, with the WWID it must carry.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub device: String,
+    pub expected_wwid: String,
 }
 
 /// The expected identity of an NVMe-oF controller, as audited.
@@ -86,12 +98,14 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 expected_wwid: expected.clone(),
                 map: None,
                 nvme: None,
+                members: None,
             },
             crate::ops::Guard::StaleLink { link, device } => GuardRecord {
                 device: device.clone(),
                 expected_wwid: String::new(),
                 map: Some(link.clone()),
                 nvme: None,
+                members: None,
             },
             crate::ops::Guard::DmMap {
                 device,
@@ -102,6 +116,7 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 expected_wwid: expected.clone(),
                 map: Some(name.clone()),
                 nvme: None,
+                members: None,
             },
             crate::ops::Guard::CryptMapping {
                 name,
@@ -112,12 +127,27 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 expected_wwid: expected_wwid.clone(),
                 map: Some(name.clone()),
                 nvme: None,
+                members: None,
             },
             // The identity part (always first); the audited argv names the rest.
-            crate::ops::Guard::All(gs) => match gs.first() {
-                Some(g) => GuardRecord::from(g),
-                None => GuardRecord::default(),
-            },
+            // A guard over several devices' WWIDs lists them all as members.
+            crate::ops::Guard::All(gs) => {
+                let mut rec = gs.first().map(GuardRecord::from).unwrap_or_default();
+                let wwids: Vec<MemberRecord> = gs
+                    .iter()
+                    .filter_map(|g| match g {
+                        crate::ops::Guard::Wwid { device, expected } => Some(MemberRecord {
+                            device: device.clone(),
+                            expected_wwid: expected.clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                if wwids.len() > 1 {
+                    rec.members = Some(wwids);
+                }
+                rec
+            }
             crate::ops::Guard::RegularFile { path }
             | crate::ops::Guard::Blank { path }
             | crate::ops::Guard::LuksOtherSlot { path, .. } => GuardRecord {
@@ -125,6 +155,7 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 expected_wwid: String::new(),
                 map: None,
                 nvme: None,
+                members: None,
             },
             crate::ops::Guard::NvmeController {
                 controller,
@@ -144,6 +175,26 @@ impl From<&crate::ops::Guard> for GuardRecord {
                     expected_trsvcid: *trsvcid,
                     expected_hostnqn: hostnqn.to_string(),
                 }),
+                members: None,
+            },
+            crate::ops::Guard::MdArray {
+                device,
+                name,
+                members,
+            } => GuardRecord {
+                device: device.clone(),
+                expected_wwid: String::new(),
+                map: Some(name.clone()),
+                nvme: None,
+                members: Some(
+                    members
+                        .iter()
+                        .map(|(device, wwid)| MemberRecord {
+                            device: device.clone(),
+                            expected_wwid: wwid.clone(),
+                        })
+                        .collect(),
+                ),
             },
         }
     }
@@ -254,6 +305,56 @@ mod tests {
                 "expected_trsvcid": 4420,
                 "expected_hostnqn": "nqn.2014-08.org.example:host-1",
             })
+        );
+        let md = Guard::MdArray {
+            device: "md127".into(),
+            name: "vol-1".into(),
+            members: vec![
+                ("nvme0n1".into(), "uuid.a".into()),
+                ("nvme1n1".into(), "uuid.b".into()),
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(GuardRecord::from(&md)).unwrap(),
+            serde_json::json!({
+                "device": "md127",
+                "expected_wwid": "",
+                "map": "vol-1",
+                "members": [
+                    {"device": "nvme0n1", "expected_wwid": "uuid.a"},
+                    {"device": "nvme1n1", "expected_wwid": "uuid.b"},
+                ],
+            })
+        );
+        // md.create's guard: every leg's WWID and blankness; the legs are listed.
+        let leg = |d: &str, w: &str| {
+            [
+                Guard::Wwid {
+                    device: d.into(),
+                    expected: w.into(),
+                },
+                Guard::Blank {
+                    path: format!("/dev/{d}"),
+                },
+            ]
+        };
+        let create = Guard::All([leg("nvme0n1", "uuid.a"), leg("nvme1n1", "uuid.b")].concat());
+        assert_eq!(
+            serde_json::to_value(GuardRecord::from(&create)).unwrap(),
+            serde_json::json!({
+                "device": "nvme0n1",
+                "expected_wwid": "uuid.a",
+                "members": [
+                    {"device": "nvme0n1", "expected_wwid": "uuid.a"},
+                    {"device": "nvme1n1", "expected_wwid": "uuid.b"},
+                ],
+            })
+        );
+        // One device's guards (luks.format: WWID then blank) stay one record.
+        let format = Guard::All(leg("sdb", "3600").to_vec());
+        assert_eq!(
+            serde_json::to_value(GuardRecord::from(&format)).unwrap(),
+            serde_json::json!({"device": "sdb", "expected_wwid": "3600"})
         );
     }
 

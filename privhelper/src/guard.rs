@@ -5,6 +5,9 @@
 //! * `sdX`: `/sys/block/sdX/device/wwid`, normalised like udev
 //!   ([`moor_types::normalize_wwid`]), must equal the expected WWID;
 //! * `dm-N`: `/sys/block/dm-N/dm/uuid` must be exactly `mpath-<expected>`;
+//! * an NVMe namespace `nvmeXnY`: `/sys/block/nvmeXnY/wwid`, as printed;
+//! * an MD array `mdN` ([`Guard::MdArray`]): `/dev/md/NAME` links to it and its
+//!   slaves are among the caller's legs, each carrying its WWID;
 //! * an NVMe-oF controller `nvmeN` ([`Guard::NvmeController`]):
 //!   `/sys/class/nvme/nvmeN/{subsysnqn,transport,address,hostnqn}` must show the
 //!   subsystem, transport, target address and port, and host NQN the caller
@@ -41,7 +44,7 @@ pub enum Found {
     Attribute { attribute: String, value: String },
     /// The device or its attribute could not be read.
     Missing { attribute: String, error: String },
-    /// The guard names something that is not a SCSI disk or dm device.
+    /// The guard names something that is not a device (or name) moord checks.
     Unsupported,
 }
 
@@ -50,7 +53,7 @@ pub enum Found {
 #[error("identity mismatch on {device}: expected {what} {expected:?}, {}", describe(.found))]
 pub struct Mismatch {
     pub device: String,
-    /// What `expected` is: `WWID`, `controller`.
+    /// What `expected` is: `WWID`, `controller`, `MD array`.
     pub what: &'static str,
     pub expected: String,
     pub found: Found,
@@ -61,7 +64,7 @@ fn describe(f: &Found) -> String {
         Found::Value(v) => format!("found {v:?}"),
         Found::Attribute { attribute, value } => format!("found {attribute} {value:?}"),
         Found::Missing { attribute, error } => format!("found nothing: {attribute}: {error}"),
-        Found::Unsupported => "found nothing: only sdX and dm-N devices can be checked".into(),
+        Found::Unsupported => "found nothing: not a device (or name) moord can check".into(),
     }
 }
 
@@ -200,6 +203,13 @@ fn read_head(root: &Path, path: &str, len: u64) -> Result<Vec<u8>, Unmet> {
 const BLANK_SCAN: u64 = 1024 * 1024 + 4096;
 
 const LUKS_MAGIC: &[u8] = b"LUKS\xba\xbe";
+/// An MD RAID v1.x superblock starts with `0xa92b4efc`, little-endian.
+const MD_MAGIC: [u8; 4] = 0xa92b_4efc_u32.to_le_bytes();
+/// Where an MD superblock sits that the first-MiB scan can see: metadata 1.1 at the
+/// start of the device, 1.2 4 KiB in. Metadata 1.0 and 0.90 keep theirs near the
+/// *end* of the device, out of the scan's reach: they are not detected here (moord
+/// itself only ever creates 1.2 arrays).
+const MD_SUPERBLOCKS: [(usize, &str); 2] = [(0, "1.1"), (4096, "1.2")];
 const LUKS2_SECONDARY_MAGIC: &[u8] = b"SKUL\xba\xbe";
 /// Where LUKS2 may keep its secondary header (the primary's size).
 const LUKS2_SECONDARY_OFFSETS: [usize; 7] =
@@ -225,6 +235,12 @@ pub(crate) fn recognise_header(buf: &[u8]) -> Option<String> {
         .find(|&&o| has_at(buf, o, LUKS2_SECONDARY_MAGIC))
     {
         return Some(format!("a LUKS2 secondary header at {off:#x}"));
+    }
+    if let Some((_, version)) = MD_SUPERBLOCKS
+        .iter()
+        .find(|(off, _)| has_at(buf, *off, &MD_MAGIC))
+    {
+        return Some(format!("an MD RAID member (metadata {version})"));
     }
     // LBA 1 for 512-byte and for 4096-byte sectors.
     if has_at(buf, 512, b"EFI PART") || has_at(buf, 4096, b"EFI PART") {
@@ -531,9 +547,100 @@ fn check_nvme_controller(
     }
 }
 
+/// `device` (`mdN`) is the MD array `/dev/md/NAME` (udev's link points at it), and
+/// every one of its slaves (at least one) is among `members` and carries that
+/// member's WWID. A degraded array has fewer slaves than members.
+fn check_md_array(
+    root: &Path,
+    device: &str,
+    name: &str,
+    members: &[(String, String)],
+) -> Result<(), Mismatch> {
+    let mismatch = |found| Mismatch {
+        device: device.to_string(),
+        what: "MD array",
+        expected: format!(
+            "/dev/md/{name} with legs [{}]",
+            members
+                .iter()
+                .map(|(d, w)| format!("{d}={w}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        found,
+    };
+    // Validated again here: the names become path components.
+    let names_ok = device.starts_with("md")
+        && is_block_device_name(device)
+        && name.parse::<moor_types::MdName>().is_ok()
+        && members
+            .iter()
+            .all(|(d, _)| d.starts_with("nvme") && is_block_device_name(d));
+    if !names_ok {
+        return Err(mismatch(Found::Unsupported));
+    }
+    let missing = |attribute: &str, error: String| {
+        mismatch(Found::Missing {
+            attribute: attribute.to_string(),
+            error,
+        })
+    };
+    // An md device: /sys/block/mdN is a link into /sys/devices, its `md` a directory.
+    let md_dir = format!("/sys/block/{device}/md");
+    match std::fs::metadata(host_path(root, &md_dir)) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(missing(&md_dir, "not a directory".into())),
+        Err(e) => return Err(missing(&md_dir, e.to_string())),
+    }
+    // udev's link for the array name; read, never followed further.
+    let link = format!("/dev/md/{name}");
+    let target =
+        std::fs::read_link(host_path(root, &link)).map_err(|e| missing(&link, e.to_string()))?;
+    if target.file_name().and_then(|n| n.to_str()) != Some(device) {
+        return Err(mismatch(Found::Value(format!(
+            "{link} is a link to {}, not to {device}",
+            target.display()
+        ))));
+    }
+    let slaves_dir = format!("/sys/block/{device}/slaves");
+    let mut slaves: Vec<String> = std::fs::read_dir(host_path(root, &slaves_dir))
+        .map_err(|e| missing(&slaves_dir, e.to_string()))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| missing(&slaves_dir, e.to_string()))?;
+    slaves.sort_unstable();
+    if slaves.is_empty() {
+        return Err(mismatch(Found::Value(format!(
+            "{device} has no member devices ({slaves_dir} is empty)"
+        ))));
+    }
+    for slave in &slaves {
+        let Some((_, wwid)) = members.iter().find(|(d, _)| d == slave) else {
+            return Err(mismatch(Found::Value(format!(
+                "{device} has member {slave}, which is not one of the legs (members: [{}])",
+                slaves.join(" ")
+            ))));
+        };
+        // The leg's own mismatch (it names the leg and its WWID).
+        check_identity(
+            root,
+            &Guard::Wwid {
+                device: slave.clone(),
+                expected: wwid.clone(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Check `g` against the host under `root`.
 pub fn check(root: &Path, g: &Guard) -> Result<(), GuardError> {
     match g {
+        Guard::MdArray {
+            device,
+            name,
+            members,
+        } => Ok(check_md_array(root, device, name, members)?),
         Guard::NvmeController {
             controller,
             subsysnqn,
@@ -953,6 +1060,202 @@ mod tests {
         std::os::unix::fs::symlink(r.join("h0.img"), r.join("ln.img")).unwrap();
         assert!(blank(r, "/ln.img").is_err());
         assert!(blank(r, "/missing.img").is_err());
+    }
+
+    /// An MD v1.x superblock as mdadm writes it (the fields the scan could care
+    /// about): magic, major version 1, set uuid, set name `any:vol-1`.
+    fn md_superblock() -> Vec<u8> {
+        let mut sb = vec![0u8; 1024];
+        sb[0..4].copy_from_slice(&0xa92b_4efc_u32.to_le_bytes());
+        sb[4..8].copy_from_slice(&1u32.to_le_bytes());
+        sb[16..32].copy_from_slice(&[0x5a; 16]);
+        sb[32..41].copy_from_slice(b"any:vol-1");
+        sb
+    }
+
+    #[test]
+    fn blank_guard_recognises_md_superblocks() {
+        let sb = md_superblock();
+        assert_eq!(&sb[..4], &[0xfc, 0x4e, 0x2b, 0xa9], "little-endian on disk");
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let zero = vec![0u8; BLANK_SCAN as usize];
+        let at = |off: usize, bytes: &[u8]| {
+            let mut b = zero.clone();
+            b[off..off + bytes.len()].copy_from_slice(bytes);
+            b
+        };
+        for (off, version) in [(0, "1.1"), (4096, "1.2")] {
+            let b = at(off, &sb);
+            let want = format!("an MD RAID member (metadata {version})");
+            assert_eq!(recognise_header(&b).as_deref(), Some(want.as_str()));
+            let p = img(r, &format!("md{version}.img"), &b);
+            let e = blank(r, &p).unwrap_err();
+            assert_eq!(e.to_string(), format!("{p} carries {want}"));
+            // The magic alone is enough (a damaged superblock is still a member).
+            let b = at(off, &sb[..4]);
+            assert_eq!(recognise_header(&b).as_deref(), Some(want.as_str()));
+        }
+        // Big-endian magic, or the magic where no v1.x superblock lives (v1.0 and
+        // 0.90 sit at the end of the device, beyond the scan), is data.
+        let swapped = 0xa92b_4efc_u32.to_be_bytes();
+        for b in [
+            at(4096, &swapped),
+            at(0, &swapped),
+            at(8192, &sb),
+            at(512, &sb),
+            at(BLANK_SCAN as usize - 1024, &sb),
+        ] {
+            assert_eq!(recognise_header(&b), None);
+        }
+        // A device shorter than 4 KiB + 4 cannot hold a 1.2 superblock.
+        assert_eq!(recognise_header(&sb[..3]), None);
+        assert_eq!(recognise_header(&at(4096, &sb)[..4098]), None);
+    }
+
+    /// An MD array `mdN` in a fixture tree as the kernel and udev lay it out:
+    /// `/sys/block/mdN` links into `/sys/devices/virtual/block`, with an `md`
+    /// directory and a `slaves/` link per member; `/dev/md/NAME` links to `../mdN`.
+    fn md_array(root: &Path, n: u32, name: Option<&str>, slaves: &[&str]) {
+        let dev = format!("sys/devices/virtual/block/md{n}");
+        put(root, &format!("{dev}/md/array_state"), "clean\n");
+        let sl = root.join(format!("{dev}/slaves"));
+        std::fs::create_dir_all(&sl).unwrap();
+        for s in slaves {
+            std::os::unix::fs::symlink(format!("../../../../nvme-subsystem/{s}"), sl.join(s))
+                .unwrap();
+        }
+        std::fs::create_dir_all(root.join("sys/block")).unwrap();
+        std::os::unix::fs::symlink(
+            format!("../devices/virtual/block/md{n}"),
+            root.join(format!("sys/block/md{n}")),
+        )
+        .unwrap();
+        if let Some(name) = name {
+            std::fs::create_dir_all(root.join("dev/md")).unwrap();
+            std::os::unix::fs::symlink(format!("../md{n}"), root.join("dev/md").join(name))
+                .unwrap();
+        }
+    }
+
+    const NS: [(&str, &str); 3] = [
+        ("nvme0n1", "uuid.c20aba21-6ef6-446b-b374-45733b4883ba"),
+        ("nvme1n1", "uuid.5b3e2d1c-0f9a-4e8b-8c7d-6a5b4c3d2e1f"),
+        ("nvme2n1", "eui.0123456789abcdef"),
+    ];
+
+    fn md_guard(device: &str, name: &str, members: &[(&str, &str)]) -> Guard {
+        Guard::MdArray {
+            device: device.into(),
+            name: name.into(),
+            members: members
+                .iter()
+                .map(|(d, w)| (d.to_string(), w.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn md_array_guard_matches_the_array_of_the_legs() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for (d, w) in NS {
+            put(r, &format!("sys/block/{d}/wwid"), &format!("{w}\n"));
+        }
+        md_array(r, 127, Some("vol-1"), &["nvme0n1", "nvme1n1"]);
+        assert_eq!(check(r, &md_guard("md127", "vol-1", &NS[..2])), Ok(()));
+        // Legs in another order, or a leg that is not (or no longer) a member.
+        assert_eq!(
+            check(r, &md_guard("md127", "vol-1", &[NS[1], NS[0]])),
+            Ok(())
+        );
+        assert_eq!(check(r, &md_guard("md127", "vol-1", &NS)), Ok(()));
+        // A degraded array: one slave left of two legs.
+        md_array(r, 126, Some("vol-2"), &["nvme2n1"]);
+        assert_eq!(check(r, &md_guard("md126", "vol-2", &NS[1..])), Ok(()));
+        // udev may write an absolute link.
+        std::fs::remove_file(r.join("dev/md/vol-2")).unwrap();
+        std::os::unix::fs::symlink("/dev/md126", r.join("dev/md/vol-2")).unwrap();
+        assert_eq!(check(r, &md_guard("md126", "vol-2", &NS[2..])), Ok(()));
+    }
+
+    #[test]
+    fn md_array_guard_refuses_another_array() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for (d, w) in NS {
+            put(r, &format!("sys/block/{d}/wwid"), &format!("{w}\n"));
+        }
+        md_array(r, 127, Some("vol-1"), &["nvme0n1", "nvme1n1"]);
+        md_array(r, 126, Some("vol-2"), &["nvme2n1"]);
+        md_array(r, 125, None, &[]);
+        let other = "uuid.00000000-0000-4000-8000-0000000000ff";
+        for (g, what) in [
+            // A slave that is not one of the legs: another volume's replica.
+            (
+                md_guard("md127", "vol-1", &NS[..1]),
+                "md127 has member nvme1n1, which is not one of the legs",
+            ),
+            (
+                md_guard("md127", "vol-1", &[NS[0], NS[2]]),
+                "has member nvme1n1",
+            ),
+            // A member that no longer carries its WWID (a reused nvme name).
+            (
+                md_guard("md127", "vol-1", &[NS[0], ("nvme1n1", other)]),
+                "identity mismatch on nvme1n1: expected WWID",
+            ),
+            // /dev/md/NAME is another array: mdN was reused.
+            (
+                md_guard("md126", "vol-1", &NS),
+                "/dev/md/vol-1 is a link to ../md127, not to md126",
+            ),
+            (
+                md_guard("md127", "vol-2", &NS),
+                "/dev/md/vol-2 is a link to ../md126, not to md127",
+            ),
+            // No such name, no such array, no members.
+            (md_guard("md127", "vol-3", &NS), "/dev/md/vol-3"),
+            (md_guard("md124", "vol-1", &NS), "/sys/block/md124/md"),
+            (
+                md_guard("md125", "vol-1", &NS),
+                "/dev/md/vol-1 is a link to",
+            ),
+        ] {
+            let e = check(r, &g).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(what), "{g:?}: {msg}");
+        }
+        // An array without slaves (its link right) is refused too.
+        std::os::unix::fs::symlink("../md125", r.join("dev/md/vol-5")).unwrap();
+        let e = check(r, &md_guard("md125", "vol-5", &NS)).unwrap_err();
+        assert!(e.to_string().contains("no member devices"), "{e}");
+        // The missing-WWID case names the member's attribute.
+        std::fs::remove_file(r.join("sys/block/nvme2n1/wwid")).unwrap();
+        let e = check(r, &md_guard("md126", "vol-2", &NS)).unwrap_err();
+        assert!(
+            matches!(&e.found, Found::Missing { attribute, .. } if attribute == "/sys/block/nvme2n1/wwid"),
+            "{e:?}"
+        );
+        // /dev/md/NAME that is not a link, a block device dir that is not md.
+        put(r, "dev/md/plain", "");
+        let e = check(r, &md_guard("md127", "plain", &NS)).unwrap_err();
+        assert!(matches!(e.found, Found::Missing { .. }), "{e:?}");
+        put(r, "sys/block/md9/size", "0\n");
+        std::os::unix::fs::symlink("../md9", r.join("dev/md/nine")).unwrap();
+        let e = check(r, &md_guard("md9", "nine", &NS)).unwrap_err();
+        assert!(e.to_string().contains("/sys/block/md9/md"), "{e}");
+        // Names that are not what the op validated never become paths.
+        for g in [
+            md_guard("sda", "vol-1", &NS),
+            md_guard("md127/../md126", "vol-1", &NS),
+            md_guard("md127", "../vol-1", &NS),
+            md_guard("md127", "", &NS),
+            md_guard("md127", "vol-1", &[("sdb", NS[0].1)]),
+            md_guard("md127", "vol-1", &[("../nvme0n1", NS[0].1)]),
+        ] {
+            assert_eq!(check(r, &g).unwrap_err().found, Found::Unsupported, "{g:?}");
+        }
     }
 
     /// A LUKS1 header with key slots `active` enabled (the rest disabled).

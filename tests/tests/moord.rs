@@ -2583,6 +2583,187 @@ fn nvme_host_identity_creates_the_file_once_and_never_replaces_it() {
     assert!(!elsewhere.join("hostnqn").exists());
 }
 
+// ------------------------------------------------------------------ md.*
+
+const MD_LEGS: [(&str, &str); 2] = [
+    ("nvme0n1", "uuid.c20aba21-6ef6-446b-b374-45733b4883ba"),
+    ("nvme1n1", "uuid.5b3e2d1c-0f9a-4e8b-8c7d-6a5b4c3d2e1f"),
+];
+
+fn md_legs_json() -> Value {
+    Value::Array(
+        MD_LEGS
+            .iter()
+            .map(|(d, w)| json!({"device": d, "expected_wwid": w}))
+            .collect(),
+    )
+}
+
+/// An MD array `md127` called `vol-1` over `slaves` in a fixture host tree, laid
+/// out as the kernel and udev do, with the legs' namespaces and their WWIDs.
+/// Returns the array's `slaves/` directory.
+fn md_fixture(root: &Path, slaves: &[&str]) -> PathBuf {
+    for (d, w) in MD_LEGS {
+        put(root, &format!("sys/block/{d}/wwid"), &format!("{w}\n"));
+    }
+    let dev = "sys/devices/virtual/block/md127";
+    put(root, &format!("{dev}/md/array_state"), "clean\n");
+    let dir = root.join(dev).join("slaves");
+    fs::create_dir_all(&dir).expect("mkdir slaves");
+    for s in slaves {
+        std::os::unix::fs::symlink(format!("../../../../nvme-subsystem/{s}"), dir.join(s))
+            .expect("slave link");
+    }
+    std::os::unix::fs::symlink(
+        "../devices/virtual/block/md127",
+        root.join("sys/block/md127"),
+    )
+    .expect("sys/block link");
+    fs::create_dir_all(root.join("dev/md")).expect("mkdir dev/md");
+    std::os::unix::fs::symlink("../md127", root.join("dev/md/vol-1")).expect("md link");
+    dir
+}
+
+#[test]
+fn md_stop_checks_the_array_and_its_legs_right_before_mdadm_runs() {
+    let root = host_root();
+    let slaves = md_fixture(root.path(), &["nvme0n1", "nvme1n1"]);
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=md.*".into()],
+        filters: shipped_filters(),
+        args: vec!["--host-root".into(), root.path().display().to_string()],
+        ..Opts::default()
+    });
+    // A stand-in mdadm (found first in exec_dirs) that records its argv.
+    let ran = d.dir.join("mdadm-ran");
+    write_mode(
+        &d.dir.join("bin/mdadm"),
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", ran.display()).as_bytes(),
+        0o755,
+    );
+    let mut c = d.client();
+    let stop = json!({"device": "md127", "name": "vol-1", "legs": md_legs_json()});
+    let r = c
+        .call("md.stop", stop.clone())
+        .unwrap_or_else(|e| panic!("md.stop: {e}\n{}", d.log_text()));
+    assert_eq!(r["exit_code"], 0, "{r}");
+    assert_eq!(
+        r["filter"],
+        filter_label_in(&d.filters_file, &shipped_filters(), "mdadm_stop")
+    );
+    assert_eq!(
+        fs::read_to_string(&ran).expect("mdadm ran"),
+        "--stop /dev/md127\n"
+    );
+    let rec = d.audit_wait("the stop", |r| r["op"] == "md.stop" && r["outcome"] == "ok");
+    assert_eq!(
+        rec["guard"],
+        json!({"device": "md127", "expected_wwid": "", "map": "vol-1", "members": [
+            {"device": MD_LEGS[0].0, "expected_wwid": MD_LEGS[0].1},
+            {"device": MD_LEGS[1].0, "expected_wwid": MD_LEGS[1].1}]})
+    );
+    fs::remove_file(&ran).expect("rm");
+
+    // A member that is not one of the caller's legs (md127 is another volume's
+    // array now): refused, mdadm never runs.
+    std::os::unix::fs::symlink("../../../../nvme-subsystem/nvme5n1", slaves.join("nvme5n1"))
+        .expect("foreign slave");
+    for op in ["md.stop", "md.grow"] {
+        let r = c.call(op, stop.clone());
+        let Err(ClientError::Remote(e)) = &r else {
+            panic!("expected identity_mismatch from {op}, got {r:?}")
+        };
+        assert_eq!(e.code_str(), "identity_mismatch", "{e:?}");
+        assert!(
+            e.message.contains("md127") && e.message.contains("nvme5n1"),
+            "{:?}",
+            e.message
+        );
+    }
+    assert!(!ran.exists(), "mdadm ran despite the mismatch");
+    let rec = d.audit_wait("the refused stop", |r| {
+        r["op"] == "md.stop" && r["outcome"] == "identity-mismatch"
+    });
+    assert_eq!(rec["argv"][1], "--stop");
+    assert!(rec.get("exit_code").is_none(), "nothing ran: {rec}");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nvme5n1"),
+        "{rec}"
+    );
+}
+
+#[test]
+fn md_create_refuses_a_leg_that_is_not_blank() {
+    let root = host_root();
+    for (d, w) in MD_LEGS {
+        put(
+            root.path(),
+            &format!("sys/block/{d}/wwid"),
+            &format!("{w}\n"),
+        );
+    }
+    // The legs as /dev nodes of the fixture: regular files moord reads the
+    // first MiB of. nvme1n1 carries an MD 1.2 superblock (a former member).
+    let size = 2 << 20;
+    put(root.path(), "dev/nvme0n1", &"\0".repeat(size));
+    let mut member = vec![0u8; size];
+    member[4096..4100].copy_from_slice(&0xa92b_4efc_u32.to_le_bytes());
+    fs::write(root.path().join("dev/nvme1n1"), member).expect("write leg");
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=md.*".into()],
+        filters: shipped_filters(),
+        args: vec!["--host-root".into(), root.path().display().to_string()],
+        ..Opts::default()
+    });
+    let ran = d.dir.join("mdadm-ran");
+    write_mode(
+        &d.dir.join("bin/mdadm"),
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", ran.display()).as_bytes(),
+        0o755,
+    );
+    let mut c = d.client();
+    let create = json!({"name": "vol-1", "legs": md_legs_json()});
+    let r = c.call("md.create", create.clone());
+    let Err(ClientError::Remote(e)) = &r else {
+        panic!("expected precondition_failed, got {r:?}")
+    };
+    assert_eq!(e.code_str(), "precondition_failed", "{e:?}");
+    assert_eq!(
+        e.message,
+        "/dev/nvme1n1 carries an MD RAID member (metadata 1.2)"
+    );
+    assert!(!ran.exists(), "mdadm ran on a leg with a superblock");
+    let rec = d.audit_wait("the refused create", |r| {
+        r["op"] == "md.create" && r["outcome"] == "precondition-failed"
+    });
+    assert_eq!(rec["guard"]["members"][1]["device"], "nvme1n1");
+
+    // Both legs blank: mdadm runs with os-brick's settings, all explicit.
+    put(root.path(), "dev/nvme1n1", &"\0".repeat(size));
+    let r = c
+        .call("md.create", create)
+        .unwrap_or_else(|e| panic!("md.create: {e}\n{}", d.log_text()));
+    assert_eq!(
+        r["filter"],
+        filter_label_in(&d.filters_file, &shipped_filters(), "mdadm_create_2")
+    );
+    assert_eq!(
+        fs::read_to_string(&ran).expect("mdadm ran"),
+        "--create /dev/md/vol-1 --run --name=vol-1 --level=1 --raid-devices=2 \
+         --bitmap=internal --homehost=any --failfast --assume-clean --metadata=1.2 \
+         /dev/nvme0n1 /dev/nvme1n1\n"
+    );
+    // A leg whose WWID changed: identity_mismatch before anything is read.
+    let wrong = json!({"name": "vol-1", "legs": [
+        {"device": "nvme0n1", "expected_wwid": MD_LEGS[1].1},
+        {"device": "nvme1n1", "expected_wwid": MD_LEGS[0].1}]});
+    let r = c.call("md.create", wrong);
+    assert_eq!(remote_code(&r), Some(ErrorCode::IdentityMismatch), "{r:?}");
+}
+
 // ------------------------------------------------------------------ luks.*
 
 /// `cryptsetup` as moord would run it (None: not installed here).

@@ -882,6 +882,55 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
     v.push(("multipath.paths", json!({}), "multipathd_show_paths"));
     v.extend(luks_samples());
     v.extend(nvme_samples());
+    v.extend(md_samples());
+    v
+}
+
+/// Namespace WWIDs as the kernel prints them, for MD legs.
+const NS_WWIDS: &[&str] = &[
+    "uuid.c20aba21-6ef6-446b-b374-45733b4883ba",
+    "eui.0123456789abcdef",
+    "nvme.1b4b-3132-4d44-0001",
+    "uuid.5b3e2d1c-0f9a-4e8b-8c7d-6a5b4c3d2e1f",
+    "uuid.00000000-0000-4000-8000-000000000005",
+];
+
+/// `n` legs on namespaces `nvme{first+i}n{i+1}` (multi-digit names included).
+fn md_legs(n: usize, first: usize) -> serde_json::Value {
+    serde_json::Value::Array(
+        (0..n)
+            .map(|i| json!({"device": format!("nvme{}n{}", first + i * 5, i + 1), "expected_wwid": NS_WWIDS[i]}))
+            .collect(),
+    )
+}
+
+/// `md.*`: every leg count on its own filter line, short and longest names.
+fn md_samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
+    let name = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let long = "v".repeat(32);
+    let names = ["vol-1", "a", "md_a.b", "_x", "9", long.as_str()];
+    let mut v = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        for legs in 2..=4 {
+            v.push((
+                "md.create",
+                json!({"name": n, "legs": md_legs(legs, i * 3)}),
+                name(format!("mdadm_create_{legs}")),
+            ));
+        }
+        for legs in 1..=4 {
+            v.push((
+                "md.assemble",
+                json!({"name": n, "legs": md_legs(legs, i * 3)}),
+                name(format!("mdadm_assemble_{legs}")),
+            ));
+        }
+        for (j, device) in ["md0", "md127", "md4294967295"].iter().enumerate() {
+            let a = json!({"device": device, "name": n, "legs": md_legs(1 + (i + j) % 4, j)});
+            v.push(("md.stop", a.clone(), "mdadm_stop"));
+            v.push(("md.grow", a, "mdadm_grow"));
+        }
+    }
     v
 }
 
@@ -1197,10 +1246,17 @@ fn every_typed_operation_passes_the_shipped_filters() {
                 );
                 let mut longer = p.argv.clone();
                 longer.push(p.argv.last().cloned().unwrap_or_default());
-                assert!(
-                    !set.decide(&longer, &dirs, &AnyExec).allowed(),
-                    "{longer:?}"
-                );
+                let d = set.decide(&longer, &dirs, &AnyExec);
+                match want.strip_prefix("mdadm_assemble_") {
+                    // A repeated leg is one leg more: the next line's shape (a
+                    // pattern cannot compare arguments; md.assemble refuses a
+                    // leg given twice, and so does mdadm).
+                    Some(n) if n != "4" => {
+                        let next = format!("mdadm_assemble_{}", n.parse::<u8>().unwrap() + 1);
+                        assert_eq!(d.filter.map(|f| f.name), Some(next), "{longer:?}");
+                    }
+                    _ => assert!(!d.allowed(), "{longer:?}"),
+                }
             }
             Plan::WriteFile { path, value, guard } => {
                 let d = set.decide_write(&path, &value);
@@ -1713,6 +1769,171 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
             d.filter
         );
     }
+    // mdadm: only the planned argv, on NVMe namespaces, with the leg count the
+    // line is for.
+    let long = "v".repeat(32);
+    let leg = |i: usize| format!("/dev/nvme{i}n1");
+    let create = |name: &str, legs: &[String]| {
+        let mut a = argv(&[
+            "mdadm",
+            "--create",
+            &format!("/dev/md/{name}"),
+            "--run",
+            &format!("--name={name}"),
+            "--level=1",
+            &format!("--raid-devices={}", legs.len()),
+            "--bitmap=internal",
+            "--homehost=any",
+            "--failfast",
+            "--assume-clean",
+            "--metadata=1.2",
+        ]);
+        a.extend(legs.iter().cloned());
+        a
+    };
+    let assemble = |name: &str, legs: &[String]| {
+        let mut a = argv(&["mdadm", "--assemble", "--run", &format!("/dev/md/{name}")]);
+        a.extend(legs.iter().cloned());
+        a
+    };
+    let two = [leg(0), leg(1)];
+    for ok in [
+        create("vol-1", &two),
+        create(&long, &[leg(0), leg(1), leg(2), leg(3)]),
+        assemble("vol-1", &two[..1]),
+        argv(&["mdadm", "--stop", "/dev/md127"]),
+    ] {
+        assert!(
+            set.decide(&ok, &dirs, &AnyExec).allowed(),
+            "template {ok:?}"
+        );
+    }
+    let edit = |mut a: Vec<String>, i: usize, to: &str| {
+        a[i] = to.to_string();
+        a
+    };
+    let without = |mut a: Vec<String>, what: &str| {
+        a.retain(|x| x != what);
+        a
+    };
+    let c2 = create("vol-1", &two);
+    let mut denied = vec![
+        // A leg count the --raid-devices value does not match (a 3-leg argv is
+        // allowed only as written for 3 legs), 1 or 5 legs.
+        edit(
+            create("vol-1", &[leg(0), leg(1), leg(2)]),
+            6,
+            "--raid-devices=2",
+        ),
+        edit(c2.clone(), 6, "--raid-devices=3"),
+        create("vol-1", &[leg(0)]),
+        create("vol-1", &[leg(0), leg(1), leg(2), leg(3), leg(4)]),
+        assemble("vol-1", &[leg(0), leg(1), leg(2), leg(3), leg(4)]),
+        assemble("vol-1", &[]),
+        // Legs that are not NVMe namespaces.
+        create("vol-1", &[leg(0), "/dev/sda".into()]),
+        create("vol-1", &[leg(0), "/dev/nvme0c1n1".into()]),
+        create("vol-1", &[leg(0), "/dev/nvme0n1p1".into()]),
+        create("vol-1", &[leg(0), "/dev/md127".into()]),
+        create("vol-1", &[leg(0), "/dev/dm-0".into()]),
+        create("vol-1", &[leg(0), "/dev/../dev/nvme1n1".into()]),
+        create("vol-1", &[leg(0), "nvme1n1".into()]),
+        assemble("vol-1", &["/dev/sda".into()]),
+        assemble("vol-1", &["/dev/disk/by-id/nvme-x".into()]),
+        // Other levels and settings, a missing or an extra option, reordered ones.
+        edit(c2.clone(), 5, "--level=0"),
+        edit(c2.clone(), 5, "--level=5"),
+        edit(c2.clone(), 7, "--bitmap=none"),
+        edit(c2.clone(), 8, "--homehost=evil"),
+        edit(c2.clone(), 11, "--metadata=1.0"),
+        edit(c2.clone(), 11, "--metadata=1x2"),
+        edit(c2.clone(), 11, "--metadata=0.90"),
+        without(c2.clone(), "--assume-clean"),
+        without(c2.clone(), "--run"),
+        without(c2.clone(), "--failfast"),
+        {
+            let mut a = c2.clone();
+            a.insert(12, "--force".into());
+            a
+        },
+        {
+            let mut a = c2.clone();
+            a.swap(3, 4);
+            a
+        },
+        {
+            let mut a = c2.clone();
+            a.swap(9, 10);
+            a
+        },
+        // Names: a slash, dot names, a leading dash, too long, empty, a path trick.
+        create("a/b", &two),
+        create("..", &two),
+        create(".x", &two),
+        create("-x", &two),
+        create(&"v".repeat(33), &two),
+        create("", &two),
+        create("a b", &two),
+        assemble("../x", &two),
+        assemble("..", &two),
+        assemble(&"v".repeat(33), &two),
+        edit(c2.clone(), 2, "/dev/md/../x"),
+        edit(c2.clone(), 2, "/dev/md127"),
+        edit(c2.clone(), 2, "/dev/sda"),
+        edit(c2.clone(), 4, "--name=a/b"),
+        edit(c2.clone(), 4, "--name=vol-1,x"),
+        edit(assemble("vol-1", &two), 3, "/dev/md/x/../../sda"),
+        edit(assemble("vol-1", &two), 3, "/dev/md127"),
+        // Assemble: no config scan, no --force, always --run with the name.
+        argv(&["mdadm", "--assemble", "--scan"]),
+        argv(&[
+            "mdadm",
+            "--assemble",
+            "--run",
+            "--force",
+            "/dev/md/v",
+            "/dev/nvme0n1",
+        ]),
+        argv(&["mdadm", "--assemble", "/dev/md/v", "/dev/nvme0n1"]),
+        // Stop and grow: md nodes only, only the planned forms.
+        argv(&["mdadm", "--stop", "/dev/sda"]),
+        argv(&["mdadm", "--stop", "/dev/nvme0n1"]),
+        argv(&["mdadm", "--stop", "/dev/md/vol-1"]),
+        argv(&["mdadm", "--stop", "/dev/md"]),
+        argv(&["mdadm", "--stop", "/dev/md127p1"]),
+        argv(&["mdadm", "--stop", "--scan"]),
+        argv(&["mdadm", "--stop", "/dev/md127", "/dev/md126"]),
+        argv(&["mdadm", "--grow", "/dev/md127", "--size=1024"]),
+        argv(&["mdadm", "--grow", "/dev/md127", "--raid-devices=1"]),
+        argv(&["mdadm", "--grow", "/dev/md127", "--level=0"]),
+        argv(&["mdadm", "--grow", "/dev/sda", "--size=max"]),
+        argv(&["mdadm", "--grow", "--size=max", "/dev/md127"]),
+        // Anything else mdadm does.
+        argv(&["mdadm", "--zero-superblock", "/dev/nvme0n1"]),
+        argv(&["mdadm", "/dev/md127", "--fail", "/dev/nvme0n1"]),
+        argv(&["mdadm", "/dev/md127", "--remove", "/dev/nvme0n1"]),
+        argv(&["mdadm", "/dev/md127", "--add", "/dev/nvme0n1"]),
+        argv(&["mdadm", "--manage", "/dev/md127", "--add", "/dev/nvme0n1"]),
+        argv(&["mdadm", "--examine", "/dev/nvme0n1"]),
+        argv(&["mdadm", "--detail", "/dev/md127"]),
+        argv(&["mdadm", "--monitor", "--scan", "--program=/tmp/x"]),
+    ];
+    // Every mdadm line refuses an extra leg and one leg less than its count.
+    for n in 2..=4 {
+        let legs: Vec<String> = (0..n).map(leg).collect();
+        let mut more = legs.clone();
+        more.push(leg(9));
+        denied.push(edit(create("v", &more), 6, &format!("--raid-devices={n}")));
+        denied.push(edit(
+            create("v", &legs[..n - 1]),
+            6,
+            &format!("--raid-devices={n}"),
+        ));
+    }
+    for denied in denied {
+        let d = set.decide(&denied, &dirs, &AnyExec);
+        assert!(!d.allowed(), "{denied:?} allowed by {:?}", d.filter);
+    }
     // The typed operations refuse these shapes before the filters see them.
     for (op, args) in [
         (
@@ -1788,6 +2009,44 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
             "block.flush",
             json!({"device": "nvme0", "expected_wwid": "uuid.x"}),
         ),
+        ("md.create", json!({"name": "v", "legs": md_legs(1, 0)})),
+        ("md.create", json!({"name": "v", "legs": md_legs(5, 0)})),
+        ("md.assemble", json!({"name": "v", "legs": md_legs(0, 0)})),
+        ("md.create", json!({"name": "a/b", "legs": md_legs(2, 0)})),
+        ("md.create", json!({"name": "..", "legs": md_legs(2, 0)})),
+        (
+            "md.create",
+            json!({"name": "v", "legs": md_legs(2, 0), "level": 0}),
+        ),
+        (
+            "md.create",
+            json!({"name": "v", "legs": [
+                {"device": "nvme0n1", "expected_wwid": NS_WWIDS[0]},
+                {"device": "nvme0n1", "expected_wwid": NS_WWIDS[1]}]}),
+        ),
+        (
+            "md.create",
+            json!({"name": "v", "legs": [
+                {"device": "nvme0n1", "expected_wwid": NS_WWIDS[0]},
+                {"device": "nvme0c1n1", "expected_wwid": NS_WWIDS[1]}]}),
+        ),
+        (
+            "md.assemble",
+            json!({"name": "v", "legs": [{"device": "sda", "expected_wwid": "3600"}]}),
+        ),
+        (
+            "md.stop",
+            json!({"device": "sda", "name": "v", "legs": md_legs(2, 0)}),
+        ),
+        (
+            "md.stop",
+            json!({"device": "md/vol-1", "name": "v", "legs": md_legs(2, 0)}),
+        ),
+        (
+            "md.grow",
+            json!({"device": "md127", "name": "v", "legs": md_legs(5, 0)}),
+        ),
+        ("md.grow", json!({"device": "md127", "name": "v"})),
     ] {
         assert!(
             matches!(
@@ -1830,7 +2089,15 @@ fn packaged_policy_grants_the_typed_families_and_still_exec() {
         ops, all,
         "the moor group gets every operation (exec and sysfs.write still)"
     );
-    for family in ["iscsi.", "scsi.", "block.", "multipath.", "luks.", "nvme."] {
+    for family in [
+        "iscsi.",
+        "scsi.",
+        "block.",
+        "multipath.",
+        "luks.",
+        "nvme.",
+        "md.",
+    ] {
         assert!(ops.iter().any(|o| o.starts_with(family)));
     }
     assert!(cfg.ops_for(5000, &[5000]).is_empty());

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 pub mod block;
 pub mod iscsi;
 pub mod luks;
+pub mod md;
 pub mod multipath;
 pub mod nvme;
 pub mod scsi;
@@ -21,6 +22,7 @@ pub mod scsi;
 pub use block::*;
 pub use iscsi::*;
 pub use luks::*;
+pub use md::*;
 pub use multipath::*;
 pub use nvme::*;
 pub use scsi::*;
@@ -58,7 +60,8 @@ pub enum Guard {
     /// `path` (lstat) is a regular file: not a symlink, not a device.
     RegularFile { path: String },
     /// `path` (a file, or `/dev/NAME`) carries no recognisable header (LUKS, GPT,
-    /// MBR partitions, a file system, swap, LVM): it is safe to format.
+    /// MBR partitions, a file system, swap, LVM, an MD RAID 1.1/1.2 superblock): it
+    /// is safe to format.
     Blank { path: String },
     /// The LUKS header of `path` has key slot `slot` active and at least one other
     /// active slot: killing `slot` leaves the volume openable.
@@ -82,6 +85,17 @@ pub enum Guard {
         traddr: IpAddr,
         trsvcid: u16,
         hostnqn: Nqn,
+    },
+    /// `device` (`mdN`) is still the MD array the caller assembled (md minors are
+    /// reused): `/sys/block/mdN/md` exists; `/dev/md/NAME` is a symlink whose
+    /// target's file name is `mdN`; and every entry of `/sys/block/mdN/slaves/`
+    /// (at least one) is one of `members` (device name, expected WWID) and carries
+    /// that member's WWID (as [`Guard::Wwid`]). A degraded array has fewer slaves
+    /// than members: slaves ⊆ members is the rule.
+    MdArray {
+        device: String,
+        name: String,
+        members: Vec<(String, String)>,
     },
 }
 
@@ -245,6 +259,10 @@ pub(crate) enum DevKind {
     /// `sdX`, `dm-N` or an NVMe namespace `nvmeXnY` (a head or a plain namespace,
     /// never a hidden multipath path `nvmeXcYnZ`)
     AnyDisk,
+    /// An NVMe namespace `nvmeXnY` only (as in [`DevKind::AnyDisk`])
+    Namespace,
+    /// An MD array `mdN`
+    Md,
 }
 
 /// `d` is a whole block device name of kind `kind`.
@@ -252,11 +270,14 @@ pub(crate) fn check_device(op: &'static str, d: &str, kind: DevKind) -> Result<(
     let disk = d.starts_with("sd");
     let map = d.starts_with("dm-");
     let nvme = d.starts_with("nvme");
+    let md = d.starts_with("md");
     let (ok, what) = match kind {
         DevKind::Disk => (disk, "a SCSI disk name (sdX)"),
         DevKind::Map => (map, "a device-mapper node (dm-N)"),
         DevKind::DiskOrMap => (disk || map, "sdX or dm-N"),
         DevKind::AnyDisk => (disk || map || nvme, "sdX, dm-N or nvmeXnY"),
+        DevKind::Namespace => (nvme, "an NVMe namespace (nvmeXnY)"),
+        DevKind::Md => (md, "an MD array (mdN)"),
     };
     if ok && moor_types::is_block_device_name(d) {
         Ok(())
@@ -590,6 +611,22 @@ pub const OPS: &[OpEntry] = &[
         name: NvmeSystemUuid::NAME,
         plan: |a| typed(NvmeSystemUuid::NAME, a, NvmeSystemUuid::plan),
     },
+    OpEntry {
+        name: MdCreate::NAME,
+        plan: |a| typed(MdCreate::NAME, a, MdCreate::plan),
+    },
+    OpEntry {
+        name: MdAssemble::NAME,
+        plan: |a| typed(MdAssemble::NAME, a, MdAssemble::plan),
+    },
+    OpEntry {
+        name: MdStop::NAME,
+        plan: |a| typed(MdStop::NAME, a, MdStop::plan),
+    },
+    OpEntry {
+        name: MdGrow::NAME,
+        plan: |a| typed(MdGrow::NAME, a, MdGrow::plan),
+    },
 ];
 
 /// Plan operation `op` from its raw JSON arguments.
@@ -669,9 +706,17 @@ mod tests {
             let untyped = ["ping", "exec", "file.read", "sysfs.write"].contains(&name);
             assert!(
                 untyped
-                    || ["iscsi.", "scsi.", "block.", "multipath.", "luks.", "nvme."]
-                        .iter()
-                        .any(|f| name.starts_with(f)),
+                    || [
+                        "iscsi.",
+                        "scsi.",
+                        "block.",
+                        "multipath.",
+                        "luks.",
+                        "nvme.",
+                        "md."
+                    ]
+                    .iter()
+                    .any(|f| name.starts_with(f)),
                 "{name}: policy families (`iscsi.*`, …) would not cover it"
             );
             assert!(!name.contains('*') && !name.contains(','), "{name}");
