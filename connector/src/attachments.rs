@@ -44,9 +44,16 @@ pub struct Registry {
     dir: PathBuf,
 }
 
-/// Inode of `/sys/block/<name>/device` resolved (the SCSI device's directory).
+/// Inode of `/sys/block/<name>/device` resolved (the SCSI device's directory). For
+/// an NVMe namespace (`nvmeXnY`), whose `device` is the controller or subsystem that
+/// all its namespaces share, the inode of its own `/sys/block/<name>` directory.
 pub fn device_ino(paths: &HostPaths, name: &str) -> Result<Option<u64>, HostError> {
-    let link = paths.sys(&format!("block/{}/device", component(name)?));
+    let name = component(name)?;
+    let link = if name.starts_with("nvme") {
+        paths.sys(&format!("block/{name}"))
+    } else {
+        paths.sys(&format!("block/{name}/device"))
+    };
     match fs::metadata(&link) {
         Ok(m) => Ok(Some(m.ino())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

@@ -371,6 +371,29 @@ fn udev_state(paths: &HostPaths, name: &str) -> Result<Result<(), String>, HostE
     }
 }
 
+/// Property `key` (an `E:KEY=VALUE` line) of block device `name` in udev's
+/// database (`/run/udev/data/b<major>:<minor>`, world-readable): what udev's blkid
+/// builtin found, e.g. `ID_FS_TYPE`. `None` when the device, its entry or the
+/// property is missing.
+pub fn udev_property(
+    paths: &HostPaths,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, HostError> {
+    let Some((major, minor)) = block_devnum(paths, name)? else {
+        return Ok(None);
+    };
+    let Some(db) = paths.read_attr(&paths.run(&format!("udev/data/b{major}:{minor}")))? else {
+        return Ok(None);
+    };
+    Ok(db.lines().find_map(|l| {
+        l.strip_prefix("E:")
+            .and_then(|kv| kv.split_once('='))
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_owned())
+    }))
+}
+
 /// Whether block device `name` exists in `/sys/block` and udev has finished with it
 /// (its database entry `/run/udev/data/b<major>:<minor>` exists, which is what
 /// libudev's `is_initialized` checks).
@@ -721,6 +744,25 @@ mod tests {
             matches!(err, WaitError::Host(HostError::Component { .. })),
             "{err}"
         );
+    }
+
+    #[test]
+    fn udev_property_reads_the_database_entry() {
+        let (_dir, t) = tree();
+        let p = t.paths();
+        assert_eq!(udev_property(&p, "sdb", "ID_FS_TYPE").unwrap(), None);
+        t.add_disk(hctl("3:0:0:1"), "sdb", "8:16");
+        t.udev_add("sdb", "8:16", &[]);
+        assert_eq!(udev_property(&p, "sdb", "ID_FS_TYPE").unwrap(), None);
+        write(
+            &t.root.join("run/udev/data/b8:16"),
+            "S:disk/by-id/x\nE:ID_FS_UUID=0e1f\nE:ID_FS_TYPE=linux_raid_member\nG:systemd\n",
+        );
+        assert_eq!(
+            udev_property(&p, "sdb", "ID_FS_TYPE").unwrap().as_deref(),
+            Some("linux_raid_member")
+        );
+        assert_eq!(udev_property(&p, "sdb", "ID_FS").unwrap(), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use moor_connector::attachments::Registry;
 use moor_connector::exec::{DryRun, Privileged};
 use moor_connector::host::HostPaths;
 use moor_connector::host::udev::UdevEvents;
@@ -68,6 +69,7 @@ fn connector<'a>(
         privileged,
         events,
         locks: LockDir::new(&args.common.lock_dir),
+        registry: Registry::new(&args.common.attachments_dir),
         options: Options {
             timeout: Duration::from_secs(args.common.timeout),
             multipath: args.multipath,

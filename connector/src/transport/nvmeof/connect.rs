@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::hostid::{self, HostIdentity, HostIdentityError};
 use super::props::{NvmePortal, NvmeTarget, NvmeofProps, PropsError, ReconnectPolicy, Shape};
 use super::sysfs::{self, Controller, CtrlState, Lookup, NamespacePath};
+use crate::attachments::{Attachment, Registry, device_ino, now_secs};
 use crate::exec::{PrivError, Privileged, run, run_exec};
 use crate::host::udev::{DeviceEvents, WaitError, Watch, udev_initialized, wait_for};
 use crate::host::{HostError, HostPaths};
@@ -49,7 +50,8 @@ pub struct DeviceInfo {
     pub kind: String,
     /// `/dev/nvmeSnH` (a native multipath head) or `/dev/nvmeCnH`.
     pub path: String,
-    /// moor: the subsystem.
+    /// moor: the subsystem (empty for a replicated volume: see `raid`).
+    #[serde(default)]
     pub subsysnqn: String,
     /// moor: the namespace's identifiers as the kernel reported them at attach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +68,10 @@ pub struct DeviceInfo {
     /// moor: `path` is a native multipath head.
     #[serde(default)]
     pub multipath: bool,
+    /// moor: a replicated volume's MD RAID1 array and its legs (`path` is then
+    /// `/dev/md/<alias>`, and the namespace fields above are empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raid: Option<super::replica::RaidInfo>,
 }
 
 /// Everything an NVMe-oF attach can fail with.
@@ -97,8 +103,6 @@ pub enum NvmeofError {
     },
     #[error("multipath is enforced but native NVMe multipath is off (nvme_core multipath=N)")]
     MultipathUnavailable,
-    #[error("{0} is not supported yet")]
-    Unsupported(&'static str),
     /// The device_info has no namespace identifier to re-verify.
     #[error(
         "device_info carries no namespace identifier (uuid, nguid or nsid) to verify the device by"
@@ -117,6 +121,23 @@ pub enum NvmeofError {
     /// A detach left something (the outcome says what).
     #[error("detach incomplete: {}", .0.summary())]
     Incomplete(Box<super::detach::DetachOutcome>),
+    #[error("no replica could be attached: {}", .failures.join("; "))]
+    NoReplica { failures: Vec<String> },
+    /// A new array needs every replica (it is created only over new legs).
+    #[error("{attached} of {count} replicas attached, and none carries MD metadata: a new array needs all of them ({})", .failures.join("; "))]
+    NotAllReplicas {
+        attached: usize,
+        count: usize,
+        failures: Vec<String>,
+    },
+    #[error("{leg} is part of {array}, which is not /dev/md/{alias}")]
+    LegInUse {
+        leg: String,
+        array: String,
+        alias: String,
+    },
+    #[error("{op} failed: {message}")]
+    Mdadm { op: &'static str, message: String },
     /// A dry run cannot go past a step whose effect later steps need.
     #[error("dry run stops here: {0}")]
     DryRun(String),
@@ -147,6 +168,9 @@ pub struct NvmeofConnector<'a> {
     pub privileged: &'a dyn Privileged,
     pub events: &'a dyn DeviceEvents,
     pub locks: LockDir,
+    /// What moor attached on this host: a namespace recorded here is in use, so
+    /// its controller stays when another namespace of it is detached.
+    pub registry: Registry,
     pub options: Options,
 }
 
@@ -222,7 +246,7 @@ impl NvmeofConnector<'_> {
     pub fn connect(&self, props: &NvmeofProps) -> Result<DeviceInfo, NvmeofError> {
         let deadline = self.deadline();
         let t = match props.shape {
-            Shape::Replicated => return Err(NvmeofError::Unsupported("a replicated volume")),
+            Shape::Replicated => return self.connect_replicated(props, deadline),
             Shape::Legacy | Shape::SingleTarget => props.single().ok_or(PropsError::Missing {
                 key: "target_nqn".into(),
             })?,
@@ -236,10 +260,39 @@ impl NvmeofConnector<'_> {
             .locks
             .lock(&subsystem_lock(&t.nqn), Mode::Exclusive, deadline)?;
         let identity = hostid::ensure_identity(&self.paths, self.privileged, deadline)?;
-        self.connect_target(props, t, &identity, deadline)
+        let info = self.connect_target(props, t, &identity, deadline)?;
+        self.remember(props, t, &info);
+        Ok(info)
     }
 
-    fn connect_target(
+    /// Records an attached namespace (best effort: a detach without the record
+    /// still works; only another volume's detach could then take the controller).
+    pub(super) fn remember(&self, props: &NvmeofProps, t: &NvmeTarget, info: &DeviceInfo) {
+        if self.privileged.dry_run() {
+            return;
+        }
+        let Some(device) = info.path.strip_prefix("/dev/") else {
+            return;
+        };
+        let Ok(Some(ino)) = device_ino(&self.paths, device) else {
+            return;
+        };
+        let nsid = info.nsid.map(|n| format!(" nsid {n}")).unwrap_or_default();
+        let a = Attachment {
+            device: device.to_string(),
+            wwid: info.wwid.clone().unwrap_or_default(),
+            sysfs_ino: ino,
+            protocol: "nvmeof".into(),
+            target: format!("{}{nsid}", t.nqn),
+            volume_id: props.volume_id.clone(),
+            attached_at: now_secs(),
+        };
+        if let Err(e) = self.registry.record(&a) {
+            tracing::warn!(registry = %self.registry.path().display(), "attachment not recorded: {e}");
+        }
+    }
+
+    pub(super) fn connect_target(
         &self,
         props: &NvmeofProps,
         t: &NvmeTarget,
@@ -411,6 +464,7 @@ impl NvmeofConnector<'_> {
             wwid: chosen.ids.wwid.clone(),
             controllers: carrying,
             multipath: chosen.multipath,
+            raid: None,
         })
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::attachments::Registry;
 use crate::exec::{DryRun, Scripted, exec_reply};
 use crate::host::fixture::{Tree, write};
 use crate::host::udev::ScriptedEvents;
@@ -50,6 +51,7 @@ fn connector<'a>(
         privileged: p,
         events: e,
         locks: env.locks.clone(),
+        registry: Registry::new(env.t.path("run/moor/attachments")),
         options: Options {
             timeout: Duration::from_secs(10),
             multipath,
@@ -123,6 +125,14 @@ fn fresh_single_path_attach() {
     let v = serde_json::to_value(&info).unwrap();
     assert_eq!(v["type"], "block");
     assert_eq!(v["subsysnqn"], SUBSYS);
+    // Recorded as attached: another volume's detach keeps its controller.
+    let rec = Registry::new(env.t.path("run/moor/attachments"))
+        .current(&env.t.paths(), "nvme0n1")
+        .unwrap();
+    assert_eq!(
+        (rec.protocol.as_str(), rec.target.as_str()),
+        ("nvmeof", &*format!("{SUBSYS} nsid 1"))
+    );
 }
 
 #[test]
@@ -469,19 +479,6 @@ fn dry_run_plans_the_connects() {
     assert_eq!(planned.len(), 2, "{planned:?}");
     assert!(planned.iter().all(|p| p.starts_with("nvme.connect")));
     assert!(!env.t.exists("sys/class/nvme-fabrics"));
-}
-
-#[test]
-fn replicated_volumes_are_not_supported_yet() {
-    let env = setup(false);
-    let moord = Scripted::new();
-    let events = ScriptedEvents::new();
-    let v = json!({"vol_uuid": UUID1, "alias": "md1", "replica_count": 1,
-                   "volume_replicas": [volume(&[A1])]});
-    let e = connector(&env, &moord, &events, false)
-        .connect(&props(v))
-        .unwrap_err();
-    assert!(matches!(e, NvmeofError::Unsupported(_)), "{e}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ use super::props::{NamespaceId, NvmeTarget, NvmeofProps, PropsError, Shape};
 use super::sysfs::{self, Controller, CtrlState, Lookup, NamespaceIds, NsMatch};
 use crate::exec::{PrivError, run, run_exec};
 use crate::host::scsi::block_size_bytes;
-use crate::host::udev::{WaitError, wait_for, wait_for_removal};
+use crate::host::udev::{WaitError, block_devnum, wait_for, wait_for_removal};
 use crate::lock::Mode;
 use crate::transport::{Extended, Leftover, detach_status, detach_summary};
 use crate::types::{Nguid, Nqn, Nsid, NvmeController, NvmeUuid};
@@ -47,19 +47,61 @@ pub struct DetachOutcome {
     /// Controllers kept because they carry other namespaces. The volume's
     /// namespace stays visible through them until the target unmaps it.
     pub kept_controllers: Vec<Leftover>,
+    /// Other namespaces of a disconnected controller that no attachment claimed
+    /// (not recorded by moor, no holder, not mounted): gone with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unclaimed_removed: Vec<String>,
     /// Namespaces detached without a successful flush (`force`).
     pub data_loss_risk: Vec<String>,
     pub leftovers: Vec<Leftover>,
 }
 
 impl DetachOutcome {
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         self.status = detach_status(&self.leftovers, &self.data_loss_risk).into();
     }
 
     pub fn summary(&self) -> String {
         detach_summary(&self.leftovers, &self.data_loss_risk)
     }
+}
+
+/// Whether a detach flushes the namespace first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flush {
+    /// Flush; `force` goes on when the flush fails or cannot run (no live path).
+    Yes { force: bool },
+    /// No flush: a leg of an MD array that was stopped (which flushed it).
+    No,
+}
+
+/// The identity recorded in `info` for target `t`: same subsystem, identifiers
+/// that do not contradict the connection info's.
+pub(super) fn check_recorded(
+    t: &NvmeTarget,
+    info: &DeviceInfo,
+) -> Result<NamespaceId, NvmeofError> {
+    let expected = recorded(info)?;
+    if info.subsysnqn != t.nqn.as_str() {
+        return Err(NvmeofError::BadDeviceInfo(format!(
+            "device_info is for subsystem {}, the connection info for {}",
+            info.subsysnqn, t.nqn
+        )));
+    }
+    let as_found = NamespaceIds {
+        uuid: expected.uuid,
+        nguid: expected.nguid,
+        nsid: expected.nsid,
+        wwid: None,
+    };
+    if let NsMatch::Conflict(d) = sysfs::match_namespace(&t.namespace, &as_found) {
+        let d: Vec<String> = d.iter().map(ToString::to_string).collect();
+        return Err(NvmeofError::BadDeviceInfo(format!(
+            "device_info and connection info name different namespaces: {}",
+            d.join(", ")
+        )));
+    }
+    Ok(expected)
 }
 
 /// The identity recorded at attach, as the expected namespace.
@@ -129,32 +171,43 @@ impl NvmeofConnector<'_> {
         info: &DeviceInfo,
     ) -> Result<(&'p NvmeTarget, NamespaceId), NvmeofError> {
         let t = match props.shape {
-            Shape::Replicated => return Err(NvmeofError::Unsupported("a replicated volume")),
+            Shape::Replicated => props.targets.first().ok_or(PropsError::Missing {
+                key: "volume_replicas".into(),
+            })?,
             Shape::Legacy | Shape::SingleTarget => props.single().ok_or(PropsError::Missing {
                 key: "target_nqn".into(),
             })?,
         };
-        let expected = recorded(info)?;
-        if info.subsysnqn != t.nqn.as_str() {
-            return Err(NvmeofError::BadDeviceInfo(format!(
-                "device_info is for subsystem {}, the connection info for {}",
-                info.subsysnqn, t.nqn
-            )));
+        Ok((t, check_recorded(t, info)?))
+    }
+
+    /// Why namespace `block` is in use, if it is: an attachment moor recorded (and
+    /// has not detached), a holder (an MD array, a dm map), or a mount.
+    fn in_use(&self, block: &str) -> Result<Option<String>, NvmeofError> {
+        if let Some(a) = self.registry.current(&self.paths, block) {
+            return Ok(Some(format!("attached by moor ({})", a.target)));
         }
-        let as_found = NamespaceIds {
-            uuid: expected.uuid,
-            nguid: expected.nguid,
-            nsid: expected.nsid,
-            wwid: None,
-        };
-        if let NsMatch::Conflict(d) = sysfs::match_namespace(&t.namespace, &as_found) {
-            let d: Vec<String> = d.iter().map(ToString::to_string).collect();
-            return Err(NvmeofError::BadDeviceInfo(format!(
-                "device_info and connection info name different namespaces: {}",
-                d.join(", ")
-            )));
+        let holders = self
+            .paths
+            .list_dir(&self.paths.sys(&format!("block/{block}/holders")))?
+            .unwrap_or_default();
+        if let Some(h) = holders.first() {
+            return Ok(Some(format!("held by {h}")));
         }
-        Ok((t, expected))
+        if let Some((major, minor)) = block_devnum(&self.paths, block)? {
+            let mounts = self
+                .paths
+                .read_attr(&self.paths.proc("self/mountinfo"))?
+                .unwrap_or_default();
+            let devnum = format!("{major}:{minor}");
+            if mounts
+                .lines()
+                .any(|l| l.split(' ').nth(2) == Some(devnum.as_str()))
+            {
+                return Ok(Some("mounted".into()));
+            }
+        }
+        Ok(None)
     }
 
     /// The subsystem's controllers for this host and the volume's namespace on
@@ -187,16 +240,52 @@ impl NvmeofConnector<'_> {
         force: bool,
         ignore_errors: bool,
     ) -> Result<DetachOutcome, NvmeofError> {
+        if info.raid.is_some() {
+            return self.disconnect_replicated(props, info, force, ignore_errors);
+        }
         let deadline = self.deadline();
         let (t, expected) = self.attached_target(props, info)?;
+        if props.shape == Shape::Replicated && props.targets.len() > 1 {
+            return Err(NvmeofError::BadDeviceInfo(
+                "a replicated volume's device_info must carry its `raid` (as `moor connect` printed it)".into(),
+            ));
+        }
+        let mut out = DetachOutcome::default();
+        self.detach_target(
+            t,
+            &expected,
+            info.wwid.as_deref(),
+            Flush::Yes { force },
+            &mut out,
+            deadline,
+        )?;
+        out.finish();
+        tracing::info!(status = %out.status, removed = ?out.removed, disconnected = ?out.disconnected, "detached");
+        if !out.leftovers.is_empty() && !ignore_errors {
+            return Err(NvmeofError::Incomplete(Box::new(out)));
+        }
+        Ok(out)
+    }
+
+    /// Detach the namespace `expected` of target `t` (see [`Self::disconnect`]),
+    /// adding to `out`. `wwid` is the one recorded at attach, for moord's check
+    /// before the flush.
+    pub(super) fn detach_target(
+        &self,
+        t: &NvmeTarget,
+        expected: &NamespaceId,
+        wwid: Option<&str>,
+        flush: Flush,
+        out: &mut DetachOutcome,
+        deadline: Instant,
+    ) -> Result<(), NvmeofError> {
         let _volume = self
             .locks
             .lock(&volume_lock(t), Mode::Exclusive, deadline)?;
         let _subsystem = self
             .locks
             .lock(&subsystem_lock(&t.nqn), Mode::Exclusive, deadline)?;
-        let found = self.find(t, &expected)?;
-        let mut out = DetachOutcome::default();
+        let found = self.find(t, expected)?;
 
         // A namespace that changed identity is not ours any more: untouched, and so
         // is every controller showing it.
@@ -222,7 +311,12 @@ impl NvmeofConnector<'_> {
 
         // Flush first: without force a failed flush detaches nothing.
         let mut untouchable: BTreeSet<String> = BTreeSet::new();
-        for block in &blocks {
+        // A leg of a stopped MD array is not flushed: the array flushed it.
+        let (do_flush, force) = match flush {
+            Flush::Yes { force } => (true, force),
+            Flush::No => (false, false),
+        };
+        for block in blocks.iter().filter(|_| do_flush) {
             let carrying = found.carrying(block);
             let live = carrying.iter().any(|c| c.state == CtrlState::Live);
             let what = format!("/dev/{block}");
@@ -250,11 +344,11 @@ impl NvmeofConnector<'_> {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
-                    &mut out,
+                    out,
                 )?;
                 continue;
             }
-            let wwid = info.wwid.clone().or_else(|| {
+            let wwid = wwid.map(String::from).or_else(|| {
                 found
                     .lookup
                     .matches
@@ -263,7 +357,7 @@ impl NvmeofConnector<'_> {
                     .and_then(|(p, _)| p.ids.wwid.clone())
             });
             let Some(expected_wwid) = wwid else {
-                failed("the namespace shows no wwid to check".into(), &mut out)?;
+                failed("the namespace shows no wwid to check".into(), out)?;
                 continue;
             };
             let r = run_exec(
@@ -276,7 +370,7 @@ impl NvmeofConnector<'_> {
             );
             match r {
                 Ok(o) if o.success() => {}
-                Ok(o) => failed(o.summary(), &mut out)?,
+                Ok(o) => failed(o.summary(), out)?,
                 Err(PrivError::IdentityMismatch { message, .. }) => {
                     untouchable.insert(block.clone());
                     out.leftovers.push(Leftover {
@@ -284,7 +378,7 @@ impl NvmeofConnector<'_> {
                         reason: format!("identity changed since attach, not touched: {message}"),
                     });
                 }
-                Err(e) => failed(e.to_string(), &mut out)?,
+                Err(e) => failed(e.to_string(), out)?,
             }
         }
         let ours: Vec<&String> = blocks
@@ -300,14 +394,20 @@ impl NvmeofConnector<'_> {
             let carries_ours = ours.iter().any(|b| found.carrying(b).contains(&c));
             let on_portal = t.portals.iter().any(|p| c.serves(p));
             let nss = sysfs::namespaces(&self.paths, c.name)?;
-            let others: Vec<String> = nss
-                .iter()
-                .filter(|ns| !ours.contains(&&ns.block))
-                .map(|ns| match ns.ids.nsid {
+            // The controller's other namespaces: in use (another attachment moor
+            // recorded, a holder such as an MD array, a mount) or unclaimed.
+            let mut in_use = Vec::new();
+            let mut unclaimed = Vec::new();
+            for ns in nss.iter().filter(|ns| !ours.contains(&&ns.block)) {
+                let name = match ns.ids.nsid {
                     Some(n) => format!("/dev/{} (nsid {n})", ns.block),
                     None => format!("/dev/{}", ns.block),
-                })
-                .collect();
+                };
+                match self.in_use(&ns.block)? {
+                    Some(why) => in_use.push(format!("{name}, {why}")),
+                    None => unclaimed.push(format!("/dev/{}", ns.block)),
+                }
+            }
             // Showing a namespace that was ours at attach and changed since makes
             // the controller the volume's business too: reported, kept.
             let carries_changed = nss.iter().any(|ns| {
@@ -318,12 +418,15 @@ impl NvmeofConnector<'_> {
                         .iter()
                         .any(|(c, _)| c.block == ns.block)
             });
-            let empty_on_portal = on_portal && nss.is_empty();
-            if !(carries_ours || carries_changed || empty_on_portal) {
+            if !(carries_ours || carries_changed || on_portal) {
                 continue;
             }
-            if !others.is_empty() {
-                let mut reason = format!("also carries {}", others.join(", "));
+            if carries_changed || !in_use.is_empty() {
+                let mut reason = if in_use.is_empty() {
+                    "shows a namespace whose identity changed".to_string()
+                } else {
+                    format!("also carries {}", in_use.join("; "))
+                };
                 if carries_ours {
                     reason.push_str(
                         "; this volume's namespace stays visible until the target unmaps it",
@@ -335,6 +438,11 @@ impl NvmeofConnector<'_> {
                 });
                 continue;
             }
+            if !carries_ours && !unclaimed.is_empty() {
+                // Another volume's namespaces on the volume's portal that nothing
+                // claims: not this detach's business.
+                continue;
+            }
             let Some(op) = disconnect_op(c) else {
                 out.leftovers.push(Leftover {
                     what: format!("controller {}", ctrl_name(c)),
@@ -344,6 +452,10 @@ impl NvmeofConnector<'_> {
             };
             match run(self.privileged, &op, deadline) {
                 Ok(()) => {
+                    if !unclaimed.is_empty() {
+                        tracing::warn!(controller = %c.name, namespaces = ?unclaimed, "disconnected with namespaces no attachment claims");
+                    }
+                    out.unclaimed_removed.extend(unclaimed);
                     out.disconnected.push(ctrl_name(c));
                     gone.push(c.name);
                 }
@@ -373,6 +485,11 @@ impl NvmeofConnector<'_> {
             }
         }
         if !self.privileged.dry_run() {
+            for block in &ours {
+                if let Err(e) = self.registry.remove(block) {
+                    tracing::warn!(device = %block, "attachment record not removed: {e}");
+                }
+            }
             for name in &gone {
                 if let Some(c) = sysfs::controller(&self.paths, *name)?
                     && c.subsysnqn.as_deref() == Some(t.nqn.as_str())
@@ -385,12 +502,7 @@ impl NvmeofConnector<'_> {
                 }
             }
         }
-        out.finish();
-        tracing::info!(status = %out.status, removed = ?out.removed, disconnected = ?out.disconnected, "detached");
-        if !out.leftovers.is_empty() && !ignore_errors {
-            return Err(NvmeofError::Incomplete(Box::new(out)));
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// Make the host see a volume's new size: rescan every live controller that
@@ -398,8 +510,22 @@ impl NvmeofConnector<'_> {
     /// the rescan is asynchronous), and require every path to agree. Returns the
     /// size, also when it did not change.
     pub fn extend(&self, props: &NvmeofProps, info: &DeviceInfo) -> Result<Extended, NvmeofError> {
+        if info.raid.is_some() {
+            return self.extend_replicated(props, info);
+        }
         let deadline = self.deadline();
         let (t, expected) = self.attached_target(props, info)?;
+        self.extend_target(t, &expected, deadline)
+    }
+
+    /// Extend of the namespace `expected` of target `t` (see [`Self::extend`]).
+    pub(super) fn extend_target(
+        &self,
+        t: &NvmeTarget,
+        expected: &NamespaceId,
+        deadline: Instant,
+    ) -> Result<Extended, NvmeofError> {
+        let expected = *expected;
         let _volume = self
             .locks
             .lock(&volume_lock(t), Mode::Exclusive, deadline)?;
@@ -490,7 +616,7 @@ impl NvmeofConnector<'_> {
     /// an error, never a path.
     pub fn volume_paths(&self, props: &NvmeofProps) -> Result<Vec<String>, NvmeofError> {
         let t = match props.shape {
-            Shape::Replicated => return Err(NvmeofError::Unsupported("a replicated volume")),
+            Shape::Replicated => return self.replicated_paths(props),
             Shape::Legacy | Shape::SingleTarget => props.single().ok_or(PropsError::Missing {
                 key: "target_nqn".into(),
             })?,

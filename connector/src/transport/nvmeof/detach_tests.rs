@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::attachments::Registry;
 use crate::exec::{DryRun, PrivError, Privileged, Scripted, exec_reply};
 use crate::host::fixture::{Tree, write};
 use crate::host::udev::{DeviceEvents, ScriptedEvents};
@@ -45,6 +46,7 @@ fn connector<'a>(env: &Env, p: &'a dyn Privileged, e: &'a dyn DeviceEvents) -> N
         privileged: p,
         events: e,
         locks: env.locks.clone(),
+        registry: Registry::new(env.t.path("run/moor/attachments")),
         options: Options {
             timeout: Duration::from_secs(10),
             multipath: true,
@@ -72,6 +74,7 @@ fn info(path: &str, ctrls: &[&str], multipath: bool) -> DeviceInfo {
         wwid: Some(format!("uuid.{UUID1}")),
         controllers: ctrls.iter().map(|c| c.to_string()).collect(),
         multipath,
+        raid: None,
     }
 }
 
@@ -106,6 +109,7 @@ fn single_path_detach_flushes_disconnects_and_waits_for_removal() {
     let env = setup(false);
     add_controller(&env.t, 0, 0, &tcp(SUBSYS, A1));
     add_namespace(&env.t, 0, 0, &ns(1, UUID1), false);
+    record_attached(&env, "nvme0n1");
     let moord = Scripted::new()
         .expect_args(
             "block.flush",
@@ -133,6 +137,7 @@ fn single_path_detach_flushes_disconnects_and_waits_for_removal() {
     assert!(moord.unused().is_empty());
     assert!(!env.t.exists("sys/class/nvme/nvme0"));
     assert!(!env.t.exists("dev/nvme0n1"));
+    assert!(!env.t.exists("run/moor/attachments/nvme0n1.json"));
 }
 
 #[test]
@@ -169,12 +174,31 @@ fn multipath_detach_disconnects_every_path() {
     assert!(!env.t.exists("sys/block/nvme0n1"));
 }
 
+/// Another volume of the subsystem attached through moor (its record).
+fn record_attached(env: &Env, device: &str) {
+    let registry = Registry::new(env.t.path("run/moor/attachments"));
+    registry
+        .record(&crate::attachments::Attachment {
+            device: device.into(),
+            wwid: format!("uuid.{UUID2}"),
+            sysfs_ino: crate::attachments::device_ino(&env.t.paths(), device)
+                .unwrap()
+                .unwrap(),
+            protocol: "nvmeof".into(),
+            target: format!("{SUBSYS} nsid 2"),
+            volume_id: None,
+            attached_at: 0,
+        })
+        .unwrap();
+}
+
 #[test]
-fn a_controller_with_another_namespace_is_kept() {
+fn a_controller_with_another_namespace_in_use_is_kept() {
     let env = setup(true);
     add_controller(&env.t, 0, 0, &tcp(SUBSYS, A1));
     add_namespace(&env.t, 0, 0, &ns(1, UUID1), true);
     add_namespace(&env.t, 0, 0, &ns(2, UUID2), true);
+    record_attached(&env, "nvme0n2");
     let moord = Scripted::new().expect("block.flush", flushed);
     let events = ScriptedEvents::new();
     let out = connector(&env, &moord, &events)
@@ -191,12 +215,74 @@ fn a_controller_with_another_namespace_is_kept() {
     assert_eq!(out.kept_controllers.len(), 1);
     let kept = &out.kept_controllers[0];
     assert_eq!(kept.what, "controller nvme0 tcp:10.0.0.1:4420");
-    assert!(kept.reason.contains("/dev/nvme0n2 (nsid 2)"), "{kept:?}");
+    assert!(
+        kept.reason.contains(
+            "/dev/nvme0n2 (nsid 2), attached by moor (nqn.2016-06.io.spdk:cnode1 nsid 2)"
+        ),
+        "{kept:?}"
+    );
     assert!(
         kept.reason.contains("until the target unmaps it"),
         "{kept:?}"
     );
     assert!(env.t.exists("sys/class/nvme/nvme0"));
+
+    // Held by an MD array, or mounted: in use too.
+    for how in ["holder", "mount"] {
+        let env = setup(false);
+        add_controller(&env.t, 0, 0, &tcp(SUBSYS, A1));
+        add_namespace(&env.t, 0, 0, &ns(1, UUID1), false);
+        add_namespace(&env.t, 0, 0, &ns(2, UUID2), false);
+        if how == "holder" {
+            write(&env.t.path("sys/block/nvme0n2/holders/md0/dev"), "9:0\n");
+        } else {
+            write(
+                &env.t.path("proc/self/mountinfo"),
+                "22 1 259:2 / /srv rw,relatime - ext4 /dev/nvme0n2 rw\n",
+            );
+        }
+        let moord = Scripted::new().expect("block.flush", flushed);
+        let out = connector(&env, &moord, &events)
+            .disconnect(
+                &props(&[A1]),
+                &info("/dev/nvme0n1", &["nvme0"], false),
+                false,
+                false,
+            )
+            .unwrap();
+        let reason = &out.kept_controllers[0].reason;
+        let want = if how == "holder" {
+            "held by md0"
+        } else {
+            "mounted"
+        };
+        assert!(reason.contains(want), "{how}: {reason}");
+    }
+}
+
+#[test]
+fn unclaimed_namespaces_go_with_the_controller() {
+    let env = setup(false);
+    add_controller(&env.t, 0, 0, &tcp(SUBSYS, A1));
+    add_namespace(&env.t, 0, 0, &ns(1, UUID1), false);
+    // The target exports another namespace to this host that nothing attached.
+    add_namespace(&env.t, 0, 0, &ns(2, UUID2), false);
+    let moord = Scripted::new()
+        .expect("block.flush", flushed)
+        .expect("nvme.disconnect", deletes(&env.t, 0, 0));
+    let events = ScriptedEvents::new();
+    let out = connector(&env, &moord, &events)
+        .disconnect(
+            &props(&[A1]),
+            &info("/dev/nvme0n1", &["nvme0"], false),
+            false,
+            false,
+        )
+        .unwrap();
+    assert_eq!(out.status, "clean");
+    assert_eq!(out.unclaimed_removed, ["/dev/nvme0n2"]);
+    assert_eq!(out.removed, ["/dev/nvme0n1"]);
+    assert!(out.kept_controllers.is_empty());
 }
 
 #[test]

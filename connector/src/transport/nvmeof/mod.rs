@@ -1,11 +1,12 @@
 //! NVMe-oF transport (os-brick `NVMeOFConnector`): validated connection properties
 //! ([`props`]), the host's NVMe identity ([`hostid`]), controllers and namespaces
-//! read from sysfs ([`sysfs`]), attach ([`connect`]), detach and extend ([`detach`]). See `docs/nvmeof.md`.
+//! read from sysfs ([`sysfs`]), attach ([`connect`]), detach and extend ([`detach`]), replicated volumes on MD RAID1 ([`replica`]). See `docs/nvmeof.md`.
 
 pub mod connect;
 pub mod detach;
 pub mod hostid;
 pub mod props;
+pub mod replica;
 pub mod sysfs;
 
 pub use connect::{DeviceInfo, NvmeofConnector, NvmeofError, Options};

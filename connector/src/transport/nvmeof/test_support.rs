@@ -290,3 +290,59 @@ pub(crate) fn set_size(t: &Tree, c: u32, s: u32, head: u32, sectors: u64) {
         write(&h.join("size"), &format!("{sectors}\n"));
     }
 }
+
+/// mdadm assembled MD array `md<n>` (`/dev/md/<alias>`) over the block devices
+/// `legs`, as the kernel and udev's mdadm rules show it.
+pub(crate) fn add_md(t: &Tree, n: u32, alias: &str, legs: &[&str], state: &str, sectors: u64) {
+    let name = format!("md{n}");
+    let dir = t.path(&format!("sys/devices/virtual/block/{name}"));
+    write(&dir.join("md/array_state"), &format!("{state}\n"));
+    write(&dir.join("md/level"), "raid1\n");
+    write(&dir.join("size"), &format!("{sectors}\n"));
+    write(&dir.join("dev"), &format!("9:{n}\n"));
+    fs::create_dir_all(dir.join("slaves")).expect("mkdir");
+    for leg in legs {
+        symlink(
+            &dir.join("slaves").join(leg),
+            &t.path(&format!("sys/block/{leg}")),
+        );
+        symlink(&t.path(&format!("sys/block/{leg}/holders/{name}")), &dir);
+    }
+    symlink(&t.path(&format!("sys/block/{name}")), &dir);
+    write(&t.path(&format!("dev/{name}")), "");
+    write(&t.path(&format!("run/udev/data/b9:{n}")), "");
+    symlink(
+        &t.path(&format!("dev/md/{alias}")),
+        &t.path(&format!("dev/{name}")),
+    );
+}
+
+/// mdadm --stop: the array, its holders links and `/dev/md/<alias>` go.
+pub(crate) fn remove_md(t: &Tree, n: u32, alias: &str) {
+    let name = format!("md{n}");
+    let dir = t.path(&format!("sys/devices/virtual/block/{name}"));
+    if let Ok(slaves) = fs::read_dir(dir.join("slaves")) {
+        for s in slaves.filter_map(Result::ok) {
+            let leg = s.file_name().to_string_lossy().into_owned();
+            t.remove(&format!("sys/block/{leg}/holders/{name}"));
+        }
+    }
+    fs::remove_dir_all(&dir).expect("rm md");
+    for rel in [
+        format!("sys/block/{name}"),
+        format!("dev/{name}"),
+        format!("run/udev/data/b9:{n}"),
+        format!("dev/md/{alias}"),
+    ] {
+        t.remove(&rel);
+    }
+}
+
+/// udev's blkid found MD metadata on block device `name` (its database entry).
+pub(crate) fn mark_raid_member(t: &Tree, name: &str) {
+    let devnum = fs::read_to_string(t.path(&format!("sys/block/{name}/dev"))).expect("dev");
+    write(
+        &t.path(&format!("run/udev/data/b{}", devnum.trim())),
+        "E:ID_FS_TYPE=linux_raid_member\nE:ID_FS_UUID=3d1e5c1a-0d2f-4e6c-9a1b-2c3d4e5f6a7b\n",
+    );
+}
