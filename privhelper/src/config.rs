@@ -19,6 +19,7 @@ pub const DEFAULT_KEEP_CAPS: &[&str] = &[
     "CAP_DAC_READ_SEARCH",
     "CAP_SYS_RAWIO",
     "CAP_IPC_LOCK",
+    "CAP_MKNOD",
     "CAP_SETUID",
     "CAP_SETGID",
 ];

@@ -11,6 +11,7 @@
 moord_start
 S=$(mktemp -d /tmp/nvmeof_concurrent.XXXXXX) && chmod 0777 "$S"
 lab_defer rm -rf "$S"
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }   # seconds since $EPOCHREALTIME value A
 nqn() { echo "nqn.2014-08.org.moor.lab:conc-$1"; }
 uuid() { printf '2b1f0c3d-4e5a-4b6c-8d7e-%012d\n' "$1$2"; }   # subsystem s, nsid n
 
@@ -35,7 +36,7 @@ done; done
 failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
 [ "$failed" = 0 ] || { cat "$S"/c*.err >&2; fail "$failed of 16 concurrent attaches failed"; }
-log "16 concurrent attaches done in $(elapsed "$t0") s"
+log "16 concurrent attaches done in $(since "$t0") s"
 
 declare -A seen
 for s in 1 2 3 4; do for n in 1 2 3 4; do
@@ -67,7 +68,7 @@ failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
 [ "$failed" = 0 ] || { cat "$S"/d*.err "$S"/d*.json >&2; fail "$failed of 16 concurrent detaches failed"; }
 for f in "$S"/d*.json; do grep -q '"status": "clean"' "$f" || fail "$(basename "$f"): $(cat "$f")"; done
-log "16 concurrent detaches done in $(elapsed "$t0") s, all clean"
+log "16 concurrent detaches done in $(since "$t0") s, all clean"
 assert_no_leftovers
 [ -z "$(lab__ls /sys/class/nvme-subsystem)" ] || fail "subsystems left: $(lab__ls /sys/class/nvme-subsystem)"
 ! nvme list-subsys 2>/dev/null | grep -q "conc-" || fail "nvme list-subsys still lists a subsystem"
