@@ -17,7 +17,7 @@ use moor_connector::transport::nvmeof::{
     DeviceInfo, NvmeofConnector, NvmeofError, NvmeofProps, Options,
 };
 
-use crate::volume_cmd::{Common, EXIT_INCOMPLETE, connection_data, print_plan, read_json, setup};
+use crate::volume_cmd::{Common, connection_data, print_outcome, print_plan, read_json, setup};
 
 #[derive(Debug, Args)]
 pub struct NvmeofArgs {
@@ -131,15 +131,8 @@ pub fn disconnect(
         return Ok(ExitCode::SUCCESS);
     }
     match result {
-        Ok(outcome) => {
-            println!("{}", serde_json::to_string_pretty(&outcome)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(NvmeofError::Incomplete(outcome)) => {
-            println!("{}", serde_json::to_string_pretty(&outcome)?);
-            eprintln!("moor: detach incomplete: {}", outcome.summary());
-            Ok(ExitCode::from(EXIT_INCOMPLETE))
-        }
+        Ok(outcome) => print_outcome(&outcome, None),
+        Err(NvmeofError::Incomplete(outcome)) => print_outcome(&outcome, Some(outcome.summary())),
         Err(e) => Err(e.into()),
     }
 }

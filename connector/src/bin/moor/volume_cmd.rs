@@ -27,7 +27,7 @@ use crate::nvmeof_cmd::{self, NvmeofArgs, NvmeofDetachArgs, NvmeofExtendArgs};
 use serde_json::Value;
 
 /// Exit status when a detach left something behind (the outcome is still printed).
-pub(crate) const EXIT_INCOMPLETE: u8 = 3;
+const EXIT_INCOMPLETE: u8 = 3;
 
 #[derive(Debug, Args)]
 pub struct Common {
@@ -458,17 +458,26 @@ pub fn disconnect(
         return Ok(ExitCode::SUCCESS);
     }
     match result {
-        Ok(outcome) => {
-            println!("{}", serde_json::to_string_pretty(&outcome)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(IscsiError::Incomplete(outcome)) => {
-            println!("{}", serde_json::to_string_pretty(&outcome)?);
-            eprintln!("moor: detach incomplete: {}", outcome.summary());
-            Ok(ExitCode::from(EXIT_INCOMPLETE))
-        }
+        Ok(outcome) => print_outcome(&outcome, None),
+        Err(IscsiError::Incomplete(outcome)) => print_outcome(&outcome, Some(outcome.summary())),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Prints a detach outcome as JSON; with `left` (what is left, one line) also on
+/// stderr, and exit status 3.
+pub(crate) fn print_outcome<O: serde::Serialize>(
+    outcome: &O,
+    left: Option<String>,
+) -> Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(outcome)?);
+    Ok(match left {
+        Some(summary) => {
+            eprintln!("moor: detach incomplete: {summary}");
+            ExitCode::from(EXIT_INCOMPLETE)
+        }
+        None => ExitCode::SUCCESS,
+    })
 }
 
 pub fn properties(args: PropertiesArgs) -> Result<ExitCode> {

@@ -601,13 +601,8 @@ impl NvmeofConnector<'_> {
         // A conflict ends the wait as its (error) value.
         wait_for(watch, deadline, &what, || {
             let lookup = sysfs::find_namespace(&self.paths, ctrls, &t.namespace)?;
-            if let Some((ns, d)) = lookup.conflicts.first() {
-                let details = d.iter().map(ToString::to_string).collect::<Vec<_>>();
-                return Ok(Some(Err(NvmeofError::IdentityMismatch {
-                    subsystem: t.nqn.to_string(),
-                    device: ns.block.clone(),
-                    details: details.join(", "),
-                })));
+            if let Some(e) = conflict_error(t, &lookup) {
+                return Ok(Some(Err(e)));
             }
             // Controller order: the first portal's device when there are several.
             for c in ctrls {
@@ -688,6 +683,18 @@ impl NvmeofConnector<'_> {
             }
         }
     }
+}
+
+/// The error for the first namespace of `lookup` that conflicts with target `t`'s
+/// identity, if any.
+pub(super) fn conflict_error(t: &NvmeTarget, lookup: &Lookup) -> Option<NvmeofError> {
+    let (ns, d) = lookup.conflicts.first()?;
+    let details: Vec<String> = d.iter().map(ToString::to_string).collect();
+    Some(NvmeofError::IdentityMismatch {
+        subsystem: t.nqn.to_string(),
+        device: ns.block.clone(),
+        details: details.join(", "),
+    })
 }
 
 /// `nvme.disconnect` for `c`, with the identity read from sysfs as the guard.

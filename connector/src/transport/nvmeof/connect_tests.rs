@@ -2,8 +2,6 @@
 //! (a connect creates the controller and its namespaces), [`ScriptedEvents`] steps
 //! finish what happens asynchronously (a rescan's namespace, a reconnect).
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use super::*;
@@ -15,49 +13,6 @@ use crate::transport::nvmeof::test_support::*;
 
 const A1: &str = "10.0.0.1";
 const A2: &str = "10.0.1.1";
-
-struct Env {
-    _dir: tempfile::TempDir,
-    t: Tree,
-    locks: LockDir,
-}
-
-/// A host with its NVMe identity and native multipath as given.
-fn setup(native_multipath: bool) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let t = Tree::new(dir.path().join("root"));
-    write(&t.path("etc/nvme/hostnqn"), &format!("{HOSTNQN}\n"));
-    write(&t.path("etc/nvme/hostid"), &format!("{HOSTID}\n"));
-    write(
-        &t.path("sys/module/nvme_core/parameters/multipath"),
-        if native_multipath { "Y\n" } else { "N\n" },
-    );
-    let locks = LockDir::new(dir.path().join("locks"));
-    Env {
-        _dir: dir,
-        t,
-        locks,
-    }
-}
-
-fn connector<'a>(
-    env: &Env,
-    p: &'a dyn Privileged,
-    e: &'a dyn DeviceEvents,
-    multipath: bool,
-) -> NvmeofConnector<'a> {
-    NvmeofConnector {
-        paths: env.t.paths(),
-        privileged: p,
-        events: e,
-        locks: env.locks.clone(),
-        registry: Registry::new(env.t.path("run/moor/attachments")),
-        options: Options {
-            timeout: Duration::from_secs(10),
-            multipath,
-        },
-    }
-}
 
 fn props(v: Value) -> NvmeofProps {
     NvmeofProps::from_connection_info(&v).unwrap()

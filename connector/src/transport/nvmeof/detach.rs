@@ -19,7 +19,8 @@ use moor_privhelper::ops::{BlockFlush, NvmeNsRescan};
 use serde::{Deserialize, Serialize};
 
 use super::connect::{
-    DeviceInfo, NvmeofConnector, NvmeofError, disconnect_op, subsystem_lock, volume_lock,
+    DeviceInfo, NvmeofConnector, NvmeofError, conflict_error, disconnect_op, subsystem_lock,
+    volume_lock,
 };
 use super::hostid;
 use super::props::{NamespaceId, NvmeTarget, NvmeofProps, PropsError, Shape};
@@ -530,13 +531,8 @@ impl NvmeofConnector<'_> {
             .locks
             .lock(&volume_lock(t), Mode::Exclusive, deadline)?;
         let found = self.find(t, &expected)?;
-        if let Some((ns, d)) = found.lookup.conflicts.first() {
-            let d: Vec<String> = d.iter().map(ToString::to_string).collect();
-            return Err(NvmeofError::IdentityMismatch {
-                subsystem: t.nqn.to_string(),
-                device: ns.block.clone(),
-                details: d.join(", "),
-            });
+        if let Some(e) = conflict_error(t, &found.lookup) {
+            return Err(e);
         }
         let Some(block) = found.lookup.blocks().first().map(|b| b.to_string()) else {
             return Err(NvmeofError::NotAttached(format!(
@@ -622,13 +618,8 @@ impl NvmeofConnector<'_> {
             })?,
         };
         let found = self.find(t, &t.namespace)?;
-        if let Some((ns, d)) = found.lookup.conflicts.first() {
-            let d: Vec<String> = d.iter().map(ToString::to_string).collect();
-            return Err(NvmeofError::IdentityMismatch {
-                subsystem: t.nqn.to_string(),
-                device: ns.block.clone(),
-                details: d.join(", "),
-            });
+        if let Some(e) = conflict_error(t, &found.lookup) {
+            return Err(e);
         }
         Ok(found
             .lookup

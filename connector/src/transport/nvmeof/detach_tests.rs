@@ -7,52 +7,13 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::attachments::Registry;
-use crate::exec::{DryRun, PrivError, Privileged, Scripted, exec_reply};
+use crate::exec::{DryRun, PrivError, Scripted, exec_reply};
 use crate::host::fixture::{Tree, write};
-use crate::host::udev::{DeviceEvents, ScriptedEvents};
-use crate::lock::LockDir;
-use crate::transport::nvmeof::Options;
+use crate::host::udev::ScriptedEvents;
 use crate::transport::nvmeof::test_support::*;
 
 const A1: &str = "10.0.0.1";
 const A2: &str = "10.0.1.1";
-
-struct Env {
-    _dir: tempfile::TempDir,
-    t: Tree,
-    locks: LockDir,
-}
-
-fn setup(native_multipath: bool) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let t = Tree::new(dir.path().join("root"));
-    write(&t.path("etc/nvme/hostnqn"), &format!("{HOSTNQN}\n"));
-    write(&t.path("etc/nvme/hostid"), &format!("{HOSTID}\n"));
-    write(
-        &t.path("sys/module/nvme_core/parameters/multipath"),
-        if native_multipath { "Y\n" } else { "N\n" },
-    );
-    let locks = LockDir::new(dir.path().join("locks"));
-    Env {
-        _dir: dir,
-        t,
-        locks,
-    }
-}
-
-fn connector<'a>(env: &Env, p: &'a dyn Privileged, e: &'a dyn DeviceEvents) -> NvmeofConnector<'a> {
-    NvmeofConnector {
-        paths: env.t.paths(),
-        privileged: p,
-        events: e,
-        locks: env.locks.clone(),
-        registry: Registry::new(env.t.path("run/moor/attachments")),
-        options: Options {
-            timeout: Duration::from_secs(10),
-            multipath: true,
-        },
-    }
-}
 
 fn props(portals: &[&str]) -> NvmeofProps {
     let portals: Vec<Value> = portals.iter().map(|a| json!([a, 4420, "tcp"])).collect();
@@ -122,7 +83,7 @@ fn single_path_detach_flushes_disconnects_and_waits_for_removal() {
             deletes(&env.t, 0, 0),
         );
     let events = ScriptedEvents::new();
-    let out = connector(&env, &moord, &events)
+    let out = connector(&env, &moord, &events, true)
         .disconnect(
             &props(&[A1]),
             &info("/dev/nvme0n1", &["nvme0"], false),
@@ -160,7 +121,7 @@ fn multipath_detach_disconnects_every_path() {
             deletes(&env.t, 1, 0),
         );
     let events = ScriptedEvents::new();
-    let out = connector(&env, &moord, &events)
+    let out = connector(&env, &moord, &events, true)
         .disconnect(
             &props(&[A1, A2]),
             &info("/dev/nvme0n1", &["nvme0", "nvme1"], true),
@@ -201,7 +162,7 @@ fn a_controller_with_another_namespace_in_use_is_kept() {
     record_attached(&env, "nvme0n2");
     let moord = Scripted::new().expect("block.flush", flushed);
     let events = ScriptedEvents::new();
-    let out = connector(&env, &moord, &events)
+    let out = connector(&env, &moord, &events, true)
         .disconnect(
             &props(&[A1]),
             &info("/dev/nvme0n1", &["nvme0"], true),
@@ -242,7 +203,7 @@ fn a_controller_with_another_namespace_in_use_is_kept() {
             );
         }
         let moord = Scripted::new().expect("block.flush", flushed);
-        let out = connector(&env, &moord, &events)
+        let out = connector(&env, &moord, &events, true)
             .disconnect(
                 &props(&[A1]),
                 &info("/dev/nvme0n1", &["nvme0"], false),
@@ -271,7 +232,7 @@ fn unclaimed_namespaces_go_with_the_controller() {
         .expect("block.flush", flushed)
         .expect("nvme.disconnect", deletes(&env.t, 0, 0));
     let events = ScriptedEvents::new();
-    let out = connector(&env, &moord, &events)
+    let out = connector(&env, &moord, &events, true)
         .disconnect(
             &props(&[A1]),
             &info("/dev/nvme0n1", &["nvme0"], false),
@@ -294,7 +255,7 @@ fn a_namespace_that_changed_identity_is_not_touched() {
     change_identity(&env.t, 0, 0, &ns(1, UUID2));
     let moord = Scripted::new();
     let events = ScriptedEvents::new();
-    let err = connector(&env, &moord, &events)
+    let err = connector(&env, &moord, &events, true)
         .disconnect(
             &props(&[A1]),
             &info("/dev/nvme0n1", &["nvme0"], false),
@@ -311,7 +272,7 @@ fn a_namespace_that_changed_identity_is_not_touched() {
     assert!(out.leftovers[0].reason.contains("identity changed"));
     assert_eq!(out.kept_controllers.len(), 1);
     // ignore_errors: the same outcome, returned.
-    let out = connector(&env, &moord, &events)
+    let out = connector(&env, &moord, &events, true)
         .disconnect(
             &props(&[A1]),
             &info("/dev/nvme0n1", &["nvme0"], false),
@@ -334,7 +295,7 @@ fn moord_identity_refusal_on_flush_leaves_the_device() {
         })
     });
     let events = ScriptedEvents::new();
-    let err = connector(&env, &moord, &events)
+    let err = connector(&env, &moord, &events, true)
         .disconnect(
             &props(&[A1]),
             &info("/dev/nvme0n1", &["nvme0"], false),
@@ -358,7 +319,7 @@ fn failed_flush_detaches_nothing_unless_forced() {
     add_namespace(&env.t, 0, 0, &ns(1, UUID1), false);
     let moord = Scripted::new().expect("block.flush", |_| Ok(exec_reply(1, "", "I/O error\n")));
     let events = ScriptedEvents::new();
-    let c = connector(&env, &moord, &events);
+    let c = connector(&env, &moord, &events, true);
     let i = info("/dev/nvme0n1", &["nvme0"], false);
     let err = c.disconnect(&props(&[A1]), &i, false, false).unwrap_err();
     assert!(
@@ -371,7 +332,7 @@ fn failed_flush_detaches_nothing_unless_forced() {
     let moord = Scripted::new()
         .expect("block.flush", |_| Ok(exec_reply(1, "", "I/O error\n")))
         .expect("nvme.disconnect", deletes(&env.t, 0, 0));
-    let out = connector(&env, &moord, &events)
+    let out = connector(&env, &moord, &events, true)
         .disconnect(&props(&[A1]), &i, true, false)
         .unwrap();
     assert_eq!(out.status, "clean-with-data-loss");
@@ -388,7 +349,7 @@ fn no_live_path_is_not_flushed() {
     let moord = Scripted::new();
     let events = ScriptedEvents::new();
     let i = info("/dev/nvme0n1", &["nvme0"], true);
-    let err = connector(&env, &moord, &events)
+    let err = connector(&env, &moord, &events, true)
         .disconnect(&props(&[A1]), &i, false, false)
         .unwrap_err();
     assert!(
@@ -398,7 +359,7 @@ fn no_live_path_is_not_flushed() {
     assert!(moord.calls().is_empty());
     // Forced: no flush (it would hang), the controller goes.
     let moord = Scripted::new().expect("nvme.disconnect", deletes(&env.t, 0, 0));
-    let out = connector(&env, &moord, &events)
+    let out = connector(&env, &moord, &events, true)
         .disconnect(&props(&[A1]), &i, true, false)
         .unwrap();
     assert_eq!(ops(&moord), ["nvme.disconnect"]);
@@ -418,7 +379,7 @@ fn an_empty_controller_on_the_volumes_portal_is_disconnected() {
         deletes(&env.t, 0, 0),
     );
     let events = ScriptedEvents::new();
-    let out = connector(&env, &moord, &events)
+    let out = connector(&env, &moord, &events, true)
         .disconnect(
             &props(&[A1]),
             &info("/dev/nvme0n1", &["nvme0"], false),
@@ -442,7 +403,7 @@ fn a_device_that_does_not_go_is_a_leftover() {
         .expect("block.flush", flushed)
         .expect("nvme.disconnect", |_| Ok(json!({})));
     let events = ScriptedEvents::new();
-    let mut c = connector(&env, &moord, &events);
+    let mut c = connector(&env, &moord, &events, true);
     c.options.timeout = Duration::from_millis(200);
     let err = c
         .disconnect(
@@ -464,7 +425,7 @@ fn device_info_must_identify_the_same_volume() {
     let env = setup(false);
     let moord = Scripted::new();
     let events = ScriptedEvents::new();
-    let c = connector(&env, &moord, &events);
+    let c = connector(&env, &moord, &events, true);
     let mut i = info("/dev/nvme0n1", &["nvme0"], false);
     i.uuid = None;
     i.nsid = None;
@@ -492,7 +453,7 @@ fn dry_run_plans_the_detach() {
     add_namespace(&env.t, 0, 0, &ns(1, UUID1), false);
     let dry = DryRun::new();
     let events = ScriptedEvents::new();
-    let out = connector(&env, &dry, &events)
+    let out = connector(&env, &dry, &events, true)
         .disconnect(
             &props(&[A1]),
             &info("/dev/nvme0n1", &["nvme0"], false),
@@ -527,7 +488,7 @@ fn extend_rescans_and_waits_for_the_new_size() {
     let events = ScriptedEvents::new()
         .then(move || set_size(&t1, 0, 0, 1, 4_194_304))
         .then(move || set_size(&t2, 1, 0, 1, 4_194_304));
-    let got = connector(&env, &moord, &events)
+    let got = connector(&env, &moord, &events, true)
         .extend(
             &props(&[A1, A2]),
             &info("/dev/nvme0n1", &["nvme0", "nvme1"], true),
@@ -559,7 +520,7 @@ fn extend_refuses_paths_that_disagree() {
     let events = ScriptedEvents::new().then(move || {
         set_size(&t, 0, 0, 1, 4_194_304);
     });
-    let err = connector(&env, &moord, &events)
+    let err = connector(&env, &moord, &events, true)
         .extend(
             &props(&[A1, A2]),
             &info("/dev/nvme0n1", &["nvme0", "nvme1"], true),
@@ -578,7 +539,7 @@ fn extend_of_an_unchanged_volume_returns_its_size() {
     add_namespace(&env.t, 0, 0, &ns(1, UUID1), false);
     let moord = Scripted::new().expect("nvme.ns_rescan", |_| Ok(json!({})));
     let events = ScriptedEvents::new();
-    let mut c = connector(&env, &moord, &events);
+    let mut c = connector(&env, &moord, &events, true);
     c.options.timeout = Duration::from_millis(300);
     let got = c
         .extend(&props(&[A1]), &info("/dev/nvme0n1", &["nvme0"], false))
@@ -596,7 +557,7 @@ fn volume_paths_by_identity() {
     add_namespace(&env.t, 0, 0, &ns(2, UUID2), false);
     let moord = Scripted::new();
     let events = ScriptedEvents::new();
-    let c = connector(&env, &moord, &events);
+    let c = connector(&env, &moord, &events, true);
     assert_eq!(
         c.volume_paths(&props(&[A1, A2])).unwrap(),
         ["/dev/nvme0n1", "/dev/nvme1n1"]

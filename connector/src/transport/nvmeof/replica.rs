@@ -114,6 +114,19 @@ fn md_legs(legs: &[DeviceInfo]) -> Result<Vec<MdLeg>, NvmeofError> {
         .collect()
 }
 
+/// The array of a replicated volume's device_info, and its validated alias.
+fn raid_of(info: &DeviceInfo) -> Result<(&RaidInfo, MdName), NvmeofError> {
+    let raid = info
+        .raid
+        .as_ref()
+        .ok_or_else(|| NvmeofError::BadDeviceInfo("no `raid`".into()))?;
+    let alias = raid
+        .alias
+        .parse()
+        .map_err(|e| NvmeofError::BadDeviceInfo(format!("raid.alias: {e}")))?;
+    Ok((raid, alias))
+}
+
 fn array_lock(alias: &str) -> String {
     format!("nvme-md-{alias}")
 }
@@ -389,14 +402,7 @@ impl NvmeofConnector<'_> {
         ignore_errors: bool,
     ) -> Result<DetachOutcome, NvmeofError> {
         let deadline = self.deadline();
-        let raid = info
-            .raid
-            .as_ref()
-            .ok_or_else(|| NvmeofError::BadDeviceInfo("no `raid`".into()))?;
-        let alias: MdName = raid
-            .alias
-            .parse()
-            .map_err(|e| NvmeofError::BadDeviceInfo(format!("raid.alias: {e}")))?;
+        let (raid, alias) = raid_of(info)?;
         if let Some(a) = props.replication.as_ref().and_then(|r| r.alias.as_ref())
             && *a != alias
         {
@@ -526,14 +532,7 @@ impl NvmeofConnector<'_> {
         info: &DeviceInfo,
     ) -> Result<Extended, NvmeofError> {
         let deadline = self.deadline();
-        let raid = info
-            .raid
-            .as_ref()
-            .ok_or_else(|| NvmeofError::BadDeviceInfo("no `raid`".into()))?;
-        let alias: MdName = raid
-            .alias
-            .parse()
-            .map_err(|e| NvmeofError::BadDeviceInfo(format!("raid.alias: {e}")))?;
+        let (raid, alias) = raid_of(info)?;
         let _array = self
             .locks
             .lock(&array_lock(alias.as_str()), Mode::Exclusive, deadline)?;

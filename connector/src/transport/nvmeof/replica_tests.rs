@@ -1,58 +1,18 @@
 //! Replicated volumes on fixture trees: the scripted moord creates controllers,
 //! namespaces and MD arrays as the kernel and mdadm would.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use super::*;
-use crate::attachments::Registry;
-use crate::exec::{DryRun, PrivError, Privileged, Scripted, exec_reply};
+use crate::exec::{DryRun, PrivError, Scripted, exec_reply};
 use crate::host::fixture::{Tree, write};
-use crate::host::udev::{DeviceEvents, ScriptedEvents};
-use crate::lock::LockDir;
-use crate::transport::nvmeof::Options;
+use crate::host::udev::ScriptedEvents;
 use crate::transport::nvmeof::test_support::*;
 
 const A1: &str = "10.0.0.1";
 const A2: &str = "10.0.1.1";
 const VOL: &str = "6f1c1d2e-3f40-4a5b-8c6d-7e8f9a0b1c2d";
 
-struct Env {
-    _dir: tempfile::TempDir,
-    t: Tree,
-    locks: LockDir,
-}
-
-fn setup() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let t = Tree::new(dir.path().join("root"));
-    write(&t.path("etc/nvme/hostnqn"), &format!("{HOSTNQN}\n"));
-    write(&t.path("etc/nvme/hostid"), &format!("{HOSTID}\n"));
-    write(&t.path("sys/module/nvme_core/parameters/multipath"), "N\n");
-    let locks = LockDir::new(dir.path().join("locks"));
-    Env {
-        _dir: dir,
-        t,
-        locks,
-    }
-}
-
-fn connector<'a>(env: &Env, p: &'a dyn Privileged, e: &'a dyn DeviceEvents) -> NvmeofConnector<'a> {
-    NvmeofConnector {
-        paths: env.t.paths(),
-        privileged: p,
-        events: e,
-        locks: env.locks.clone(),
-        registry: Registry::new(env.t.path("run/moor/attachments")),
-        options: Options {
-            timeout: Duration::from_secs(5),
-            multipath: false,
-        },
-    }
-}
-
-/// Two replicas: UUID1 on SUBSYS at A1, UUID2 on SUBSYS2 at A2.
 fn props(count: usize) -> NvmeofProps {
     let legs = [
         json!({"target_nqn": SUBSYS, "vol_uuid": UUID1, "portals": [[A1, 4420, "tcp"]]}),
@@ -129,7 +89,7 @@ fn makes_md(
 
 #[test]
 fn new_legs_make_a_new_array() {
-    let env = setup();
+    let env = setup(false);
     let moord = Scripted::new()
         .expect("nvme.connect", connect_leg(&env.t, 0))
         .expect("nvme.connect", connect_leg(&env.t, 1))
@@ -139,7 +99,9 @@ fn new_legs_make_a_new_array() {
             makes_md(&env.t, &["nvme0n1", "nvme1n1"]),
         );
     let events = ScriptedEvents::new();
-    let info = connector(&env, &moord, &events).connect(&props(2)).unwrap();
+    let info = connector(&env, &moord, &events, false)
+        .connect(&props(2))
+        .unwrap();
     assert_eq!(info.path, "/dev/md/vol1");
     let raid = info.raid.as_ref().unwrap();
     assert_eq!(raid.how, "created");
@@ -155,7 +117,7 @@ fn new_legs_make_a_new_array() {
 
 #[test]
 fn legs_with_md_metadata_are_assembled_even_degraded() {
-    let env = setup();
+    let env = setup(false);
     let t = env.t.clone();
     let moord = Scripted::new()
         .expect("nvme.connect", move |a| {
@@ -170,7 +132,9 @@ fn legs_with_md_metadata_are_assembled_even_degraded() {
             makes_md(&env.t, &["nvme0n1"]),
         );
     let events = ScriptedEvents::new();
-    let info = connector(&env, &moord, &events).connect(&props(2)).unwrap();
+    let info = connector(&env, &moord, &events, false)
+        .connect(&props(2))
+        .unwrap();
     let raid = info.raid.unwrap();
     assert_eq!(raid.how, "assembled");
     assert_eq!(raid.legs.len(), 1);
@@ -184,7 +148,7 @@ fn legs_with_md_metadata_are_assembled_even_degraded() {
 
 #[test]
 fn a_new_array_needs_every_leg_and_the_attached_ones_are_undone() {
-    let env = setup();
+    let env = setup(false);
     let moord = Scripted::new()
         .expect("nvme.connect", connect_leg(&env.t, 0))
         .expect("nvme.connect", fails)
@@ -197,7 +161,7 @@ fn a_new_array_needs_every_leg_and_the_attached_ones_are_undone() {
             }
         });
     let events = ScriptedEvents::new();
-    let err = connector(&env, &moord, &events)
+    let err = connector(&env, &moord, &events, false)
         .connect(&props(2))
         .unwrap_err();
     assert!(
@@ -218,7 +182,7 @@ fn a_new_array_needs_every_leg_and_the_attached_ones_are_undone() {
 
 #[test]
 fn a_running_array_is_reused() {
-    let env = setup();
+    let env = setup(false);
     let t = env.t.clone();
     let moord = Scripted::new()
         .expect("nvme.connect", connect_leg(&env.t, 0))
@@ -229,14 +193,16 @@ fn a_running_array_is_reused() {
             r
         });
     let events = ScriptedEvents::new();
-    let info = connector(&env, &moord, &events).connect(&props(2)).unwrap();
+    let info = connector(&env, &moord, &events, false)
+        .connect(&props(2))
+        .unwrap();
     assert_eq!(info.raid.unwrap().how, "reused");
     assert_eq!(ops(&moord), ["nvme.connect", "nvme.connect"]);
 }
 
 #[test]
 fn a_leg_of_another_array_is_refused() {
-    let env = setup();
+    let env = setup(false);
     let t = env.t.clone();
     let moord = Scripted::new()
         .expect("nvme.connect", move |a| {
@@ -249,7 +215,7 @@ fn a_leg_of_another_array_is_refused() {
         .expect_args("block.flush", json!({"device": "nvme1n1"}), ok)
         .expect("nvme.disconnect", |_| Ok(json!({})));
     let events = ScriptedEvents::new();
-    let err = connector(&env, &moord, &events)
+    let err = connector(&env, &moord, &events, false)
         .connect(&props(2))
         .unwrap_err();
     assert!(
@@ -260,10 +226,12 @@ fn a_leg_of_another_array_is_refused() {
 
 #[test]
 fn one_replica_without_metadata_is_the_namespace_itself() {
-    let env = setup();
+    let env = setup(false);
     let moord = Scripted::new().expect("nvme.connect", connect_leg(&env.t, 0));
     let events = ScriptedEvents::new();
-    let info = connector(&env, &moord, &events).connect(&props(1)).unwrap();
+    let info = connector(&env, &moord, &events, false)
+        .connect(&props(1))
+        .unwrap();
     assert_eq!(info.path, "/dev/nvme0n1");
     assert!(info.raid.is_none());
     assert_eq!(info.subsysnqn, SUBSYS);
@@ -271,10 +239,10 @@ fn one_replica_without_metadata_is_the_namespace_itself() {
 
 #[test]
 fn dry_run_plans_every_leg() {
-    let env = setup();
+    let env = setup(false);
     let dry = DryRun::new();
     let events = ScriptedEvents::new();
-    let err = connector(&env, &dry, &events)
+    let err = connector(&env, &dry, &events, false)
         .connect(&props(2))
         .unwrap_err();
     assert!(matches!(err, NvmeofError::DryRun(_)), "{err}");
@@ -296,7 +264,9 @@ fn attached(env: &Env) -> DeviceInfo {
         .expect("nvme.connect", connect_leg(&env.t, 1))
         .expect("md.create", makes_md(&env.t, &["nvme0n1", "nvme1n1"]));
     let events = ScriptedEvents::new();
-    connector(env, &moord, &events).connect(&props(2)).unwrap()
+    connector(env, &moord, &events, false)
+        .connect(&props(2))
+        .unwrap()
 }
 
 fn deletes(t: &Tree, c: u32) -> impl FnMut(&Value) -> Result<Value, PrivError> + Send + 'static {
@@ -309,7 +279,7 @@ fn deletes(t: &Tree, c: u32) -> impl FnMut(&Value) -> Result<Value, PrivError> +
 
 #[test]
 fn detach_stops_the_array_then_detaches_the_legs_without_a_flush() {
-    let env = setup();
+    let env = setup(false);
     let info = attached(&env);
     let t = env.t.clone();
     let moord = Scripted::new()
@@ -324,7 +294,7 @@ fn detach_stops_the_array_then_detaches_the_legs_without_a_flush() {
         .expect("nvme.disconnect", deletes(&env.t, 0))
         .expect("nvme.disconnect", deletes(&env.t, 1));
     let events = ScriptedEvents::new();
-    let out = connector(&env, &moord, &events)
+    let out = connector(&env, &moord, &events, false)
         .disconnect(&props(2), &info, false, false)
         .unwrap();
     assert_eq!(out.status, "clean");
@@ -338,7 +308,7 @@ fn detach_stops_the_array_then_detaches_the_legs_without_a_flush() {
 
 #[test]
 fn an_array_that_will_not_stop_detaches_nothing() {
-    let env = setup();
+    let env = setup(false);
     let info = attached(&env);
     let moord = Scripted::new().expect("md.stop", |_| {
         Ok(exec_reply(
@@ -348,7 +318,7 @@ fn an_array_that_will_not_stop_detaches_nothing() {
         ))
     });
     let events = ScriptedEvents::new();
-    let err = connector(&env, &moord, &events)
+    let err = connector(&env, &moord, &events, false)
         .disconnect(&props(2), &info, false, false)
         .unwrap_err();
     assert!(
@@ -361,7 +331,7 @@ fn an_array_that_will_not_stop_detaches_nothing() {
 
 #[test]
 fn an_array_moord_does_not_recognise_is_left_alone() {
-    let env = setup();
+    let env = setup(false);
     let info = attached(&env);
     let moord = Scripted::new().expect("md.stop", |_| {
         Err(PrivError::IdentityMismatch {
@@ -370,7 +340,7 @@ fn an_array_moord_does_not_recognise_is_left_alone() {
         })
     });
     let events = ScriptedEvents::new();
-    let err = connector(&env, &moord, &events)
+    let err = connector(&env, &moord, &events, false)
         .disconnect(&props(2), &info, false, false)
         .unwrap_err();
     let NvmeofError::Incomplete(out) = err else {
@@ -382,11 +352,11 @@ fn an_array_moord_does_not_recognise_is_left_alone() {
 
 #[test]
 fn a_leg_not_in_the_connection_info_is_refused_before_anything_runs() {
-    let env = setup();
+    let env = setup(false);
     let info = attached(&env);
     let moord = Scripted::new();
     let events = ScriptedEvents::new();
-    let err = connector(&env, &moord, &events)
+    let err = connector(&env, &moord, &events, false)
         .disconnect(&props(1), &info, false, false)
         .unwrap_err();
     assert!(matches!(err, NvmeofError::BadDeviceInfo(_)), "{err}");
@@ -395,7 +365,7 @@ fn a_leg_not_in_the_connection_info_is_refused_before_anything_runs() {
 
 #[test]
 fn extend_rescans_the_legs_then_grows_the_array() {
-    let env = setup();
+    let env = setup(false);
     let info = attached(&env);
     let (t1, t2, t3) = (env.t.clone(), env.t.clone(), env.t.clone());
     let moord = Scripted::new()
@@ -427,14 +397,14 @@ fn extend_rescans_the_legs_then_grows_the_array() {
             },
         );
     let events = ScriptedEvents::new();
-    let got = connector(&env, &moord, &events)
+    let got = connector(&env, &moord, &events, false)
         .extend(&props(2), &info)
         .unwrap();
     assert_eq!(got.new_size, 4_190_208 * 512);
     assert_eq!(got.path, "/dev/md/vol1");
     assert_eq!(got.paths.len(), 2);
     assert_eq!(
-        connector(&env, &Scripted::new(), &events)
+        connector(&env, &Scripted::new(), &events, false)
             .volume_paths(&props(2))
             .unwrap(),
         ["/dev/md/vol1"]

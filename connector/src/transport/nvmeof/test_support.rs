@@ -24,7 +24,58 @@
 use std::fs;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use crate::attachments::Registry;
+use crate::exec::Privileged;
 use crate::host::fixture::{Tree, symlink, write};
+use crate::host::udev::DeviceEvents;
+use crate::lock::LockDir;
+use crate::transport::nvmeof::{NvmeofConnector, Options};
+
+pub(crate) struct Env {
+    pub _dir: tempfile::TempDir,
+    pub t: Tree,
+    pub locks: LockDir,
+}
+
+/// A host with its NVMe identity and native multipath as given.
+pub(crate) fn setup(native_multipath: bool) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree::new(dir.path().join("root"));
+    write(&t.path("etc/nvme/hostnqn"), &format!("{HOSTNQN}\n"));
+    write(&t.path("etc/nvme/hostid"), &format!("{HOSTID}\n"));
+    write(
+        &t.path("sys/module/nvme_core/parameters/multipath"),
+        if native_multipath { "Y\n" } else { "N\n" },
+    );
+    let locks = LockDir::new(dir.path().join("locks"));
+    Env {
+        _dir: dir,
+        t,
+        locks,
+    }
+}
+
+/// A connector on `env` (10 s deadline).
+pub(crate) fn connector<'a>(
+    env: &Env,
+    p: &'a dyn Privileged,
+    e: &'a dyn DeviceEvents,
+    multipath: bool,
+) -> NvmeofConnector<'a> {
+    NvmeofConnector {
+        paths: env.t.paths(),
+        privileged: p,
+        events: e,
+        locks: env.locks.clone(),
+        registry: Registry::new(env.t.path("run/moor/attachments")),
+        options: Options {
+            timeout: Duration::from_secs(10),
+            multipath,
+        },
+    }
+}
 
 /// A controller to create.
 #[derive(Debug, Clone, Copy)]
