@@ -1,4 +1,5 @@
-//! Validated value types shared by the transports: iSCSI names, portals and LUNs.
+//! Validated value types shared by the transports: iSCSI names, portals and LUNs;
+//! NVMe identifiers (`nvme.rs`); Fibre Channel and s390x identifiers (`fc.rs`).
 //!
 //! Every type parses from the text os-brick callers send (`FromStr`), prints in a
 //! normalised form (`Display`) and round-trips through serde as that text (a [`Lun`]
@@ -10,7 +11,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod fc;
 mod nvme;
+pub use fc::*;
 pub use nvme::*;
 
 /// Why a value was refused. The offending value is quoted with `{:?}` so control
