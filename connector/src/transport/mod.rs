@@ -8,6 +8,8 @@ use serde_json::Value;
 use crate::json::{Obj, WrongType, get, get_str};
 use crate::types::json_type_name;
 
+pub mod dasd;
+pub mod fc;
 pub mod iscsi;
 pub mod nvmeof;
 

@@ -1,0 +1,1 @@
+//! Fibre Channel (x86_64, ppc64le, s390x zFCP): see `docs/fc.md`.
