@@ -12,6 +12,7 @@ pub mod dasd;
 pub mod fc;
 pub mod iscsi;
 pub mod nvmeof;
+pub(crate) mod scsi_disks;
 
 /// Something a detach could not remove (or kept on purpose), and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,8 +15,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
-    BlockFlush, BlockRemoveStaleLink, IscsiIfaceShow, IscsiLogin, IscsiLogout, IscsiNodeConfigure,
-    IscsiNodeDelete, IscsiNodeNew, MultipathDelPath, MultipathFlush, MultipathdPaths, ScsiDelete,
+    IscsiIfaceShow, IscsiLogin, IscsiLogout, IscsiNodeConfigure, IscsiNodeDelete, IscsiNodeNew,
     ScsiRescan, ScsiScan, SecretText,
 };
 use serde::{Deserialize, Serialize};
@@ -26,18 +25,15 @@ use super::sessions::{Session, sessions, sessions_for};
 use crate::attachments::{Attachment, Registry, device_ino, now_secs};
 use crate::exec::{ExecOutput, PrivError, Privileged, run, run_exec};
 use crate::host::scsi::{self, Hctl, ScsiDevice};
-use crate::host::udev::{DeviceEvents, WaitError, wait_for_removal, wait_for_scsi_disk};
+use crate::host::udev::{DeviceEvents, WaitError, wait_for_scsi_disk};
 use crate::host::{HostError, HostPaths};
 use crate::lock::{Held, LockDir, LockError, Mode};
+use crate::transport::scsi_disks::{DiskDetach, DiskError, ScsiHost};
 use crate::types::IfaceName;
 use moor_privhelper::ops::TypedOp;
 
 /// How long undoing a failed attach may take, even past the attach's deadline.
 const CLEANUP_TIME: Duration = Duration::from_secs(30);
-
-/// How long a detach waits for udev to drop a removed disk's links before moor
-/// removes the stale ones itself.
-const UDEV_GRACE: Duration = Duration::from_secs(15);
 
 /// Login attempt bounds written into every node record moor creates: at most
 /// (1 + retries) × timeout ≈ 30 s per portal.
@@ -774,183 +770,14 @@ impl IscsiConnector<'_> {
             .map(|k| self.locks.lock(k, Mode::Exclusive, deadline))
             .collect::<Result<Vec<_>, _>>()?;
 
-        // Refresh every disk's identity (rescan re-reads VPD 0x83) before anything
-        // is flushed: a LUN the array gave to another volume shows up here.
-        let mut disks = Vec::new();
-        for d in ours {
-            let r = run(
-                self.privileged,
-                &ScsiRescan {
-                    device: d.name.clone(),
-                    expected_wwid: expected.clone(),
-                },
-                deadline,
-            );
-            match r {
-                Ok(()) => disks.push(d),
-                Err(PrivError::IdentityMismatch { message, .. }) => out.leftovers.push(Leftover {
-                    what: format!("/dev/{}", d.name),
-                    reason: format!("identity changed since attach, not touched: {message}"),
-                }),
-                // A dead path cannot be rescanned; its flush below decides.
-                Err(e) => {
-                    tracing::warn!(device = %d.name, "rescan failed: {e}");
-                    disks.push(d);
-                }
-            }
-        }
-
-        // Maps over our disks: only multipath maps of this WWID are ours to flush.
-        let mut maps: Vec<(String, String)> = Vec::new();
-        let mut under_map: BTreeSet<String> = BTreeSet::new();
-        let mut held = BTreeSet::new();
-        for d in &disks {
-            for dm in scsi::holders(&self.paths, &d.name)? {
-                if scsi::dm_multipath_wwid(&self.paths, &dm)?.as_deref() == Some(&expected) {
-                    under_map.insert(d.name.clone());
-                    if !maps.iter().any(|(m, _)| *m == dm) {
-                        let name = scsi::dm_name(&self.paths, &dm)?.unwrap_or_default();
-                        maps.push((dm, name));
-                    }
-                } else {
-                    held.insert(d.name.clone());
-                    out.leftovers.push(Leftover {
-                        what: format!("/dev/{}", d.name),
-                        reason: format!("in use by {dm}, which is not this volume's multipath map"),
-                    });
-                }
-            }
-        }
-        disks.retain(|d| !held.contains(&d.name));
-
-        // Flush before removing anything: without force a failed flush removes nothing.
-        let flush_failed = |what: String, e: String, out: &mut DetachOutcome| {
-            if force {
-                tracing::warn!(%what, "flush failed, removing anyway (--force): {e}");
-                out.data_loss_risk.push(what);
-                Ok(())
-            } else {
-                Err(IscsiError::Target {
-                    target: target_name(primary),
-                    message: format!(
-                        "flushing {what} failed: {e}; nothing was removed (retry, or detach with --force and lose unwritten data)"
-                    ),
-                })
-            }
-        };
-        // Disks outside a map first: a failure there must come before any map is
-        // flushed (a map flush also removes the map).
-        let mut removable = Vec::new();
-        for d in disks {
-            if under_map.contains(&d.name) {
-                removable.push(d);
-                continue;
-            }
-            let r = run_exec(
-                self.privileged,
-                &BlockFlush {
-                    device: d.name.clone(),
-                    expected_wwid: expected.clone(),
-                },
-                deadline,
-            );
-            match r {
-                Ok(o) if o.success() => removable.push(d),
-                Err(PrivError::IdentityMismatch { message, .. }) => out.leftovers.push(Leftover {
-                    what: format!("/dev/{}", d.name),
-                    reason: format!("identity changed since attach, not touched: {message}"),
-                }),
-                Ok(o) => {
-                    flush_failed(format!("/dev/{}", d.name), o.summary(), &mut out)?;
-                    removable.push(d);
-                }
-                Err(e) => {
-                    flush_failed(format!("/dev/{}", d.name), e.to_string(), &mut out)?;
-                    removable.push(d);
-                }
-            }
-        }
-
-        let mut gone_maps = Vec::new();
-        for (dm, name) in &maps {
-            let r = run_exec(
-                self.privileged,
-                &MultipathFlush {
-                    device: dm.clone(),
-                    map: name.clone(),
-                    expected_wwid: expected.clone(),
-                },
-                deadline,
-            );
-            match r {
-                Ok(o) if o.success() => gone_maps.push(dm.clone()),
-                Ok(o) => flush_failed(format!("/dev/{dm} ({name})"), o.summary(), &mut out)?,
-                Err(PrivError::IdentityMismatch { message, .. }) => {
-                    return Err(IscsiError::Target {
-                        target: target_name(primary),
-                        message: format!("{dm} is no longer this volume's map: {message}"),
-                    });
-                }
-                Err(e) => flush_failed(format!("/dev/{dm} ({name})"), e.to_string(), &mut out)?,
-            }
-        }
-        // multipathd stops monitoring the paths (while they still exist: moord
-        // checks their identity), then the kernel drops them.
-        let mut watch = self.events.watch()?;
-        for d in removable.iter().filter(|d| under_map.contains(&d.name)) {
-            let r = run_exec(
-                self.privileged,
-                &MultipathDelPath {
-                    device: d.name.clone(),
-                    expected_wwid: expected.clone(),
-                },
-                deadline,
-            );
-            if let Err(e) = r {
-                tracing::warn!(device = %d.name, "multipathd del path: {e}");
-            }
-        }
-        let mut deleted = Vec::new();
-        for d in &removable {
-            let del = ScsiDelete {
-                device: d.name.clone(),
-                expected_wwid: expected.clone(),
-            };
-            match run(self.privileged, &del, deadline) {
-                Ok(()) => deleted.push(d.name.clone()),
-                Err(e) => out.leftovers.push(Leftover {
-                    what: format!("/dev/{}", d.name),
-                    reason: e.to_string(),
-                }),
-            }
-        }
-        for name in deleted {
-            if self.privileged.dry_run() {
-                out.removed.push(name);
-                continue;
-            }
-            // udev normally drops the links within a second; when it has not after
-            // 15 s, moor removes the ones that are provably stale itself.
-            let udev_time = deadline.min(Instant::now() + UDEV_GRACE);
-            let gone = wait_for_removal(&self.paths, &mut *watch, &name, udev_time)
-                .or_else(|e| self.remove_stale_links(&name, e, deadline));
-            match gone {
-                Ok(()) => {
-                    if let Err(e) = self.registry.remove(&name) {
-                        tracing::warn!(device = %name, "attachment record not removed: {e}");
-                    }
-                    out.removed.push(name);
-                }
-                Err(e) => out.leftovers.push(Leftover {
-                    what: format!("/dev/{name}"),
-                    reason: e.to_string(),
-                }),
-            }
-        }
-        if !self.privileged.dry_run() {
-            let removed = out.removed.clone();
-            self.verify_maps_gone(&maps, &gone_maps, &removed, &mut out, deadline)?;
-        }
+        let mut dd = DiskDetach::default();
+        let r = self
+            .scsi_host()
+            .detach_disks(ours, &expected, force, &mut dd, deadline);
+        out.removed.extend(dd.removed);
+        out.data_loss_risk.extend(dd.data_loss_risk);
+        out.leftovers.extend(dd.leftovers);
+        r.map_err(|e| disk_error(primary, e))?;
         self.logout_unused(props, &touched, &mut out, deadline)?;
         out.finish();
         tracing::info!(status = %out.status, removed = ?out.removed, logged_out = ?out.logged_out, "detached");
@@ -958,6 +785,16 @@ impl IscsiConnector<'_> {
             return Err(IscsiError::Incomplete(Box::new(out)));
         }
         Ok(out)
+    }
+
+    /// The disk steps shared with the other SCSI transports.
+    pub(super) fn scsi_host(&self) -> ScsiHost<'_> {
+        ScsiHost {
+            paths: &self.paths,
+            privileged: self.privileged,
+            events: self.events,
+            registry: &self.registry,
+        }
     }
 
     /// The start of every operation on an attached volume: its WWID from the
@@ -1026,87 +863,6 @@ impl IscsiConnector<'_> {
             }
         }
         Ok((ours, touched))
-    }
-
-    /// The kernel removed `name` but udev left `/dev/disk/by-*` links to it: remove
-    /// them through moord (which checks each is a link to `name` and that `name` is
-    /// gone), then check again. Anything else left is reported with `waited`.
-    fn remove_stale_links(
-        &self,
-        name: &str,
-        waited: WaitError,
-        deadline: Instant,
-    ) -> Result<(), WaitError> {
-        let left = crate::host::udev::removal_leftovers(&self.paths, name)?;
-        let root = self.paths.root();
-        let links: Vec<String> = left
-            .iter()
-            .filter_map(|p| p.strip_prefix(root).ok())
-            .map(|rel| format!("/{}", rel.display()))
-            .filter(|p| p.starts_with("/dev/disk/by-"))
-            .collect();
-        if links.is_empty() || links.len() != left.len() {
-            // The device itself is still there: not a udev leftover.
-            return Err(waited);
-        }
-        for link in &links {
-            tracing::warn!(%link, "udev left a link to the removed {name}: removing it");
-            let op = BlockRemoveStaleLink {
-                link: link.clone(),
-                device: name.to_string(),
-            };
-            if let Err(e) = run_exec(self.privileged, &op, deadline) {
-                tracing::warn!(%link, "not removed: {e}");
-            }
-        }
-        if crate::host::udev::removal_leftovers(&self.paths, name)?.is_empty() {
-            Ok(())
-        } else {
-            Err(waited)
-        }
-    }
-
-    /// After the paths are gone: flushed maps must be gone from sysfs, and
-    /// multipathd must no longer monitor the removed paths.
-    fn verify_maps_gone(
-        &self,
-        maps: &[(String, String)],
-        flushed: &[String],
-        removed: &[String],
-        out: &mut DetachOutcome,
-        deadline: Instant,
-    ) -> Result<(), IscsiError> {
-        for (dm, name) in maps {
-            let still = scsi::dm_uuid(&self.paths, dm)?.is_some();
-            if still {
-                out.leftovers.push(Leftover {
-                    what: format!("multipath map {name} (/dev/{dm})"),
-                    reason: if flushed.contains(dm) {
-                        "still present after a successful flush".into()
-                    } else {
-                        "could not be flushed (in use?)".into()
-                    },
-                });
-            }
-        }
-        if maps.is_empty() || removed.is_empty() {
-            return Ok(());
-        }
-        match run_exec(self.privileged, &MultipathdPaths {}, deadline) {
-            Ok(o) if o.success() => {
-                for name in removed {
-                    if o.stdout.lines().any(|l| l.trim() == name) {
-                        out.leftovers.push(Leftover {
-                            what: format!("multipathd path {name}"),
-                            reason: "multipathd still monitors the removed path".into(),
-                        });
-                    }
-                }
-            }
-            Ok(o) => tracing::warn!("multipathd show paths: {}", o.summary()),
-            Err(e) => tracing::warn!("multipathd show paths: {e}"),
-        }
-        Ok(())
     }
 
     /// Log out of every session involved that no other LUN uses, then delete its
@@ -1203,6 +959,21 @@ impl IscsiConnector<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// A shared disk step's error as this connector's (naming the volume's target).
+pub(super) fn disk_error(primary: &IscsiTarget, e: DiskError) -> IscsiError {
+    match e {
+        DiskError::Host(e) => IscsiError::Host(e),
+        DiskError::Privileged(e) => IscsiError::Privileged(e),
+        DiskError::Wait(e) => IscsiError::Wait(e),
+        DiskError::Multipath(m) => IscsiError::Multipath(m),
+        DiskError::DryRun(m) => IscsiError::DryRun(m),
+        e @ (DiskError::FlushFailed { .. } | DiskError::MapChanged { .. }) => IscsiError::Target {
+            target: target_name(primary),
+            message: e.to_string(),
+        },
     }
 }
 

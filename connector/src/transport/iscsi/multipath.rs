@@ -6,15 +6,14 @@ use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
     ChapSecret, IscsiDiscover, IscsiDiscoveryNew, IscsiDiscoveryRun, IscsiDiscoverySecret,
-    IscsiDiscoveryUpdate, IscsiNodeUpdate, IscsiPortalNodes, MultipathAddPath, MultipathAddWwid,
-    MultipathCheck, MultipathdStatus, ScsiDelete, SecretText,
+    IscsiDiscoveryUpdate, IscsiNodeUpdate, IscsiPortalNodes, MultipathdStatus, ScsiDelete,
+    SecretText,
 };
 
 use super::connect::{DeviceInfo, IscsiConnector, IscsiError, Options};
 use super::props::{Chap, IscsiProps, IscsiTarget, PropsError};
 use crate::exec::{ExecOutput, run, run_exec};
-use crate::host::scsi::{self, ScsiDevice};
-use crate::host::udev::{wait_for, wait_for_dm_holder};
+use crate::host::scsi::ScsiDevice;
 use crate::types::{Iqn, Portal};
 
 /// The host before a multipath attach.
@@ -189,7 +188,8 @@ impl IscsiConnector<'_> {
             )));
         }
         let disks: Vec<ScsiDevice> = found.iter().map(|(_, d)| d.clone()).collect();
-        let dm = match self.assemble_map(&disks, &wwid, deadline) {
+        let assembled = self.scsi_host().assemble_map(&disks, &wwid, deadline);
+        let dm = match assembled.map_err(|e| super::connect::disk_error(&paths[0], e)) {
             Ok(dm) => dm,
             Err(e @ IscsiError::DryRun(_)) => return Err(e),
             Err(e) => {
@@ -243,134 +243,6 @@ impl IscsiConnector<'_> {
             if !had_session && found.iter().any(|(ft, _)| ft == t) {
                 self.undo_login(t, true);
             }
-        }
-    }
-
-    /// Find or create the multipath map over `disks` and wait until it has every
-    /// path and is ready for I/O. Returns `dm-N`.
-    fn assemble_map(
-        &self,
-        disks: &[ScsiDevice],
-        wwid: &str,
-        deadline: Instant,
-    ) -> Result<String, IscsiError> {
-        let mine = |dm: &String| {
-            scsi::dm_multipath_wwid(&self.paths, dm)
-                .ok()
-                .flatten()
-                .is_some_and(|w| w == wwid)
-        };
-        let existing = disks
-            .iter()
-            .flat_map(|d| scsi::holders(&self.paths, &d.name).unwrap_or_default())
-            .find(|dm| mine(dm));
-        let mut watch = self.events.watch()?;
-        let dm = match existing {
-            Some(dm) => {
-                // Paths the map does not have yet (e.g. a portal that came back).
-                let slaves = self
-                    .paths
-                    .list_dir(&self.paths.sys(&format!("block/{dm}/slaves")))?
-                    .unwrap_or_default();
-                self.add_paths(
-                    disks.iter().filter(|d| !slaves.contains(&d.name)),
-                    wwid,
-                    deadline,
-                )?;
-                dm
-            }
-            None => {
-                // Whitelist the WWID (find_multipaths) and hand multipathd the paths.
-                let first = &disks[0].name;
-                let r = run_exec(
-                    self.privileged,
-                    &MultipathAddWwid {
-                        device: first.clone(),
-                        expected_wwid: wwid.into(),
-                    },
-                    deadline,
-                )?;
-                if !r.success() {
-                    tracing::warn!("multipath -a: {}", r.summary());
-                }
-                self.add_paths(disks.iter(), wwid, deadline)?;
-                if self.privileged.dry_run() {
-                    return Err(IscsiError::DryRun(
-                        "then: wait for the multipath map and check it is ready".into(),
-                    ));
-                }
-                wait_for_dm_holder(&self.paths, &mut *watch, first, deadline)?
-            }
-        };
-        if !mine(&dm) {
-            return Err(IscsiError::Multipath(format!(
-                "{dm} holds the paths but is not the multipath map of WWID {wwid}"
-            )));
-        }
-        // Every path in the map (multipathd adds them asynchronously); a path that
-        // does not join within 10 s is reported, the map still works without it.
-        let soon = deadline.min(Instant::now() + Duration::from_secs(10));
-        let all_in = wait_for(&mut *watch, soon, &format!("all paths in {dm}"), || {
-            let slaves = self
-                .paths
-                .list_dir(&self.paths.sys(&format!("block/{dm}/slaves")))?
-                .unwrap_or_default();
-            Ok(disks.iter().all(|d| slaves.contains(&d.name)).then_some(()))
-        });
-        if let Err(e) = all_in {
-            tracing::warn!("{e}");
-        }
-        self.wait_ready(&dm, wwid, deadline)?;
-        Ok(dm)
-    }
-
-    /// Hand `disks` to multipathd (a refusal is logged: the map may still form).
-    fn add_paths<'d>(
-        &self,
-        disks: impl Iterator<Item = &'d ScsiDevice>,
-        wwid: &str,
-        deadline: Instant,
-    ) -> Result<(), IscsiError> {
-        for d in disks {
-            let r = run_exec(
-                self.privileged,
-                &MultipathAddPath {
-                    device: d.name.clone(),
-                    expected_wwid: wwid.into(),
-                },
-                deadline,
-            )?;
-            if !r.success() {
-                tracing::warn!(device = %d.name, "multipathd add path: {}", r.summary());
-            }
-        }
-        Ok(())
-    }
-
-    /// `multipath -C dm-N` until the map has a usable path (after 0.1, 0.2, 0.4 …
-    /// s: multipathd's path checkers run on their own clock, there is no event).
-    fn wait_ready(&self, dm: &str, wwid: &str, deadline: Instant) -> Result<(), IscsiError> {
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let r = run_exec(
-                self.privileged,
-                &MultipathCheck {
-                    device: dm.into(),
-                    expected_wwid: wwid.into(),
-                },
-                deadline,
-            )?;
-            if r.success() {
-                return Ok(());
-            }
-            if Instant::now() + pause > deadline {
-                return Err(IscsiError::Multipath(format!(
-                    "{dm} has no usable path before the deadline ({})",
-                    r.summary()
-                )));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 
