@@ -10,17 +10,18 @@ use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
     BlockFlush, BlockRemoveStaleLink, MultipathAddPath, MultipathAddWwid, MultipathCheck,
-    MultipathDelPath, MultipathFlush, MultipathdPaths, ScsiDelete, ScsiRescan,
+    MultipathDelPath, MultipathFlush, MultipathResize, MultipathdPaths, ScsiDelete, ScsiRescan,
+    ScsiScan,
 };
 
 use crate::attachments::Registry;
 use crate::exec::{PrivError, Privileged, run, run_exec};
-use crate::host::scsi::{self, ScsiDevice};
+use crate::host::scsi::{self, Hctl, ScsiDevice};
 use crate::host::udev::{
     DeviceEvents, WaitError, removal_leftovers, wait_for, wait_for_dm_holder, wait_for_removal,
 };
 use crate::host::{HostError, HostPaths};
-use crate::transport::Leftover;
+use crate::transport::{Extended, Leftover};
 
 /// How long a detach waits for udev to drop a removed disk's links before moor
 /// removes the stale ones itself.
@@ -55,6 +56,14 @@ pub(crate) enum DiskError {
     /// The map over the volume's disks changed identity between finding and flushing.
     #[error("{dm} is no longer this volume's map: {message}")]
     MapChanged { dm: String, message: String },
+    /// A disk at the volume's LUN carries another volume (CVE-2023-2088).
+    #[error(
+        "a stale device /dev/{name} of another volume sits at LUN {lun} ({why}); refusing to hand it out — detach or clean it up first"
+    )]
+    Stale { name: String, lun: u64, why: String },
+    /// The target does not present the LUN to this host.
+    #[error("the target presents no LUN {} to this host (scanned {hctl})", .hctl.lun)]
+    NoLun { hctl: Hctl },
     #[error("{0}")]
     Multipath(String),
     /// A dry run cannot go past a step whose effect later steps need.
@@ -467,5 +476,199 @@ impl ScsiHost<'_> {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(2));
         }
+    }
+
+    /// Make the host see the new size of the volume's `disks` (WWID `expected`):
+    /// rescan every path, require them to agree on the size (a path that is down
+    /// or lagging would give the map a wrong size, os-brick #2032177), then resize
+    /// the multipath map by its exact name, never a host-wide reconfigure.
+    pub fn extend_disks(
+        &self,
+        disks: &[ScsiDevice],
+        expected: &str,
+        deadline: Instant,
+    ) -> Result<Extended, DiskError> {
+        let mut watch = self.events.watch()?;
+        // A path can answer its first READ CAPACITY after the change with a unit
+        // attention and keep the old size: sizes that disagree are rescanned again
+        // (after 0.5, 1, 2 s) before the paths are declared inconsistent.
+        let mut pause = Duration::from_millis(500);
+        let mut sizes = Vec::new();
+        for round in 0..4 {
+            if round > 0 {
+                if Instant::now() + pause > deadline {
+                    break;
+                }
+                tracing::info!(?sizes, "paths disagree on the size; rescanning again");
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            for d in disks {
+                run(
+                    self.privileged,
+                    &ScsiRescan {
+                        device: d.name.clone(),
+                        expected_wwid: expected.to_string(),
+                    },
+                    deadline,
+                )?;
+            }
+            sizes.clear();
+            for d in disks {
+                let size = scsi::block_size_bytes(self.paths, &d.name)?.unwrap_or(0);
+                sizes.push((format!("/dev/{}", d.name), size));
+            }
+            if sizes.iter().all(|(_, s)| *s == sizes[0].1) || self.privileged.dry_run() {
+                break;
+            }
+        }
+        let size = sizes[0].1;
+        if sizes.iter().any(|(_, s)| *s != size) {
+            return Err(DiskError::Multipath(format!(
+                "the paths disagree on the volume's size after a rescan ({}); a path may be down: nothing resized",
+                sizes
+                    .iter()
+                    .map(|(d, s)| format!("{d} {s} bytes"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let map = disks.iter().find_map(|d| {
+            scsi::holders(self.paths, &d.name)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|dm| {
+                    scsi::dm_multipath_wwid(self.paths, dm)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|w| w == expected)
+                })
+        });
+        let Some(dm) = map else {
+            tracing::info!(size, "extended (single path)");
+            return Ok(Extended {
+                new_size: size,
+                path: sizes[0].0.clone(),
+                paths: sizes,
+            });
+        };
+        let name = scsi::dm_name(self.paths, &dm)?.unwrap_or_default();
+        let out = run_exec(
+            self.privileged,
+            &MultipathResize {
+                device: dm.clone(),
+                map: name.clone(),
+                expected_wwid: expected.to_string(),
+            },
+            deadline,
+        )?;
+        if !out.success() || out.stdout.trim() == "fail" {
+            return Err(DiskError::Multipath(format!(
+                "multipathd resize map {name} failed: {} {}",
+                out.summary(),
+                out.stdout.trim()
+            )));
+        }
+        if !self.privileged.dry_run() {
+            wait_for(
+                &mut *watch,
+                deadline,
+                &format!("{dm} to reach {size} bytes"),
+                || Ok((scsi::block_size_bytes(self.paths, &dm)? == Some(size)).then_some(())),
+            )?;
+        }
+        tracing::info!(map = %dm, size, "extended (multipath)");
+        Ok(Extended {
+            new_size: size,
+            path: format!("/dev/{dm}"),
+            paths: sizes,
+        })
+    }
+
+    /// Scan exactly `hctl` (never a wildcard). The kernel scans synchronously:
+    /// when the write returns and no SCSI device exists at `hctl`, the target did
+    /// not present the LUN (yet): scan again after 1, 2, 4 … s (arrays can be slow
+    /// to map a new LUN) until the deadline.
+    pub fn scan_lun(&self, hctl: Hctl, deadline: Instant) -> Result<(), DiskError> {
+        let dev = self.paths.sys(&format!("bus/scsi/devices/{hctl}"));
+        let mut pause = Duration::from_secs(1);
+        loop {
+            run(
+                self.privileged,
+                &ScsiScan {
+                    host: hctl.host,
+                    channel: hctl.channel,
+                    target: hctl.target,
+                    lun: hctl.lun,
+                },
+                deadline,
+            )?;
+            if dev.exists() || self.privileged.dry_run() {
+                return Ok(());
+            }
+            if Instant::now() + pause > deadline {
+                return Err(DiskError::NoLun { hctl });
+            }
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+    }
+
+    /// A disk already sits at `hctl`: the same volume attached before, or a stale
+    /// device of a volume the array has since replaced (CVE-2023-2088). moord
+    /// refreshes its identity (rescan re-reads VPD page 0x83); if the WWID changed,
+    /// or differs from what moor's attachment record says was handed out there,
+    /// the device is not handed out.
+    pub fn confirm_existing(
+        &self,
+        hctl: Hctl,
+        name: String,
+        deadline: Instant,
+    ) -> Result<ScsiDevice, DiskError> {
+        let stale = |why: String| DiskError::Stale {
+            name: name.clone(),
+            lun: hctl.lun,
+            why,
+        };
+        let Some(before) = scsi::block_wwid(self.paths, &name)? else {
+            return Err(stale(format!("/dev/{name} at {hctl} has no WWID")));
+        };
+        // What an earlier attach handed out at this LUN, if it was moor's.
+        let recorded = self.registry.current(self.paths, &name);
+        let refreshed = run(
+            self.privileged,
+            &ScsiRescan {
+                device: name.clone(),
+                expected_wwid: before.clone(),
+            },
+            deadline,
+        );
+        let after = scsi::block_wwid(self.paths, &name)?;
+        let why = match refreshed {
+            Err(PrivError::IdentityMismatch { message, .. }) => Some(message),
+            Err(e) => return Err(e.into()),
+            Ok(()) if after.as_deref() != Some(before.as_str()) => Some(format!(
+                "WWID changed from {before} to {}",
+                after.as_deref().unwrap_or("none")
+            )),
+            Ok(()) => match &recorded {
+                Some(r) if after.as_deref() != Some(r.wwid.as_str()) => Some(format!(
+                    "it was attached as {} with WWID {}, the array now presents WWID {} there",
+                    r.volume_id.as_deref().unwrap_or(&r.target),
+                    r.wwid,
+                    after.as_deref().unwrap_or("none")
+                )),
+                _ => None,
+            },
+        };
+        if let Some(why) = why {
+            return Err(stale(why));
+        }
+        tracing::info!(device = %name, "LUN already attached; identity confirmed");
+        Ok(ScsiDevice {
+            hctl,
+            name,
+            wwid: Some(before),
+        })
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
     IscsiIfaceShow, IscsiLogin, IscsiLogout, IscsiNodeConfigure, IscsiNodeDelete, IscsiNodeNew,
-    ScsiRescan, ScsiScan, SecretText,
+    SecretText,
 };
 use serde::{Deserialize, Serialize};
 
@@ -647,46 +647,14 @@ impl IscsiConnector<'_> {
         )?)
     }
 
-    /// Scan exactly `hctl`. The kernel scans synchronously: when the write returns
-    /// and no SCSI device exists at `hctl`, the target did not present the LUN (yet):
-    /// scan again after 1, 2, 4 … s (arrays can be slow to map a new LUN) until the
-    /// deadline.
+    /// Scan exactly `hctl`, again while the target does not present it yet.
     fn scan(&self, t: &IscsiTarget, hctl: Hctl, deadline: Instant) -> Result<(), IscsiError> {
-        let dev = self.paths.sys(&format!("bus/scsi/devices/{hctl}"));
-        let mut pause = Duration::from_secs(1);
-        loop {
-            run(
-                self.privileged,
-                &ScsiScan {
-                    host: hctl.host,
-                    channel: hctl.channel,
-                    target: hctl.target,
-                    lun: hctl.lun,
-                },
-                deadline,
-            )?;
-            if dev.exists() || self.privileged.dry_run() {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now + pause > deadline {
-                return Err(Self::target_err(
-                    t,
-                    format!(
-                        "logged in, but the target presents no LUN {} to this host (scanned {hctl})",
-                        t.lun.get()
-                    ),
-                ));
-            }
-            std::thread::sleep(pause);
-            pause *= 2;
-        }
+        self.scsi_host()
+            .scan_lun(hctl, deadline)
+            .map_err(|e| Self::target_err(t, format!("logged in, but {e}")))
     }
 
-    /// A disk already sits at the LUN: the same volume attached before, or a stale
-    /// device of a volume the array has since replaced (CVE-2023-2088). moord
-    /// refreshes its identity (rescan re-reads VPD page 0x83); if the WWID changed
-    /// the device is not handed out.
+    /// A disk already sits at the LUN: confirmed (or refused as stale) by moord.
     fn check_existing(
         &self,
         t: &IscsiTarget,
@@ -694,51 +662,9 @@ impl IscsiConnector<'_> {
         name: String,
         dl: Instant,
     ) -> Result<ScsiDevice, IscsiError> {
-        let before = scsi::block_wwid(&self.paths, &name)?
-            .ok_or_else(|| Self::target_err(t, format!("/dev/{name} at {hctl} has no WWID")))?;
-        // What an earlier attach handed out at this LUN, if it was moor's.
-        let recorded = self.registry.current(&self.paths, &name);
-        let refreshed = run(
-            self.privileged,
-            &ScsiRescan {
-                device: name.clone(),
-                expected_wwid: before.clone(),
-            },
-            dl,
-        );
-        let after = scsi::block_wwid(&self.paths, &name)?;
-        let stale = match refreshed {
-            Err(PrivError::IdentityMismatch { message, .. }) => Some(message),
-            Err(e) => return Err(e.into()),
-            Ok(()) if after.as_deref() != Some(before.as_str()) => Some(format!(
-                "WWID changed from {before} to {}",
-                after.as_deref().unwrap_or("none")
-            )),
-            Ok(()) => match &recorded {
-                Some(r) if after.as_deref() != Some(r.wwid.as_str()) => Some(format!(
-                    "it was attached as {} with WWID {}, the array now presents WWID {} there",
-                    r.volume_id.as_deref().unwrap_or(&r.target),
-                    r.wwid,
-                    after.as_deref().unwrap_or("none")
-                )),
-                _ => None,
-            },
-        };
-        if let Some(why) = stale {
-            return Err(Self::target_err(
-                t,
-                format!(
-                    "a stale device /dev/{name} of another volume sits at LUN {} ({why}); refusing to hand it out — detach or clean it up first",
-                    t.lun.get()
-                ),
-            ));
-        }
-        tracing::info!(device = %name, "LUN already attached; identity confirmed");
-        Ok(ScsiDevice {
-            hctl,
-            name,
-            wwid: Some(before),
-        })
+        self.scsi_host()
+            .confirm_existing(hctl, name, dl)
+            .map_err(|e| disk_error(t, e))
     }
 
     /// Detach one volume. Its disks are the ones carrying the WWID captured at
@@ -970,7 +896,10 @@ pub(super) fn disk_error(primary: &IscsiTarget, e: DiskError) -> IscsiError {
         DiskError::Wait(e) => IscsiError::Wait(e),
         DiskError::Multipath(m) => IscsiError::Multipath(m),
         DiskError::DryRun(m) => IscsiError::DryRun(m),
-        e @ (DiskError::FlushFailed { .. } | DiskError::MapChanged { .. }) => IscsiError::Target {
+        e @ (DiskError::FlushFailed { .. }
+        | DiskError::MapChanged { .. }
+        | DiskError::Stale { .. }
+        | DiskError::NoLun { .. }) => IscsiError::Target {
             target: target_name(primary),
             message: e.to_string(),
         },

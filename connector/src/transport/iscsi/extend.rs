@@ -6,15 +6,13 @@
 //! would otherwise give the map a wrong size, os-brick #2032177), then resizes the
 //! multipath map by its exact name — never a host-wide `multipathd reconfigure`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use moor_privhelper::ops::{BlockReadCheck, MultipathResize, ScsiRescan};
+use moor_privhelper::ops::BlockReadCheck;
 
 use super::connect::{DetachOutcome, DeviceInfo, IscsiConnector, IscsiError, target_name};
 use super::props::IscsiProps;
-use crate::exec::{run, run_exec};
-use crate::host::scsi;
-use crate::host::udev::wait_for;
+use crate::exec::run_exec;
 pub use crate::transport::Extended;
 
 impl IscsiConnector<'_> {
@@ -29,101 +27,9 @@ impl IscsiConnector<'_> {
                 message: format!("no disk with WWID {expected} is attached on this host"),
             });
         }
-        let mut watch = self.events.watch()?;
-        // A path can answer its first READ CAPACITY after the change with a unit
-        // attention and keep the old size: sizes that disagree are rescanned again
-        // (after 0.5, 1, 2 s) before the paths are declared inconsistent.
-        let mut pause = Duration::from_millis(500);
-        let mut sizes = Vec::new();
-        for round in 0..4 {
-            if round > 0 {
-                if Instant::now() + pause > deadline {
-                    break;
-                }
-                tracing::info!(?sizes, "paths disagree on the size; rescanning again");
-                std::thread::sleep(pause);
-                pause *= 2;
-            }
-            for d in &disks {
-                run(
-                    self.privileged,
-                    &ScsiRescan {
-                        device: d.name.clone(),
-                        expected_wwid: expected.clone(),
-                    },
-                    deadline,
-                )?;
-            }
-            sizes.clear();
-            for d in &disks {
-                let size = scsi::block_size_bytes(&self.paths, &d.name)?.unwrap_or(0);
-                sizes.push((format!("/dev/{}", d.name), size));
-            }
-            if sizes.iter().all(|(_, s)| *s == sizes[0].1) || self.privileged.dry_run() {
-                break;
-            }
-        }
-        let size = sizes[0].1;
-        if sizes.iter().any(|(_, s)| *s != size) {
-            return Err(IscsiError::Multipath(format!(
-                "the paths disagree on the volume's size after a rescan ({}); a path may be down: nothing resized",
-                sizes
-                    .iter()
-                    .map(|(d, s)| format!("{d} {s} bytes"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        let map = disks.iter().find_map(|d| {
-            scsi::holders(&self.paths, &d.name)
-                .unwrap_or_default()
-                .into_iter()
-                .find(|dm| {
-                    scsi::dm_multipath_wwid(&self.paths, dm)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|w| w == expected)
-                })
-        });
-        let Some(dm) = map else {
-            tracing::info!(size, "extended (single path)");
-            return Ok(Extended {
-                new_size: size,
-                path: sizes[0].0.clone(),
-                paths: sizes,
-            });
-        };
-        let name = scsi::dm_name(&self.paths, &dm)?.unwrap_or_default();
-        let out = run_exec(
-            self.privileged,
-            &MultipathResize {
-                device: dm.clone(),
-                map: name.clone(),
-                expected_wwid: expected.clone(),
-            },
-            deadline,
-        )?;
-        if !out.success() || out.stdout.trim() == "fail" {
-            return Err(IscsiError::Multipath(format!(
-                "multipathd resize map {name} failed: {} {}",
-                out.summary(),
-                out.stdout.trim()
-            )));
-        }
-        if !self.privileged.dry_run() {
-            wait_for(
-                &mut *watch,
-                deadline,
-                &format!("{dm} to reach {size} bytes"),
-                || Ok((scsi::block_size_bytes(&self.paths, &dm)? == Some(size)).then_some(())),
-            )?;
-        }
-        tracing::info!(map = %dm, size, "extended (multipath)");
-        Ok(Extended {
-            new_size: size,
-            path: format!("/dev/{dm}"),
-            paths: sizes,
-        })
+        self.scsi_host()
+            .extend_disks(&disks, &expected, deadline)
+            .map_err(|e| super::connect::disk_error(primary, e))
     }
 
     /// The `/dev/disk/by-path` links of the volume's paths that exist now (any
