@@ -281,6 +281,18 @@ pub fn session_devices(paths: &HostPaths, session: u32) -> Result<Vec<ScsiDevice
     Ok(devices)
 }
 
+/// The SCSI address of disk `name`: the `H:C:T:L` its `/sys/block/<name>/device`
+/// resolves to; `None` for a block device that is not a SCSI disk.
+pub fn block_hctl(paths: &HostPaths, name: &str) -> Result<Option<Hctl>, HostError> {
+    Ok(paths
+        .resolve(&paths.sys(&format!("block/{}/device", component(name)?)))?
+        .and_then(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok())
+        }))
+}
+
 /// The normalised WWID of block device `name` (`/sys/block/<name>/device/wwid`,
 /// see [`normalize_wwid`]); `None` if absent or empty.
 pub fn block_wwid(paths: &HostPaths, name: &str) -> Result<Option<String>, HostError> {

@@ -1,0 +1,473 @@
+//! FC attach, detach and extend on kernel-shaped fixture trees: the scripted moord
+//! changes the tree as the kernel would (a scan adds the LUN's disk, a delete
+//! removes it).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::exec::{DryRun, Scripted, exec_reply};
+use crate::host::fixture::Tree;
+use crate::host::udev::ScriptedEvents;
+use crate::transport::fc::test_support::*;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    t: Tree,
+    locks: LockDir,
+}
+
+fn setup() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree::new(dir.path().join("root"));
+    dual_fabric(&t);
+    let locks = LockDir::new(dir.path().join("locks"));
+    Env {
+        _dir: dir,
+        t,
+        locks,
+    }
+}
+
+fn connector<'a>(
+    env: &Env,
+    p: &'a dyn Privileged,
+    e: &'a dyn DeviceEvents,
+    multipath: bool,
+) -> FcConnector<'a> {
+    FcConnector {
+        paths: env.t.paths(),
+        privileged: p,
+        events: e,
+        locks: env.locks.clone(),
+        registry: Registry::new(env.t.path("run/moor/attachments")),
+        options: Options {
+            timeout: Duration::from_secs(5),
+            multipath,
+        },
+    }
+}
+
+fn props(v: Value) -> FcProps {
+    FcProps::from_connection_info(&v).unwrap()
+}
+
+/// The volume: LUN 1 behind both array ports.
+fn volume() -> FcProps {
+    props(json!({"target_wwns": [TGT1, TGT2], "target_lun": 1, "volume_id": "v1"}))
+}
+
+fn hctl(s: &str) -> Hctl {
+    s.parse().unwrap()
+}
+
+fn scan_args(h: &str) -> Value {
+    let h = hctl(h);
+    json!({"host": h.host, "channel": h.channel, "target": h.target, "lun": h.lun})
+}
+
+/// `scsi.scan` of `at`: the LUN's disk `name` appears (kernel, sd and udev).
+fn scan_adds(
+    t: &Tree,
+    at: &'static str,
+    name: &'static str,
+    devnum: &'static str,
+    raw: &'static str,
+) -> impl FnMut(&Value) -> Result<Value, PrivError> + Send + 'static {
+    let t = t.clone();
+    move |_| {
+        add_fc_lun(&t, hctl(at), name, devnum, raw, None);
+        Ok(json!({}))
+    }
+}
+
+/// `scsi.delete` of a disk: the kernel and udev remove it.
+fn deletes(
+    t: &Tree,
+    at: &'static str,
+) -> impl FnMut(&Value) -> Result<Value, PrivError> + Send + 'static {
+    let t = t.clone();
+    move |_| {
+        if let Some((name, devnum)) = t.remove_lun(hctl(at)) {
+            t.udev_remove(&name, &devnum);
+        }
+        Ok(json!({}))
+    }
+}
+
+fn ok(_: &Value) -> Result<Value, PrivError> {
+    Ok(exec_reply(0, "", ""))
+}
+
+fn ops(s: &Scripted) -> Vec<String> {
+    s.calls().into_iter().map(|(op, _)| op).collect()
+}
+
+#[test]
+fn single_path_scans_one_path() {
+    let env = setup();
+    let moord = Scripted::new().expect_args(
+        "scsi.scan",
+        scan_args("5:0:0:1"),
+        scan_adds(&env.t, "5:0:0:1", "sdc", "8:32", RAW_WWID),
+    );
+    let events = ScriptedEvents::new();
+    let info = connector(&env, &moord, &events, false)
+        .connect(&volume())
+        .unwrap();
+    assert_eq!(
+        info,
+        DeviceInfo {
+            kind: "block".into(),
+            path: "/dev/sdc".into(),
+            scsi_wwn: WWID.into(),
+            multipath_id: None,
+            devices: vec!["sdc 5:0:0:1".into()],
+        }
+    );
+    assert_eq!(ops(&moord), ["scsi.scan"]);
+    let rec = Registry::new(env.t.path("run/moor/attachments"))
+        .get("sdc")
+        .unwrap();
+    assert_eq!(
+        (rec.protocol.as_str(), rec.wwid.as_str()),
+        ("fibre_channel", WWID)
+    );
+}
+
+#[test]
+fn multipath_scans_every_path_and_builds_the_map() {
+    let env = setup();
+    let t = env.t.clone();
+    let moord = Scripted::new()
+        .expect("multipath.status", ok)
+        .expect_args(
+            "scsi.scan",
+            scan_args("5:0:0:1"),
+            scan_adds(&env.t, "5:0:0:1", "sdc", "8:32", RAW_WWID),
+        )
+        .expect_args(
+            "scsi.scan",
+            scan_args("5:0:1:1"),
+            scan_adds(&env.t, "5:0:1:1", "sdd", "8:48", RAW_WWID),
+        )
+        .expect_args(
+            "scsi.scan",
+            scan_args("6:0:0:1"),
+            scan_adds(&env.t, "6:0:0:1", "sde", "8:64", RAW_WWID),
+        )
+        .expect_args(
+            "scsi.scan",
+            scan_args("6:0:1:1"),
+            scan_adds(&env.t, "6:0:1:1", "sdf", "8:80", RAW_WWID),
+        )
+        .expect("multipath.add_wwid", ok)
+        .expect("multipath.add_path", ok)
+        .expect("multipath.add_path", ok)
+        .expect("multipath.add_path", ok)
+        .expect("multipath.add_path", move |_| {
+            t.add_multipath_map("dm-0", "253:0", WWID, WWID, &["sdc", "sdd", "sde", "sdf"]);
+            Ok(exec_reply(0, "", ""))
+        })
+        .expect("multipath.check", ok);
+    let events = ScriptedEvents::new();
+    let info = connector(&env, &moord, &events, true)
+        .connect(&volume())
+        .unwrap();
+    assert_eq!(info.path, "/dev/dm-0");
+    assert_eq!(info.multipath_id.as_deref(), Some(WWID));
+    assert_eq!(info.devices.len(), 4);
+    assert!(moord.unused().is_empty(), "{:?}", moord.unused());
+}
+
+#[test]
+fn the_initiator_target_map_picks_hbas_and_ports() {
+    let env = setup();
+    let p = props(json!({"target_wwns": [TGT1, TGT2], "target_luns": [1, 1],
+        "initiator_target_map": {HBA2: [TGT2]}}));
+    let moord = Scripted::new().expect_args(
+        "scsi.scan",
+        scan_args("6:0:1:1"),
+        scan_adds(&env.t, "6:0:1:1", "sdc", "8:32", RAW_WWID),
+    );
+    let events = ScriptedEvents::new();
+    let info = connector(&env, &moord, &events, false).connect(&p).unwrap();
+    assert_eq!(info.devices, ["sdc 6:0:1:1"]);
+}
+
+#[test]
+fn no_usable_hba_or_port_scans_nothing() {
+    let env = setup();
+    let moord = Scripted::new();
+    let events = ScriptedEvents::new();
+    let c = connector(&env, &moord, &events, false);
+    // Ports the fabric does not show: no wildcard scan, an error naming them.
+    let e = c
+        .connect(&props(
+            json!({"target_wwn": "5000000000000009", "target_lun": 1,
+                                "enable_wildcard_scan": true}),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(&e, FcError::NoTargetPort { targets, .. } if targets == "5000000000000009"),
+        "{e}"
+    );
+    // An initiator_target_map naming HBAs this host does not have.
+    let e = c
+        .connect(&props(
+            json!({"target_wwn": TGT1, "initiator_target_map": {"1000000000000001": [TGT1]}}),
+        ))
+        .unwrap_err();
+    assert!(e.to_string().contains("in the initiator_target_map"), "{e}");
+    // Every HBA down.
+    set_port_state(&env.t, 5, "Linkdown");
+    set_port_state(&env.t, 6, "Linkdown");
+    let e = c.connect(&volume()).unwrap_err();
+    assert!(
+        e.to_string().contains("host5 100010604b019419 Linkdown"),
+        "{e}"
+    );
+    assert!(moord.calls().is_empty());
+}
+
+#[test]
+fn a_path_without_the_lun_falls_through_to_the_next() {
+    let env = setup();
+    // The first port does not present the LUN (the scan adds nothing); the
+    // second does.
+    let moord = Scripted::new()
+        .unordered()
+        .expect_args("scsi.scan", scan_args("5:0:0:1"), |_| Ok(json!({})))
+        .expect_args("scsi.scan", scan_args("5:0:0:1"), |_| Ok(json!({})))
+        .expect_args("scsi.scan", scan_args("5:0:0:1"), |_| Ok(json!({})))
+        .expect_args(
+            "scsi.scan",
+            scan_args("5:0:1:1"),
+            scan_adds(&env.t, "5:0:1:1", "sdd", "8:48", RAW_WWID),
+        );
+    let events = ScriptedEvents::new();
+    let mut c = connector(&env, &moord, &events, false);
+    c.options.timeout = Duration::from_millis(2500);
+    let info = c.connect(&volume()).unwrap();
+    assert_eq!(info.devices, ["sdd 5:0:1:1"]);
+}
+
+#[test]
+fn a_blocked_remote_port_is_not_scanned() {
+    let env = setup();
+    // Fabric A lost the link to the first array port.
+    set_rport_state(&env.t, "rport-5:0-2", "Blocked");
+    let moord = Scripted::new().expect_args(
+        "scsi.scan",
+        scan_args("5:0:1:1"),
+        scan_adds(&env.t, "5:0:1:1", "sdd", "8:48", RAW_WWID),
+    );
+    let events = ScriptedEvents::new();
+    let info = connector(&env, &moord, &events, false)
+        .connect(&volume())
+        .unwrap();
+    assert_eq!(info.devices, ["sdd 5:0:1:1"]);
+    // Only that port, on both fabrics blocked: nothing to scan, and the error says why.
+    set_rport_state(&env.t, "rport-6:0-2", "Blocked");
+    let e = connector(&env, &Scripted::new(), &events, false)
+        .connect(&props(json!({"target_wwn": TGT1, "target_lun": 2})))
+        .unwrap_err();
+    assert!(e.to_string().contains("rport-5:0-2 Blocked"), "{e}");
+}
+
+#[test]
+fn paths_with_different_volumes_are_refused_and_removed() {
+    let env = setup();
+    let moord = Scripted::new()
+        .expect("multipath.status", ok)
+        .expect(
+            "scsi.scan",
+            scan_adds(&env.t, "5:0:0:1", "sdc", "8:32", RAW_WWID),
+        )
+        .expect(
+            "scsi.scan",
+            scan_adds(
+                &env.t,
+                "5:0:1:1",
+                "sdd",
+                "8:48",
+                "naa.60002ac0000000000000000000099999",
+            ),
+        )
+        .expect(
+            "scsi.scan",
+            scan_adds(&env.t, "6:0:0:1", "sde", "8:64", RAW_WWID),
+        )
+        .expect(
+            "scsi.scan",
+            scan_adds(&env.t, "6:0:1:1", "sdf", "8:80", RAW_WWID),
+        )
+        .unordered()
+        .expect("scsi.delete", deletes(&env.t, "5:0:0:1"))
+        .expect("scsi.delete", deletes(&env.t, "5:0:1:1"))
+        .expect("scsi.delete", deletes(&env.t, "6:0:0:1"))
+        .expect("scsi.delete", deletes(&env.t, "6:0:1:1"));
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &moord, &events, true)
+        .connect(&volume())
+        .unwrap_err();
+    assert!(e.to_string().contains("do not agree"), "{e}");
+    assert!(moord.unused().is_empty(), "{:?}", moord.unused());
+    assert!(!env.t.exists("sys/block/sdc"));
+}
+
+#[test]
+fn a_stale_disk_at_the_lun_is_not_handed_out() {
+    let env = setup();
+    // A disk left at the LUN; moor's record says it handed out another volume there.
+    add_fc_lun(&env.t, hctl("5:0:0:1"), "sdc", "8:32", RAW_WWID, None);
+    let reg = Registry::new(env.t.path("run/moor/attachments"));
+    reg.record(&Attachment {
+        device: "sdc".into(),
+        wwid: "360002ac0000000000000000000000001".into(),
+        sysfs_ino: device_ino(&env.t.paths(), "sdc").unwrap().unwrap(),
+        protocol: "fibre_channel".into(),
+        target: "old".into(),
+        volume_id: Some("old-volume".into()),
+        attached_at: 0,
+    })
+    .unwrap();
+    let moord = Scripted::new().expect("scsi.rescan", |_| Ok(json!({})));
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &moord, &events, false)
+        .connect(&volume())
+        .unwrap_err();
+    assert!(
+        matches!(&e, FcError::Stale(m) if m.contains("old-volume")),
+        "{e}"
+    );
+}
+
+#[test]
+fn dry_run_plans_the_scan() {
+    let env = setup();
+    let dry = DryRun::new();
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &dry, &events, false)
+        .connect(&volume())
+        .unwrap_err();
+    assert!(matches!(e, FcError::DryRun(_)), "{e}");
+    let planned = dry.planned();
+    assert_eq!(planned.len(), 1, "{planned:?}");
+    assert!(planned[0].contains("scsi.scan"), "{planned:?}");
+    assert!(!env.t.exists("sys/block/sdc"));
+}
+
+fn attached(env: &Env) -> DeviceInfo {
+    let moord = Scripted::new().expect(
+        "scsi.scan",
+        scan_adds(&env.t, "5:0:0:1", "sdc", "8:32", RAW_WWID),
+    );
+    let events = ScriptedEvents::new();
+    connector(env, &moord, &events, false)
+        .connect(&volume())
+        .unwrap()
+}
+
+#[test]
+fn detach_removes_every_disk_of_the_volume() {
+    let env = setup();
+    let info = attached(&env);
+    // Another path of the volume appeared since (e.g. a rescan): it goes too.
+    add_fc_lun(&env.t, hctl("6:0:1:1"), "sdd", "8:48", RAW_WWID, None);
+    let moord = Scripted::new()
+        .unordered()
+        .expect("scsi.rescan", |_| Ok(json!({})))
+        .expect("scsi.rescan", |_| Ok(json!({})))
+        .expect_args("block.flush", json!({"device": "sdc"}), ok)
+        .expect_args("block.flush", json!({"device": "sdd"}), ok)
+        .expect_args(
+            "scsi.delete",
+            json!({"device": "sdc"}),
+            deletes(&env.t, "5:0:0:1"),
+        )
+        .expect_args(
+            "scsi.delete",
+            json!({"device": "sdd"}),
+            deletes(&env.t, "6:0:1:1"),
+        );
+    let events = ScriptedEvents::new();
+    let out = connector(&env, &moord, &events, false)
+        .disconnect(&volume(), &info, false, false)
+        .unwrap();
+    assert_eq!(out.status, "clean");
+    assert_eq!(out.removed, ["sdc", "sdd"]);
+    assert!(moord.unused().is_empty(), "{:?}", moord.unused());
+    assert!(!env.t.exists("run/moor/attachments/sdc.json"));
+}
+
+#[test]
+fn detach_leaves_another_volumes_disk_at_the_lun() {
+    let env = setup();
+    let info = attached(&env);
+    // The array mapped another volume at the same LUN behind the other port.
+    add_fc_lun(
+        &env.t,
+        hctl("5:0:1:1"),
+        "sdd",
+        "8:48",
+        "naa.60002ac0000000000000000000099999",
+        None,
+    );
+    let moord = Scripted::new()
+        .expect("scsi.rescan", |_| Ok(json!({})))
+        .expect_args("block.flush", json!({"device": "sdc"}), ok)
+        .expect_args(
+            "scsi.delete",
+            json!({"device": "sdc"}),
+            deletes(&env.t, "5:0:0:1"),
+        );
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &moord, &events, false)
+        .disconnect(&volume(), &info, false, false)
+        .unwrap_err();
+    let FcError::Incomplete(out) = e else {
+        panic!("{e}")
+    };
+    assert_eq!(out.removed, ["sdc"]);
+    assert_eq!(out.leftovers[0].what, "/dev/sdd");
+    assert!(out.leftovers[0].reason.contains("another volume's device"));
+    assert!(env.t.exists("sys/block/sdd"));
+    // Without a WWID nothing is detached.
+    let mut bad = info.clone();
+    bad.scsi_wwn.clear();
+    assert!(matches!(
+        connector(&env, &moord, &events, false).disconnect(&volume(), &bad, false, false),
+        Err(FcError::NoIdentity)
+    ));
+}
+
+#[test]
+fn extend_rescans_and_reports_the_size() {
+    let env = setup();
+    let info = attached(&env);
+    let t = env.t.clone();
+    let moord = Scripted::new().expect_args(
+        "scsi.rescan",
+        json!({"device": "sdc", "expected_wwid": WWID}),
+        move |_| {
+            crate::host::fixture::write(&t.path("sys/block/sdc/size"), "4194304\n");
+            Ok(json!({}))
+        },
+    );
+    let events = ScriptedEvents::new();
+    let got = connector(&env, &moord, &events, false)
+        .extend(&volume(), &info)
+        .unwrap();
+    assert_eq!(got.new_size, 4_194_304 * 512);
+    assert_eq!(got.path, "/dev/sdc");
+    // Paths: no by-path link (an FCoE-like HBA would have none either): /dev/sdc.
+    let moord = Scripted::new();
+    assert_eq!(
+        connector(&env, &moord, &events, false)
+            .volume_paths(&volume())
+            .unwrap(),
+        ["/dev/sdc"]
+    );
+}
