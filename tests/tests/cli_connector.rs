@@ -473,6 +473,130 @@ fn nvmeof_disconnect_needs_the_recorded_identity() {
 }
 
 // ---------------------------------------------------------------------------
+// fibre_channel --dry-run
+
+/// A host root with one online FC HBA (`host5`, port 100010604b019419) that sees
+/// target port 20210002ac00383d as SCSI target 0:0, laid out as
+/// scsi_transport_fc does (class links into the device tree).
+fn fc_host_root(s: &Scratch) {
+    let dev = "root/sys/devices/pci0000:00/0000:00:03.0/0000:05:00.2/host5";
+    let put = |rel: &str, text: &str| {
+        let p = s.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    let link = |at: &str, to: &str| {
+        let at = s.path(at);
+        std::fs::create_dir_all(at.parent().expect("parent")).expect("mkdir");
+        std::os::unix::fs::symlink(s.path(to), at).expect("symlink");
+    };
+    put(
+        &format!("{dev}/fc_host/host5/port_name"),
+        "0x100010604b019419\n",
+    );
+    put(&format!("{dev}/fc_host/host5/port_state"), "Online\n");
+    put(&format!("{dev}/scsi_host/host5/scan"), "");
+    let rport = format!("{dev}/rport-5:0-2");
+    put(
+        &format!("{rport}/fc_remote_ports/rport-5:0-2/port_name"),
+        "0x20210002ac00383d\n",
+    );
+    put(
+        &format!("{rport}/fc_remote_ports/rport-5:0-2/port_state"),
+        "Online\n",
+    );
+    put(
+        &format!("{rport}/fc_remote_ports/rport-5:0-2/scsi_target_id"),
+        "0\n",
+    );
+    put(
+        &format!("{rport}/target5:0:0/fc_transport/target5:0:0/port_name"),
+        "0x20210002ac00383d\n",
+    );
+    link(
+        "root/sys/class/fc_host/host5",
+        &format!("{dev}/fc_host/host5"),
+    );
+    link(
+        "root/sys/class/fc_remote_ports/rport-5:0-2",
+        &format!("{rport}/fc_remote_ports/rport-5:0-2"),
+    );
+    link(
+        "root/sys/class/fc_transport/target5:0:0",
+        &format!("{rport}/target5:0:0/fc_transport/target5:0:0"),
+    );
+}
+
+/// The plan scans exactly the LUN's address on the HBA that sees the port (never
+/// a wildcard), then stops: the disk it creates is needed next.
+#[test]
+fn fibre_channel_connect_dry_run_plans_a_targeted_scan() {
+    let s = Scratch::new();
+    fc_host_root(&s);
+    let props = s.json_file(
+        "ci.json",
+        &json!({"driver_volume_type": "fibre_channel", "data": {
+            "target_wwn": "20210002AC00383D", "target_lun": "3"}}),
+    );
+    let r = s.dry_run_of("fibre-channel", "connect", &props, &[]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let plan = r.json();
+    assert_eq!(op_names(&plan), ["scsi.scan"], "{r}");
+    let text = plan["operations"].to_string();
+    assert!(
+        text.contains("host: 5") && text.contains("target: 0") && text.contains("lun: 3"),
+        "{text}"
+    );
+    assert!(plan["stopped"].is_string(), "{r}");
+    // A port no HBA sees: an error naming it, nothing planned.
+    let props = s.json_file(
+        "ci.json",
+        &json!({"target_wwn": "5000000000000009", "target_lun": 1}),
+    );
+    let r = s.dry_run_of("fibre-channel", "connect", &props, &[]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("5000000000000009"), "{r}");
+    // Without an HBA at all.
+    let bare = Scratch::new();
+    let r = bare.dry_run_of("fibre-channel", "connect", &props, &[]);
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("no online Fibre Channel HBA"), "{r}");
+}
+
+/// Detach refuses a device_info without scsi_wwn; with one and no disk of it,
+/// nothing is planned.
+#[test]
+fn fibre_channel_disconnect_needs_the_wwid() {
+    let s = Scratch::new();
+    fc_host_root(&s);
+    let props = s.json_file(
+        "ci.json",
+        &json!({"target_wwn": "20210002ac00383d", "target_lun": 3}),
+    );
+    let di = s.json_file("di.json", &json!({"type": "block", "path": "/dev/sdc"}));
+    let r = s.dry_run_of(
+        "fibre-channel",
+        "disconnect",
+        &props,
+        &["--device-info", &di],
+    );
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("scsi_wwn"), "{r}");
+    let di = s.json_file(
+        "di.json",
+        &json!({"type": "block", "path": "/dev/sdc", "scsi_wwn": "360002ac0000000000000000000013a1b"}),
+    );
+    let r = s.dry_run_of(
+        "fibre-channel",
+        "disconnect",
+        &props,
+        &["--device-info", &di],
+    );
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(op_names(&r.json()).is_empty(), "{r}");
+}
+
+// ---------------------------------------------------------------------------
 // read-only commands on fixture trees
 
 #[test]

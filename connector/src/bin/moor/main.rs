@@ -3,7 +3,7 @@
 mod call_cmd;
 mod filters_cmd;
 mod luks_cmd;
-mod nvmeof_cmd;
+mod transport_cmd;
 mod volume_cmd;
 
 use std::path::PathBuf;

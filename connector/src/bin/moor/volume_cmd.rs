@@ -23,7 +23,7 @@ use moor_connector::types::IfaceName;
 use moor_privhelper::client::read_key_file;
 
 use crate::luks_cmd::{Encryption, EncryptionArgs, device_name, encryptor};
-use crate::nvmeof_cmd::{self, NvmeofArgs, NvmeofDetachArgs, NvmeofExtendArgs};
+use crate::transport_cmd::{self, DetachArgs, ExtendArgs, FibreChannel, Nvmeof, VolumeArgs};
 use serde_json::Value;
 
 /// Exit status when a detach left something behind (the outcome is still printed).
@@ -71,7 +71,9 @@ pub enum ConnectCommand {
     /// Attach an iSCSI volume; prints device_info JSON.
     Iscsi(IscsiArgs),
     /// Attach an NVMe-oF (TCP/RDMA) volume; prints device_info JSON.
-    Nvmeof(NvmeofArgs),
+    Nvmeof(VolumeArgs),
+    /// Attach a Fibre Channel volume (FC HBAs, FCoE); prints device_info JSON.
+    FibreChannel(VolumeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,7 +94,9 @@ pub enum DisconnectCommand {
         ignore_errors: bool,
     },
     /// Detach an NVMe-oF volume; prints the outcome JSON.
-    Nvmeof(NvmeofDetachArgs),
+    Nvmeof(DetachArgs),
+    /// Detach a Fibre Channel volume; prints the outcome JSON.
+    FibreChannel(DetachArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,7 +112,10 @@ pub enum ExtendCommand {
     },
     /// Rescan the controllers of an attached NVMe-oF volume, wait for the new
     /// size, check every path agrees; prints the new size.
-    Nvmeof(NvmeofExtendArgs),
+    Nvmeof(ExtendArgs),
+    /// Rescan every path of an attached Fibre Channel volume, check they agree,
+    /// resize its multipath map; prints the new size.
+    FibreChannel(ExtendArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,7 +123,10 @@ pub enum PathsCommand {
     /// The /dev/disk/by-path links of the volume's paths that exist now.
     Iscsi(IscsiArgs),
     /// The block devices that carry the volume's namespace now (by identity).
-    Nvmeof(NvmeofArgs),
+    Nvmeof(VolumeArgs),
+    /// The devices of the volume's visible paths (by-path names where udev made
+    /// them).
+    FibreChannel(VolumeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,7 +312,12 @@ fn mapping_for(props: &IscsiProps) -> Result<String> {
 pub fn connect(cmd: ConnectCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
     let args = match cmd {
         ConnectCommand::Iscsi(args) => args,
-        ConnectCommand::Nvmeof(args) => return nvmeof_cmd::connect(args, socket, key_file),
+        ConnectCommand::Nvmeof(args) => {
+            return transport_cmd::connect::<Nvmeof>(args, socket, key_file);
+        }
+        ConnectCommand::FibreChannel(args) => {
+            return transport_cmd::connect::<FibreChannel>(args, socket, key_file);
+        }
     };
     let props = props_for(&args)?;
     let enc = args.encryption.load(stdin_user(&args))?;
@@ -442,7 +457,12 @@ pub fn disconnect(
             force,
             ignore_errors,
         } => (args, device_info, force, ignore_errors),
-        DisconnectCommand::Nvmeof(a) => return nvmeof_cmd::disconnect(a, socket, key_file),
+        DisconnectCommand::Nvmeof(a) => {
+            return transport_cmd::disconnect::<Nvmeof>(a, socket, key_file);
+        }
+        DisconnectCommand::FibreChannel(a) => {
+            return transport_cmd::disconnect::<FibreChannel>(a, socket, key_file);
+        }
     };
     let props = props_for(&args)?;
     let info = device_info_from(&device_info)?;
@@ -499,7 +519,10 @@ fn device_info_from(path: &Path) -> Result<DeviceInfo> {
 pub fn extend(cmd: ExtendCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
     let (args, device_info) = match cmd {
         ExtendCommand::Iscsi { args, device_info } => (args, device_info),
-        ExtendCommand::Nvmeof(a) => return nvmeof_cmd::extend(a, socket, key_file),
+        ExtendCommand::Nvmeof(a) => return transport_cmd::extend::<Nvmeof>(a, socket, key_file),
+        ExtendCommand::FibreChannel(a) => {
+            return transport_cmd::extend::<FibreChannel>(a, socket, key_file);
+        }
     };
     let props = props_for(&args)?;
     let mut info = device_info_from(&device_info)?;
@@ -548,7 +571,8 @@ pub fn extend(cmd: ExtendCommand, socket: &Path, key_file: Option<&PathBuf>) -> 
 pub fn paths(cmd: PathsCommand) -> Result<ExitCode> {
     let args = match cmd {
         PathsCommand::Iscsi(args) => args,
-        PathsCommand::Nvmeof(args) => return nvmeof_cmd::paths(args),
+        PathsCommand::Nvmeof(args) => return transport_cmd::paths::<Nvmeof>(args),
+        PathsCommand::FibreChannel(args) => return transport_cmd::paths::<FibreChannel>(args),
     };
     let props = props_for(&args)?;
     let dry = DryRun::new();
