@@ -6,6 +6,7 @@
 pub mod connect;
 pub mod props;
 pub mod sysfs;
+pub mod zfcp;
 #[cfg(test)]
 pub(crate) mod test_support;
 

@@ -152,3 +152,57 @@ pub(crate) fn dual_fabric(t: &Tree) {
         add_rport(t, host, (0, 3), TGT2, Some(1));
     }
 }
+
+/// The zFCP adapters of the s390x test hosts, and their channel paths.
+pub(crate) const ZFCP_A: &str = "0.0.1900";
+pub(crate) const ZFCP_B: &str = "0.0.1940";
+/// A DS8000-style target port.
+pub(crate) const DS8K: &str = "500507630b1b41c3";
+
+fn ccw_parent(busid: &str) -> String {
+    format!("css0/0.0.00{}/{busid}", &busid[4..6])
+}
+
+/// The zfcp driver runs CCW device `busid` as FC host `hostN` (online; an NPIV
+/// virtual port or not), the way `zfcp_ccw.c`/`zfcp_scsi.c` lay it out.
+pub(crate) fn add_zfcp_adapter(t: &Tree, busid: &str, host: u32, wwpn: &str, npiv: bool) {
+    let parent = ccw_parent(busid);
+    add_fc_host(t, &parent, host, wwpn, "Online");
+    let fc = t.path(&format!("sys/devices/{parent}/host{host}/fc_host/host{host}"));
+    write(
+        &fc.join("port_type"),
+        if npiv { "NPIV VPORT\n" } else { "NPort (fabric via point-to-point)\n" },
+    );
+    let dev = t.path(&format!("sys/devices/{parent}"));
+    write(&dev.join("online"), "1\n");
+    write(&dev.join("failed"), "0\n");
+    write(&dev.join("port_rescan"), "");
+    write(&dev.join("cutype"), "1731/03\n");
+    symlink(&t.path(&format!("sys/bus/ccw/drivers/zfcp/{busid}")), &dev);
+    symlink(&t.path(&format!("sys/bus/ccw/devices/{busid}")), &dev);
+}
+
+/// zfcp opens remote port `wwpn` on `busid` (after a port scan): its directory.
+pub(crate) fn add_zfcp_port(t: &Tree, busid: &str, wwpn: &str) {
+    let dir = t.path(&format!("sys/bus/ccw/drivers/zfcp/{busid}/0x{wwpn}"));
+    write(&dir.join("failed"), "0\n");
+    write(&dir.join("unit_add"), "");
+    write(&dir.join("unit_remove"), "");
+}
+
+/// `unit_add` of FCP LUN `fcp_lun` on the port: the unit directory (`failed`).
+pub(crate) fn add_zfcp_unit(t: &Tree, busid: &str, wwpn: &str, fcp_lun: &str, failed: bool) {
+    let dir = t.path(&format!("sys/bus/ccw/drivers/zfcp/{busid}/0x{wwpn}/{fcp_lun}"));
+    write(&dir.join("failed"), if failed { "1\n" } else { "0\n" });
+    write(&dir.join("access_denied"), "0\n");
+}
+
+/// The zfcp identity attributes of SCSI device `hctl` (what zfcp adds to every
+/// disk it creates).
+pub(crate) fn set_zfcp_ids(t: &Tree, hctl: Hctl, busid: &str, wwpn: &str, fcp_lun: &str) {
+    let dir = resolved(t, &format!("sys/bus/scsi/devices/{hctl}"));
+    write(&dir.join("hba_id"), &format!("{busid}\n"));
+    write(&dir.join("wwpn"), &format!("0x{wwpn}\n"));
+    write(&dir.join("fcp_lun"), &format!("{fcp_lun}\n"));
+    write(&dir.join("zfcp_failed"), "0\n");
+}
