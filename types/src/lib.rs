@@ -1,5 +1,6 @@
 //! Validated value types shared by the transports: iSCSI names, portals and LUNs;
-//! NVMe identifiers (`nvme.rs`); Fibre Channel and s390x identifiers (`fc.rs`).
+//! NVMe identifiers (`nvme.rs`); Fibre Channel and s390x identifiers (`fc.rs`); s390x
+//! DASD unique ids (`dasd.rs`).
 //!
 //! Every type parses from the text os-brick callers send (`FromStr`), prints in a
 //! normalised form (`Display`) and round-trips through serde as that text (a [`Lun`]
@@ -11,8 +12,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod dasd;
 mod fc;
 mod nvme;
+pub use dasd::*;
 pub use fc::*;
 pub use nvme::*;
 
