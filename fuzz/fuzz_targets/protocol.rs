@@ -90,10 +90,57 @@ fn check_guard(g: &Guard) {
             }
             return assert_ne!(*trsvcid, 0, "guard on port 0");
         }
+        Guard::DasdUid {
+            busid,
+            expected,
+            device,
+        } => {
+            // The bus id and uid are compared with (and the bus id joined into)
+            // sysfs paths: they must be what the kernel prints.
+            assert_ccw_busid(&busid.to_string());
+            let uid = expected.as_str();
+            assert!(
+                (4..=5).contains(&uid.split('.').count())
+                    && uid
+                        .split('.')
+                        .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric())),
+                "DASD guard with uid {uid:?}"
+            );
+            match device {
+                Some(d) => d,
+                None => return,
+            }
+        }
+        Guard::DasdStatus { busid, status } => {
+            assert_ccw_busid(&busid.to_string());
+            return assert!(
+                ["unformatted", "online"].contains(status),
+                "DASD status guard {status:?}"
+            );
+        }
+        Guard::CcwDriver { busid, driver } => {
+            assert_ccw_busid(&busid.to_string());
+            return assert_eq!(*driver, "dasd-eckd", "driver guard");
+        }
+        Guard::Unpartitioned { device } => device,
     };
     assert!(
         moor_types::is_block_device_name(device),
         "guard on {device:?}"
+    );
+}
+
+/// A CCW bus id as the kernel prints it: `css.ssid.devno`, lower-case hex, four
+/// devno digits (one path component).
+fn assert_ccw_busid(b: &str) {
+    let parts: Vec<&str> = b.split('.').collect();
+    assert!(
+        parts.len() == 3
+            && parts[2].len() == 4
+            && parts.iter().all(|p| {
+                !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            }),
+        "guard on bus id {b:?}"
     );
 }
 

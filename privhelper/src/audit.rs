@@ -196,6 +196,29 @@ impl From<&crate::ops::Guard> for GuardRecord {
                         .collect(),
                 ),
             },
+            // A DASD: its bus id, the uid it must carry (in `expected_wwid`, the
+            // field every identity guard fills) and, when the op names it, its
+            // disk `dasdX` (in `map`).
+            crate::ops::Guard::DasdUid {
+                busid,
+                expected,
+                device,
+            } => GuardRecord {
+                device: busid.to_string(),
+                expected_wwid: expected.to_string(),
+                map: device.clone(),
+                nvme: None,
+                members: None,
+            },
+            crate::ops::Guard::DasdStatus { busid, .. }
+            | crate::ops::Guard::CcwDriver { busid, .. } => GuardRecord {
+                device: busid.to_string(),
+                ..GuardRecord::default()
+            },
+            crate::ops::Guard::Unpartitioned { device } => GuardRecord {
+                device: device.clone(),
+                ..GuardRecord::default()
+            },
         }
     }
 }
@@ -355,6 +378,32 @@ mod tests {
         assert_eq!(
             serde_json::to_value(GuardRecord::from(&format)).unwrap(),
             serde_json::json!({"device": "sdb", "expected_wwid": "3600"})
+        );
+        // dasd.format: the bus id, the uid and the disk, then the state check.
+        let busid = "0.0.b100".parse().unwrap();
+        let dasd = Guard::All(vec![
+            Guard::DasdUid {
+                busid,
+                expected: "IBM.750000000DXP71.2300.05".parse().unwrap(),
+                device: Some("dasdb".into()),
+            },
+            Guard::DasdStatus {
+                busid,
+                status: "unformatted",
+            },
+        ]);
+        assert_eq!(
+            serde_json::to_value(GuardRecord::from(&dasd)).unwrap(),
+            serde_json::json!({"device": "0.0.b100",
+                "expected_wwid": "IBM.750000000DXP71.2300.05", "map": "dasdb"})
+        );
+        let online = Guard::CcwDriver {
+            busid,
+            driver: "dasd-eckd",
+        };
+        assert_eq!(
+            serde_json::to_value(GuardRecord::from(&online)).unwrap(),
+            serde_json::json!({"device": "0.0.b100", "expected_wwid": ""})
         );
     }
 

@@ -11,7 +11,9 @@
 //! * an NVMe-oF controller `nvmeN` ([`Guard::NvmeController`]):
 //!   `/sys/class/nvme/nvmeN/{subsysnqn,transport,address,hostnqn}` must show the
 //!   subsystem, transport, target address and port, and host NQN the caller
-//!   captured (controller names are reused as readily as `sdX`).
+//!   captured (controller names are reused as readily as `sdX`);
+//! * an s390x DASD ([`Guard::DasdUid`]): `/sys/bus/ccw/devices/<busid>/uid` must be
+//!   the uid the caller captured (and `dasdX` that device's disk).
 //!
 //! Paths are resolved under the configured host root. A missing device or
 //! attribute is a mismatch too: there is no "empty means don't care".
@@ -22,7 +24,10 @@
 //! not the last one ([`Guard::LuksOtherSlot`], from moord's own reading of the
 //! header), an image is a regular file ([`Guard::RegularFile`]). A mapping to close
 //! or resize must be a dm-crypt mapping of the captured device
-//! ([`Guard::CryptMapping`], an identity check).
+//! ([`Guard::CryptMapping`], an identity check). The DASD operations add theirs: a
+//! DASD to format is `unformatted` and one to partition is `online`
+//! ([`Guard::DasdStatus`]) without partitions ([`Guard::Unpartitioned`]); a device
+//! to set online is driven by `dasd-eckd` ([`Guard::CcwDriver`]).
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -30,7 +35,10 @@ use std::path::Path;
 
 use std::net::IpAddr;
 
-use moor_types::{Nqn, NvmeController, NvmeTransport, is_block_device_name, normalize_wwid};
+use moor_types::{
+    CcwBusId, DasdUid, Nqn, NvmeController, NvmeTransport, is_block_device_name,
+    is_disk_or_partition, normalize_wwid,
+};
 
 use crate::config::host_path;
 use crate::ops::Guard;
@@ -633,9 +641,144 @@ fn check_md_array(
     Ok(())
 }
 
+/// `/sys/bus/ccw/devices/<busid>` (the bus id is a validated, canonical name).
+fn ccw_dir(busid: CcwBusId) -> String {
+    format!("/sys/bus/ccw/devices/{busid}")
+}
+
+/// The DASD `busid` carries uid `expected` and, when `device` is given, `device` is
+/// its disk.
+fn check_dasd_uid(
+    root: &Path,
+    busid: CcwBusId,
+    expected: &DasdUid,
+    device: Option<&str>,
+) -> Result<(), Mismatch> {
+    let mismatch = |found| Mismatch {
+        device: busid.to_string(),
+        what: "DASD uid",
+        expected: expected.to_string(),
+        found,
+    };
+    let attribute = format!("{}/uid", ccw_dir(busid));
+    let raw = read_attr(&host_path(root, &attribute)).map_err(|e| {
+        mismatch(Found::Missing {
+            attribute: attribute.clone(),
+            error: e.to_string(),
+        })
+    })?;
+    let got = raw.trim_end_matches('\n');
+    if got != expected.as_str() {
+        // The kernel prints an empty uid for an offline device.
+        return Err(mismatch(Found::Attribute {
+            attribute,
+            value: got.to_string(),
+        }));
+    }
+    if let Some(device) = device {
+        if !device.starts_with("dasd") || !is_block_device_name(device) {
+            return Err(mismatch(Found::Unsupported));
+        }
+        let disk = format!("{}/block/{device}", ccw_dir(busid));
+        match std::fs::symlink_metadata(host_path(root, &disk)) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(mismatch(Found::Missing {
+                    attribute: disk,
+                    error: "not a directory".into(),
+                }));
+            }
+            Err(e) => {
+                return Err(mismatch(Found::Value(format!(
+                    "{device} is not its disk ({disk}: {e})"
+                ))));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The DASD `busid` shows `status` (`unformatted`, `online`, …).
+fn check_dasd_status(root: &Path, busid: CcwBusId, status: &str) -> Result<(), Unmet> {
+    let attribute = format!("{}/status", ccw_dir(busid));
+    let raw = read_attr(&host_path(root, &attribute))
+        .map_err(|e| unmet(&attribute, format!("cannot be read: {e}")))?;
+    let got = raw.trim_end_matches('\n');
+    if got == status {
+        return Ok(());
+    }
+    let why = match status {
+        "unformatted" => ": moord formats only an unformatted DASD",
+        "online" => ": moord partitions only a formatted, online DASD",
+        _ => "",
+    };
+    Err(unmet(
+        &attribute,
+        format!("is {got:?}, not {status:?}{why}"),
+    ))
+}
+
+/// Block device `device` has no partition.
+fn check_unpartitioned(root: &Path, device: &str) -> Result<(), Unmet> {
+    let dir = format!("/sys/block/{device}");
+    if !is_block_device_name(device) {
+        return Err(unmet(&dir, "is not a block device moord checks"));
+    }
+    let entries = std::fs::read_dir(host_path(root, &dir))
+        .map_err(|e| unmet(&dir, format!("cannot be listed: {e}")))?;
+    let mut parts: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != device && is_disk_or_partition(device, n))
+        .collect();
+    parts.sort_unstable();
+    if parts.is_empty() {
+        Ok(())
+    } else {
+        Err(unmet(
+            &format!("/dev/{device}"),
+            format!(
+                "has partitions ({}): moord never rewrites a partition table",
+                parts.join(", ")
+            ),
+        ))
+    }
+}
+
+/// The CCW device `busid` is driven by `driver`.
+fn check_ccw_driver(root: &Path, busid: CcwBusId, driver: &str) -> Result<(), Unmet> {
+    let link = format!("{}/driver", ccw_dir(busid));
+    let target = std::fs::read_link(host_path(root, &link)).map_err(|e| {
+        unmet(
+            &ccw_dir(busid),
+            format!("has no driver ({link}: {e}): not a device moord sets online"),
+        )
+    })?;
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if name == driver {
+        Ok(())
+    } else {
+        Err(unmet(
+            &ccw_dir(busid),
+            format!("is driven by {name:?}, not {driver:?}: not a device moord sets online"),
+        ))
+    }
+}
+
 /// Check `g` against the host under `root`.
 pub fn check(root: &Path, g: &Guard) -> Result<(), GuardError> {
     match g {
+        Guard::DasdUid {
+            busid,
+            expected,
+            device,
+        } => Ok(check_dasd_uid(root, *busid, expected, device.as_deref())?),
+        Guard::DasdStatus { busid, status } => Ok(check_dasd_status(root, *busid, status)?),
+        Guard::Unpartitioned { device } => Ok(check_unpartitioned(root, device)?),
+        Guard::CcwDriver { busid, driver } => Ok(check_ccw_driver(root, *busid, driver)?),
         Guard::MdArray {
             device,
             name,
@@ -1707,5 +1850,144 @@ mod tests {
         for bad in [g("../x", "sdb", UDEV), g("crypt-vol", "../sdb", UDEV)] {
             assert_eq!(check(r, &bad).unwrap_err().found, Found::Unsupported);
         }
+    }
+    const DASD_UID: &str = "IBM.750000000DXP71.2300.05";
+
+    /// A DASD as the kernel shows it: `/sys/bus/ccw/devices/<busid>` links to its
+    /// directory under the subchannel, which holds `uid`, `status`, the `driver`
+    /// link and (online) `block/<disk>` with its partitions.
+    fn dasd(root: &Path, busid: &str, uid: &str, status: &str, disk: Option<(&str, &[&str])>) {
+        let dir = root.join(format!("sys/devices/css0/0.0.0023/{busid}"));
+        put(
+            root,
+            &format!("sys/devices/css0/0.0.0023/{busid}/uid"),
+            &format!("{uid}\n"),
+        );
+        put(
+            root,
+            &format!("sys/devices/css0/0.0.0023/{busid}/status"),
+            &format!("{status}\n"),
+        );
+        std::fs::create_dir_all(root.join("sys/bus/ccw/drivers/dasd-eckd")).unwrap();
+        std::fs::create_dir_all(root.join("sys/bus/ccw/devices")).unwrap();
+        std::os::unix::fs::symlink("../../../bus/ccw/drivers/dasd-eckd", dir.join("driver"))
+            .unwrap();
+        std::os::unix::fs::symlink(
+            format!("../../../devices/css0/0.0.0023/{busid}"),
+            root.join(format!("sys/bus/ccw/devices/{busid}")),
+        )
+        .unwrap();
+        if let Some((name, parts)) = disk {
+            put(&dir, &format!("block/{name}/dev"), "94:4\n");
+            for p in parts {
+                put(&dir, &format!("block/{name}/{p}/partition"), "1\n");
+            }
+            std::fs::create_dir_all(root.join("sys/block")).unwrap();
+            std::os::unix::fs::symlink(
+                format!("../devices/css0/0.0.0023/{busid}/block/{name}"),
+                root.join(format!("sys/block/{name}")),
+            )
+            .unwrap();
+        }
+    }
+
+    fn dasd_uid(device: Option<&str>, uid: &str) -> Guard {
+        Guard::DasdUid {
+            busid: "0.0.b100".parse().unwrap(),
+            expected: uid.parse().unwrap(),
+            device: device.map(String::from),
+        }
+    }
+
+    #[test]
+    fn dasd_uid_guard() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        dasd(r, "0.0.b100", DASD_UID, "online", Some(("dasdb", &[])));
+        assert_eq!(check(r, &dasd_uid(None, DASD_UID)), Ok(()));
+        assert_eq!(check(r, &dasd_uid(Some("dasdb"), DASD_UID)), Ok(()));
+        // Another volume behind the same device number.
+        let e = check(r, &dasd_uid(None, "IBM.750000000DXP71.2300.06")).unwrap_err();
+        assert_eq!(
+            e.found,
+            Found::Attribute {
+                attribute: "/sys/bus/ccw/devices/0.0.b100/uid".into(),
+                value: DASD_UID.into()
+            }
+        );
+        assert!(e.to_string().contains("DASD uid"), "{e}");
+        // Another DASD's disk.
+        let e = check(r, &dasd_uid(Some("dasda"), DASD_UID)).unwrap_err();
+        assert!(e.to_string().contains("dasda is not its disk"), "{e}");
+        for bad in ["sdb", "dasdb1", "../dasdb"] {
+            let e = check(r, &dasd_uid(Some(bad), DASD_UID)).unwrap_err();
+            assert_eq!(e.found, Found::Unsupported, "{bad}");
+        }
+        // Offline: the kernel prints an empty uid.
+        let t = tempfile::tempdir().unwrap();
+        dasd(t.path(), "0.0.b100", "", "unknown", None);
+        let e = check(t.path(), &dasd_uid(None, DASD_UID)).unwrap_err();
+        assert!(matches!(&e.found, Found::Attribute { value, .. } if value.is_empty()));
+        // No such device.
+        let t = tempfile::tempdir().unwrap();
+        let e = check(t.path(), &dasd_uid(None, DASD_UID)).unwrap_err();
+        assert!(matches!(e.found, Found::Missing { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn dasd_preconditions() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let busid = "0.0.b100".parse().unwrap();
+        dasd(r, "0.0.b100", DASD_UID, "unformatted", Some(("dasdb", &[])));
+        let status = |status| Guard::DasdStatus { busid, status };
+        assert_eq!(pre(r, &status("unformatted")), Ok(()));
+        let e = pre(r, &status("online")).unwrap_err();
+        assert_eq!(e.path, "/sys/bus/ccw/devices/0.0.b100/status");
+        assert!(e.problem.contains("\"unformatted\", not \"online\""), "{e}");
+        let part = |d: &str| Guard::Unpartitioned { device: d.into() };
+        assert_eq!(pre(r, &part("dasdb")), Ok(()));
+        // A formatted DASD is never formatted again, and a partitioned one never
+        // partitioned again.
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        dasd(
+            r,
+            "0.0.b100",
+            DASD_UID,
+            "online",
+            Some(("dasdb", &["dasdb1"])),
+        );
+        let e = pre(r, &status("unformatted")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("moord formats only an unformatted DASD"),
+            "{e}"
+        );
+        let e = pre(r, &part("dasdb")).unwrap_err();
+        assert_eq!(e.path, "/dev/dasdb");
+        assert!(e.problem.contains("has partitions (dasdb1)"), "{e}");
+        assert!(pre(r, &part("dasdz")).is_err());
+        // The driver of a device to set online.
+        let drv = |driver| Guard::CcwDriver { busid, driver };
+        assert_eq!(pre(r, &drv("dasd-eckd")), Ok(()));
+        let e = pre(r, &drv("dasd-fba")).unwrap_err();
+        assert!(
+            e.problem
+                .contains("driven by \"dasd-eckd\", not \"dasd-fba\""),
+            "{e}"
+        );
+        let other = Guard::CcwDriver {
+            busid: "0.0.f500".parse().unwrap(),
+            driver: "dasd-eckd",
+        };
+        let e = pre(r, &other).unwrap_err();
+        assert!(e.problem.contains("has no driver"), "{e}");
+        // All of dasd.format's guards: the identity failure comes first.
+        let g = Guard::All(vec![
+            dasd_uid(Some("dasdb"), "IBM.750000000DXP71.2300.06"),
+            status("unformatted"),
+        ]);
+        assert!(matches!(super::check(r, &g), Err(GuardError::Identity(_))));
     }
 }

@@ -2764,6 +2764,157 @@ fn md_create_refuses_a_leg_that_is_not_blank() {
     assert_eq!(remote_code(&r), Some(ErrorCode::IdentityMismatch), "{r:?}");
 }
 
+// ------------------------------------------------------------------ dasd.*
+
+const DASD_UID: &str = "IBM.750000000DXP71.2300.05";
+
+/// DASD 0.0.b100 in a fixture host tree as the kernel lays it out (the device
+/// under its subchannel, the bus link, the driver link, `uid` and `status`, and
+/// the disk dasdb). Returns the device's directory.
+fn dasd_fixture(root: &Path, uid: &str, status: &str, driver: &str) -> PathBuf {
+    let dev = "sys/devices/css0/0.0.0023/0.0.b100";
+    put(root, &format!("{dev}/uid"), &format!("{uid}\n"));
+    put(root, &format!("{dev}/status"), &format!("{status}\n"));
+    put(root, &format!("{dev}/online"), "1\n");
+    put(root, &format!("{dev}/block/dasdb/dev"), "94:4\n");
+    fs::create_dir_all(root.join(format!("sys/bus/ccw/drivers/{driver}"))).expect("mkdir");
+    fs::create_dir_all(root.join("sys/bus/ccw/devices")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        format!("../../../bus/ccw/drivers/{driver}"),
+        root.join(dev).join("driver"),
+    )
+    .expect("driver link");
+    std::os::unix::fs::symlink(
+        "../../../devices/css0/0.0.0023/0.0.b100",
+        root.join("sys/bus/ccw/devices/0.0.b100"),
+    )
+    .expect("bus link");
+    root.join(dev)
+}
+
+#[test]
+fn dasd_operations_check_the_device_right_before_s390_tools_run() {
+    let root = host_root();
+    let dev = dasd_fixture(root.path(), DASD_UID, "online", "dasd-eckd");
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=dasd.*".into()],
+        filters: shipped_filters(),
+        args: vec!["--host-root".into(), root.path().display().to_string()],
+        ..Opts::default()
+    });
+    // Stand-in s390-tools (found first in exec_dirs) that record their argv.
+    let ran = d.dir.join("s390-tools-ran");
+    for tool in ["chccwdev", "dasdfmt", "cio_ignore"] {
+        write_mode(
+            &d.dir.join(format!("bin/{tool}")),
+            format!("#!/bin/sh\necho {tool} \"$@\" >> {}\n", ran.display()).as_bytes(),
+            0o755,
+        );
+    }
+    let mut c = d.client();
+    let offline = json!({"busid": "0.0.B100", "expected_uid": DASD_UID});
+    let r = c
+        .call("dasd.safe_offline", offline.clone())
+        .unwrap_or_else(|e| panic!("dasd.safe_offline: {e}\n{}", d.log_text()));
+    assert_eq!(r["exit_code"], 0, "{r}");
+    assert_eq!(
+        r["filter"],
+        filter_label_in(&d.filters_file, &shipped_filters(), "dasd_safe_offline")
+    );
+    assert_eq!(
+        fs::read_to_string(&ran).expect("chccwdev ran"),
+        "chccwdev -s 0.0.b100\n"
+    );
+    let rec = d.audit_wait("the safe offline", |r| {
+        r["op"] == "dasd.safe_offline" && r["outcome"] == "ok"
+    });
+    assert_eq!(
+        rec["guard"],
+        json!({"device": "0.0.b100", "expected_wwid": DASD_UID})
+    );
+    fs::remove_file(&ran).expect("rm");
+
+    // Formatting a formatted (online) DASD: precondition_failed, dasdfmt never runs.
+    let format = json!({"busid": "0.0.b100", "device": "dasdb", "expected_uid": DASD_UID});
+    let r = c.call("dasd.format", format.clone());
+    let Err(ClientError::Remote(e)) = &r else {
+        panic!("expected precondition_failed, got {r:?}")
+    };
+    assert_eq!(e.code_str(), "precondition_failed", "{e:?}");
+    assert!(
+        e.message.contains("moord formats only an unformatted DASD"),
+        "{:?}",
+        e.message
+    );
+    assert!(!ran.exists(), "dasdfmt ran on a formatted DASD");
+
+    // Unformatted: dasdfmt runs with every setting explicit.
+    put(
+        root.path(),
+        "sys/devices/css0/0.0.0023/0.0.b100/status",
+        "unformatted\n",
+    );
+    let r = c
+        .call("dasd.format", format.clone())
+        .unwrap_or_else(|e| panic!("dasd.format: {e}\n{}", d.log_text()));
+    assert_eq!(
+        r["filter"],
+        filter_label_in(&d.filters_file, &shipped_filters(), "dasd_format")
+    );
+    assert_eq!(
+        fs::read_to_string(&ran).expect("dasdfmt ran"),
+        "dasdfmt -y -b 4096 -d cdl /dev/dasdb\n"
+    );
+    fs::remove_file(&ran).expect("rm");
+
+    // Another volume behind the device number (the uid changed): identity_mismatch
+    // before anything runs, for every guarded operation.
+    put(
+        root.path(),
+        "sys/devices/css0/0.0.0023/0.0.b100/uid",
+        "IBM.750000000DXP71.2300.06\n",
+    );
+    for (op, args) in [
+        ("dasd.safe_offline", offline.clone()),
+        ("dasd.offline", offline),
+        ("dasd.format", format),
+    ] {
+        let r = c.call(op, args);
+        let Err(ClientError::Remote(e)) = &r else {
+            panic!("expected identity_mismatch from {op}, got {r:?}")
+        };
+        assert_eq!(e.code_str(), "identity_mismatch", "{op}: {e:?}");
+        assert!(
+            e.message.contains("0.0.b100") && e.message.contains("2300.06"),
+            "{:?}",
+            e.message
+        );
+    }
+    assert!(!ran.exists(), "a tool ran despite the mismatch");
+
+    // dasd.online only for a device dasd-eckd drives.
+    fs::remove_file(dev.join("driver")).expect("rm driver link");
+    fs::create_dir_all(root.path().join("sys/bus/ccw/drivers/qeth")).expect("mkdir");
+    std::os::unix::fs::symlink("../../../bus/ccw/drivers/qeth", dev.join("driver"))
+        .expect("driver link");
+    let r = c.call("dasd.online", json!({"busid": "0.0.b100"}));
+    assert_eq!(
+        remote_code(&r),
+        Some(ErrorCode::PreconditionFailed),
+        "{r:?}"
+    );
+    assert!(!ran.exists(), "chccwdev ran for a qeth device");
+    // cio_ignore -r has no guard (it only makes a device visible).
+    let r = c
+        .call("dasd.free", json!({"busid": "0.0.b200"}))
+        .unwrap_or_else(|e| panic!("dasd.free: {e}\n{}", d.log_text()));
+    assert_eq!(r["exit_code"], 0, "{r}");
+    assert_eq!(
+        fs::read_to_string(&ran).expect("cio_ignore ran"),
+        "cio_ignore -r 0.0.b200\n"
+    );
+}
+
 // ------------------------------------------------------------------ luks.*
 
 /// `cryptsetup` as moord would run it (None: not installed here).

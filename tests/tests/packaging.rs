@@ -883,6 +883,7 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
     v.extend(luks_samples());
     v.extend(nvme_samples());
     v.extend(md_samples());
+    v.extend(dasd_samples());
     v
 }
 
@@ -929,6 +930,38 @@ fn md_samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
             let a = json!({"device": device, "name": n, "legs": md_legs(1 + (i + j) % 4, j)});
             v.push(("md.stop", a.clone(), "mdadm_stop"));
             v.push(("md.grow", a, "mdadm_grow"));
+        }
+    }
+    v
+}
+
+/// DASD uids as the kernel prints them: a base device, one with a virtual device
+/// unit id token, upper-case hex (printed lower case).
+const DASD_UIDS: &[&str] = &[
+    "IBM.750000000DXP71.2300.05",
+    "IBM.75000000092461.e900.8a.0123456789abcdef0123456789abcdef",
+    "HTC.1234567890ABCD.00FF.1F",
+];
+
+/// `dasd.*`: bus ids short and long (a bare devno, the highest css and ssid),
+/// disks dasda to dasdzzzz.
+fn dasd_samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
+    let mut v = Vec::new();
+    for (i, busid) in ["0.0.b100", "b101", "0.3.ffff", "fe.1.0000", "0.0.00AB"]
+        .iter()
+        .enumerate()
+    {
+        let uid = DASD_UIDS[i % DASD_UIDS.len()];
+        let b = json!({"busid": busid});
+        v.push(("dasd.free", b.clone(), "dasd_cio_ignore_free"));
+        v.push(("dasd.online", b, "dasd_online"));
+        let bu = json!({"busid": busid, "expected_uid": uid});
+        v.push(("dasd.safe_offline", bu.clone(), "dasd_safe_offline"));
+        v.push(("dasd.offline", bu, "dasd_offline"));
+        for device in ["dasda", "dasdz", "dasdaa", "dasdzzzz"] {
+            let a = json!({"busid": busid, "device": device, "expected_uid": uid});
+            v.push(("dasd.format", a.clone(), "dasd_format"));
+            v.push(("dasd.partition", a, "dasd_partition"));
         }
     }
     v
@@ -1769,6 +1802,102 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
             d.filter
         );
     }
+    // s390-tools: one device by its canonical bus id, never a range, list or
+    // `all`; dasdfmt only with the planned settings (never -F, never another
+    // layout or mode), fdasd only -a; no other tool or mode.
+    for denied in [
+        argv(&["cio_ignore", "-r", "0.0.b100-0.0.b1ff"]),
+        argv(&["cio_ignore", "-r", "0.0.b100,0.0.b101"]),
+        argv(&["cio_ignore", "-r", "b100"]),
+        argv(&["cio_ignore", "-r", "0.0.B100"]),
+        argv(&["cio_ignore", "-R"]),
+        argv(&["cio_ignore", "-a", "0.0.b100"]),
+        argv(&["cio_ignore", "-p"]),
+        argv(&["cio_ignore", "-r", "0.0.b100", "-R"]),
+        argv(&["cio_ignore", "-r", "0.4.b100"]),
+        argv(&["cio_ignore", "-r", "0.0.b1000"]),
+        argv(&["chccwdev", "-e", "0.0.b100-0.0.b1ff"]),
+        argv(&["chccwdev", "-e", "0.0.b100,0.0.b101"]),
+        argv(&["chccwdev", "-f", "0.0.b100"]),
+        argv(&["chccwdev", "-a", "online=1", "0.0.b100"]),
+        argv(&["chccwdev", "-a", "use_diag=1", "-e", "0.0.b100"]),
+        argv(&["chccwdev", "-e", "-s", "0.0.b100"]),
+        argv(&["chccwdev", "--online", "0.0.b100"]),
+        argv(&["chccwdev", "-s", "../0.0.b100"]),
+        argv(&["chzdev", "-e", "dasd", "0.0.b100"]),
+        argv(&[
+            "dasdfmt",
+            "-y",
+            "-b",
+            "4096",
+            "-d",
+            "cdl",
+            "-F",
+            "/dev/dasdb",
+        ]),
+        argv(&[
+            "dasdfmt",
+            "-y",
+            "-F",
+            "-b",
+            "4096",
+            "-d",
+            "cdl",
+            "/dev/dasdb",
+        ]),
+        argv(&["dasdfmt", "-y", "-b", "4096", "-d", "ldl", "/dev/dasdb"]),
+        argv(&["dasdfmt", "-y", "-b", "512", "-d", "cdl", "/dev/dasdb"]),
+        argv(&["dasdfmt", "-b", "4096", "-d", "cdl", "/dev/dasdb"]),
+        argv(&[
+            "dasdfmt",
+            "-y",
+            "-b",
+            "4096",
+            "-d",
+            "cdl",
+            "-M",
+            "quick",
+            "/dev/dasdb",
+        ]),
+        argv(&["dasdfmt", "-y", "-b", "4096", "-d", "cdl", "/dev/dasdb1"]),
+        argv(&["dasdfmt", "-y", "-b", "4096", "-d", "cdl", "/dev/sdb"]),
+        argv(&[
+            "dasdfmt",
+            "-y",
+            "-b",
+            "4096",
+            "-d",
+            "cdl",
+            "/dev/disk/by-path/ccw-0.0.b100",
+        ]),
+        argv(&[
+            "dasdfmt",
+            "-y",
+            "-b",
+            "4096",
+            "-d",
+            "cdl",
+            "/dev/dasdb",
+            "/dev/dasdc",
+        ]),
+        argv(&[
+            "dasdfmt",
+            "-y",
+            "-b",
+            "4096",
+            "-d",
+            "cdl",
+            "/dev/../dev/dasdb",
+        ]),
+        argv(&["fdasd", "-a", "/dev/dasdb1"]),
+        argv(&["fdasd", "-c", "/tmp/conf", "/dev/dasdb"]),
+        argv(&["fdasd", "-a", "-f", "/dev/dasdb"]),
+        argv(&["fdasd", "/dev/dasdb"]),
+        argv(&["fdasd", "-a", "/dev/sdb"]),
+    ] {
+        let d = set.decide(&denied, &dirs, &AnyExec);
+        assert!(!d.allowed(), "{denied:?} allowed by {:?}", d.filter);
+    }
     // mdadm: only the planned argv, on NVMe namespaces, with the leg count the
     // line is for.
     let long = "v".repeat(32);
@@ -2047,6 +2176,36 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
             json!({"device": "md127", "name": "v", "legs": md_legs(5, 0)}),
         ),
         ("md.grow", json!({"device": "md127", "name": "v"})),
+        ("dasd.free", json!({"busid": "0.0.b100-0.0.b1ff"})),
+        ("dasd.free", json!({"busid": "all"})),
+        ("dasd.online", json!({"busid": "0.0.b100", "force": true})),
+        ("dasd.online", json!({"busid": "0.0.b100,0.0.b101"})),
+        ("dasd.safe_offline", json!({"busid": "0.0.b100"})),
+        (
+            "dasd.safe_offline",
+            json!({"busid": "0.0.b100", "expected_uid": "IBM.x"}),
+        ),
+        (
+            "dasd.format",
+            json!({"busid": "0.0.b100", "device": "dasdb1", "expected_uid": DASD_UIDS[0]}),
+        ),
+        (
+            "dasd.format",
+            json!({"busid": "0.0.b100", "device": "sdb", "expected_uid": DASD_UIDS[0]}),
+        ),
+        (
+            "dasd.format",
+            json!({"busid": "0.0.b100", "device": "dasdb", "expected_uid": DASD_UIDS[0],
+                "layout": "ldl"}),
+        ),
+        (
+            "dasd.format",
+            json!({"busid": "0.0.b100", "device": "dasdb"}),
+        ),
+        (
+            "dasd.partition",
+            json!({"busid": "0.0.b100", "device": "/dev/dasdb", "expected_uid": DASD_UIDS[0]}),
+        ),
     ] {
         assert!(
             matches!(
@@ -2084,11 +2243,20 @@ fn packaged_policy_grants_the_typed_families_and_still_exec() {
     assert_eq!(cfg.host_root, PathBuf::from("/"));
     assert_eq!(cfg.iscsi_db_dir, "/etc/iscsi");
     let ops = cfg.ops_for(5000, &[4242]);
-    let all: BTreeSet<String> = OPS.iter().map(|e| e.name.to_string()).collect();
+    // Formatting and partitioning a DASD are for an admin to grant (docs/dasd.md).
+    let not_granted = ["dasd.format", "dasd.partition"];
+    let all: BTreeSet<String> = OPS
+        .iter()
+        .map(|e| e.name.to_string())
+        .filter(|n| !not_granted.contains(&n.as_str()))
+        .collect();
     assert_eq!(
         ops, all,
-        "the moor group gets every operation (exec and sysfs.write still)"
+        "the moor group gets every operation but dasd.format and dasd.partition (exec and sysfs.write still)"
     );
+    for op in not_granted {
+        assert!(OPS.iter().any(|e| e.name == op), "{op}");
+    }
     for family in [
         "iscsi.",
         "scsi.",
@@ -2097,6 +2265,7 @@ fn packaged_policy_grants_the_typed_families_and_still_exec() {
         "luks.",
         "nvme.",
         "md.",
+        "dasd.",
     ] {
         assert!(ops.iter().any(|o| o.starts_with(family)));
     }

@@ -7,11 +7,12 @@
 
 use std::net::IpAddr;
 
-use moor_types::{Nqn, NvmeController, NvmeTransport};
+use moor_types::{CcwBusId, DasdUid, Nqn, NvmeController, NvmeTransport};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub mod block;
+pub mod dasd;
 pub mod iscsi;
 pub mod luks;
 pub mod md;
@@ -20,6 +21,7 @@ pub mod nvme;
 pub mod scsi;
 
 pub use block::*;
+pub use dasd::*;
 pub use iscsi::*;
 pub use luks::*;
 pub use md::*;
@@ -96,6 +98,32 @@ pub enum Guard {
         device: String,
         name: String,
         members: Vec<(String, String)>,
+    },
+    /// The DASD `busid` still carries uid `expected`:
+    /// `/sys/bus/ccw/devices/<busid>/uid`, as the kernel prints it (empty while the
+    /// device is offline, which is a mismatch too); and when `device` is given,
+    /// `device` (`dasdX`) is that DASD's disk (`/sys/bus/ccw/devices/<busid>/block/
+    /// <device>` exists). DASD names follow the order devices were first set online,
+    /// the uid is the volume's identity.
+    DasdUid {
+        busid: CcwBusId,
+        expected: DasdUid,
+        device: Option<String>,
+    },
+    /// Precondition: `/sys/bus/ccw/devices/<busid>/status` is `status`
+    /// (`unformatted` before `dasd.format`, `online` before `dasd.partition`).
+    DasdStatus {
+        busid: CcwBusId,
+        status: &'static str,
+    },
+    /// Precondition: block device `device` has no partition (no `<device>N` entry
+    /// in `/sys/block/<device>/`).
+    Unpartitioned { device: String },
+    /// Precondition: the CCW device `busid` exists and is driven by `driver`
+    /// (`/sys/bus/ccw/devices/<busid>/driver` links to `…/drivers/<driver>`).
+    CcwDriver {
+        busid: CcwBusId,
+        driver: &'static str,
     },
 }
 
@@ -263,6 +291,8 @@ pub(crate) enum DevKind {
     Namespace,
     /// An MD array `mdN`
     Md,
+    /// A DASD `dasdX` (a whole disk, never a partition)
+    Dasd,
 }
 
 /// `d` is a whole block device name of kind `kind`.
@@ -271,6 +301,7 @@ pub(crate) fn check_device(op: &'static str, d: &str, kind: DevKind) -> Result<(
     let map = d.starts_with("dm-");
     let nvme = d.starts_with("nvme");
     let md = d.starts_with("md");
+    let dasd = d.starts_with("dasd");
     let (ok, what) = match kind {
         DevKind::Disk => (disk, "a SCSI disk name (sdX)"),
         DevKind::Map => (map, "a device-mapper node (dm-N)"),
@@ -278,6 +309,7 @@ pub(crate) fn check_device(op: &'static str, d: &str, kind: DevKind) -> Result<(
         DevKind::AnyDisk => (disk || map || nvme, "sdX, dm-N or nvmeXnY"),
         DevKind::Namespace => (nvme, "an NVMe namespace (nvmeXnY)"),
         DevKind::Md => (md, "an MD array (mdN)"),
+        DevKind::Dasd => (dasd, "a DASD (dasdX)"),
     };
     if ok && moor_types::is_block_device_name(d) {
         Ok(())
@@ -627,6 +659,30 @@ pub const OPS: &[OpEntry] = &[
         name: MdGrow::NAME,
         plan: |a| typed(MdGrow::NAME, a, MdGrow::plan),
     },
+    OpEntry {
+        name: DasdFree::NAME,
+        plan: |a| typed(DasdFree::NAME, a, DasdFree::plan),
+    },
+    OpEntry {
+        name: DasdOnline::NAME,
+        plan: |a| typed(DasdOnline::NAME, a, DasdOnline::plan),
+    },
+    OpEntry {
+        name: DasdSafeOffline::NAME,
+        plan: |a| typed(DasdSafeOffline::NAME, a, DasdSafeOffline::plan),
+    },
+    OpEntry {
+        name: DasdOffline::NAME,
+        plan: |a| typed(DasdOffline::NAME, a, DasdOffline::plan),
+    },
+    OpEntry {
+        name: DasdFormat::NAME,
+        plan: |a| typed(DasdFormat::NAME, a, DasdFormat::plan),
+    },
+    OpEntry {
+        name: DasdPartition::NAME,
+        plan: |a| typed(DasdPartition::NAME, a, DasdPartition::plan),
+    },
 ];
 
 /// Plan operation `op` from its raw JSON arguments.
@@ -713,7 +769,8 @@ mod tests {
                         "multipath.",
                         "luks.",
                         "nvme.",
-                        "md."
+                        "md.",
+                        "dasd."
                     ]
                     .iter()
                     .any(|f| name.starts_with(f)),
