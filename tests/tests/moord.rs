@@ -2915,6 +2915,135 @@ fn dasd_operations_check_the_device_right_before_s390_tools_run() {
     );
 }
 
+/// `moor connect` and `moor disconnect fibre_channel_eckd` through moord on a
+/// fixture host: the CLI plans, moord checks the shipped filters and its guards
+/// (dasd-eckd driver before `chccwdev -e`, the uid before `chccwdev -s`), and a
+/// stand-in chccwdev changes the host tree as the kernel and udev would.
+#[test]
+fn moor_attaches_and_detaches_a_dasd_through_moord() {
+    let root = host_root();
+    let r = root.path();
+    let dev = dasd_fixture(r, "", "unknown", "dasd-eckd");
+    // Offline, as the common I/O layer registered it: no disk yet.
+    put(r, "sys/devices/css0/0.0.0023/0.0.b100/online", "0\n");
+    fs::remove_dir_all(dev.join("block")).expect("rm block");
+    put(
+        r,
+        "proc/cio_ignore",
+        "0.0.0000-0.0.b0ff\n0.0.b101-0.0.ffff\n",
+    );
+    let d = Daemon::start(Opts {
+        grants: vec!["uid:0=dasd.*".into()],
+        filters: shipped_filters(),
+        args: vec!["--host-root".into(), r.display().to_string()],
+        ..Opts::default()
+    });
+    let ran = d.dir.join("s390-tools-ran");
+    let dv = dev.display();
+    let root_s = r.display();
+    let script = format!(
+        r#"#!/bin/sh
+echo chccwdev "$@" >> {ran}
+case "$1" in
+-e)
+    echo 1 > {dv}/online; echo online > {dv}/status; echo {DASD_UID} > {dv}/uid
+    mkdir -p {dv}/block/dasdb; echo 94:4 > {dv}/block/dasdb/dev
+    echo 14424480 > {dv}/block/dasdb/size
+    mkdir -p {root_s}/sys/block {root_s}/run/udev/data {root_s}/dev/disk/by-path
+    ln -s ../devices/css0/0.0.0023/0.0.b100/block/dasdb {root_s}/sys/block/dasdb
+    : > {root_s}/run/udev/data/b94:4; : > {root_s}/dev/dasdb
+    ln -s ../../dasdb {root_s}/dev/disk/by-path/ccw-0.0.b100
+    echo "Setting device 0.0.b100 online"; echo Done ;;
+-s)
+    echo 0 > {dv}/online; echo unknown > {dv}/status; : > {dv}/uid
+    rm -rf {dv}/block {root_s}/sys/block/dasdb {root_s}/dev/dasdb
+    rm -f {root_s}/dev/disk/by-path/ccw-0.0.b100 {root_s}/run/udev/data/b94:4
+    echo "Setting device 0.0.b100 offline"; echo Done ;;
+esac
+"#,
+        ran = ran.display(),
+    );
+    write_mode(&d.dir.join("bin/chccwdev"), script.as_bytes(), 0o755);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str, v: &Value| {
+        let p = scratch.path().join(name);
+        fs::write(&p, serde_json::to_vec(v).expect("JSON")).expect("write");
+        p.display().to_string()
+    };
+    let props = file(
+        "ci.json",
+        &json!({"driver_volume_type": "fibre_channel_eckd",
+                "data": {"device_id": "0.0.b100", "uid": DASD_UID, "volume_id": "vol-1"}}),
+    );
+    let (locks, att) = (
+        scratch.path().join("locks").display().to_string(),
+        scratch.path().join("attachments").display().to_string(),
+    );
+    let common = [
+        "--properties",
+        &props,
+        "--host-root",
+        &root_s.to_string(),
+        "--lock-dir",
+        &locks,
+        "--attachments-dir",
+        &att,
+        "--timeout",
+        "20",
+    ];
+    let mut args = vec!["connect", "fibre_channel_eckd"];
+    args.extend(common);
+    let out = d.moor(&args);
+    assert!(
+        out.status.success(),
+        "connect: {}\n{}",
+        stderr_of(&out),
+        d.log_text()
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).expect("device_info JSON");
+    assert_eq!(
+        info,
+        json!({"type": "block", "path": "/dev/disk/by-path/ccw-0.0.b100", "busid": "0.0.b100",
+               "uid": DASD_UID, "device": "dasdb", "size": 14424480u64 * 512})
+    );
+    assert_eq!(
+        fs::read_to_string(&ran).expect("chccwdev ran"),
+        "chccwdev -e 0.0.b100\n"
+    );
+    let rec = d.audit_wait("the online", |r| {
+        r["op"] == "dasd.online" && r["outcome"] == "ok"
+    });
+    assert_eq!(rec["guard"]["device"], "0.0.b100");
+    let di = file("di.json", &info);
+    let mut args = vec!["disconnect", "dasd", "--device-info", &di];
+    args.extend(common);
+    let out = d.moor(&args);
+    assert!(
+        out.status.success(),
+        "disconnect: {}\n{}",
+        stderr_of(&out),
+        d.log_text()
+    );
+    let outcome: Value = serde_json::from_slice(&out.stdout).expect("outcome JSON");
+    assert_eq!(
+        outcome,
+        json!({"status": "clean", "busid": "0.0.b100", "set_offline": true,
+               "removed": ["/dev/dasdb"], "data_loss_risk": [], "leftovers": []})
+    );
+    assert_eq!(
+        fs::read_to_string(&ran).expect("chccwdev ran"),
+        "chccwdev -e 0.0.b100\nchccwdev -s 0.0.b100\n"
+    );
+    let rec = d.audit_wait("the safe offline", |r| {
+        r["op"] == "dasd.safe_offline" && r["outcome"] == "ok"
+    });
+    assert_eq!(
+        rec["guard"],
+        json!({"device": "0.0.b100", "expected_wwid": DASD_UID})
+    );
+    assert!(!r.join("sys/block/dasdb").exists());
+}
+
 // ------------------------------------------------------------------ luks.*
 
 /// `cryptsetup` as moord would run it (None: not installed here).

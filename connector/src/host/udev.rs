@@ -127,7 +127,8 @@ fn wait_until<T>(
 // ---------------------------------------------------------------------------
 // The real event source: udev's netlink monitor.
 
-/// Device events from udev (netlink group "udev", subsystems `block`, `scsi` and `nvme`):
+/// Device events from udev (netlink group "udev", subsystems `block`, `scsi`, `nvme`
+/// and `ccw`):
 /// each event arrives after udev has processed the device.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UdevEvents;
@@ -165,6 +166,9 @@ impl UdevWatch {
             .and_then(|b| b.match_subsystem("scsi"))
             // NVMe controllers announce state changes (reconnected: `live`) here.
             .and_then(|b| b.match_subsystem("nvme"))
+            // s390x CCW devices (a DASD freed from cio_ignore, set online or
+            // offline) announce themselves here.
+            .and_then(|b| b.match_subsystem("ccw"))
             .map_err(monitor_error("adding subsystem filters"))?
             .listen()
             .map_err(monitor_error("enabling receiving"))?;

@@ -1,6 +1,7 @@
 //! `moor`: the command-line tool for callers and administrators.
 
 mod call_cmd;
+mod dasd_cmd;
 mod filters_cmd;
 mod luks_cmd;
 mod transport_cmd;

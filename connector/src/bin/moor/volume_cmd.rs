@@ -22,6 +22,7 @@ use moor_connector::transport::iscsi::{
 use moor_connector::types::IfaceName;
 use moor_privhelper::client::read_key_file;
 
+use crate::dasd_cmd::FibreChannelEckd;
 use crate::luks_cmd::{Encryption, EncryptionArgs, device_name, encryptor};
 use crate::transport_cmd::{self, DetachArgs, ExtendArgs, FibreChannel, Nvmeof, VolumeArgs};
 use serde_json::Value;
@@ -74,6 +75,9 @@ pub enum ConnectCommand {
     Nvmeof(VolumeArgs),
     /// Attach a Fibre Channel volume (FC HBAs, FCoE); prints device_info JSON.
     FibreChannel(VolumeArgs),
+    /// Attach an s390x ECKD DASD (FICON); prints device_info JSON.
+    #[command(visible_alias = "fibre_channel_eckd", visible_alias = "dasd")]
+    FibreChannelEckd(VolumeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +101,9 @@ pub enum DisconnectCommand {
     Nvmeof(DetachArgs),
     /// Detach a Fibre Channel volume; prints the outcome JSON.
     FibreChannel(DetachArgs),
+    /// Detach an s390x ECKD DASD (safe offline); prints the outcome JSON.
+    #[command(visible_alias = "fibre_channel_eckd", visible_alias = "dasd")]
+    FibreChannelEckd(DetachArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +123,9 @@ pub enum ExtendCommand {
     /// Rescan every path of an attached Fibre Channel volume, check they agree,
     /// resize its multipath map; prints the new size.
     FibreChannel(ExtendArgs),
+    /// Report an attached DASD's size (DASDs do not grow while online).
+    #[command(visible_alias = "fibre_channel_eckd", visible_alias = "dasd")]
+    FibreChannelEckd(ExtendArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +137,9 @@ pub enum PathsCommand {
     /// The devices of the volume's visible paths (by-path names where udev made
     /// them).
     FibreChannel(VolumeArgs),
+    /// The DASD's by-path link, while it is online with the expected uid.
+    #[command(visible_alias = "fibre_channel_eckd", visible_alias = "dasd")]
+    FibreChannelEckd(VolumeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,6 +331,9 @@ pub fn connect(cmd: ConnectCommand, socket: &Path, key_file: Option<&PathBuf>) -
         ConnectCommand::FibreChannel(args) => {
             return transport_cmd::connect::<FibreChannel>(args, socket, key_file);
         }
+        ConnectCommand::FibreChannelEckd(args) => {
+            return transport_cmd::connect::<FibreChannelEckd>(args, socket, key_file);
+        }
     };
     let props = props_for(&args)?;
     let enc = args.encryption.load(stdin_user(&args))?;
@@ -463,6 +479,9 @@ pub fn disconnect(
         DisconnectCommand::FibreChannel(a) => {
             return transport_cmd::disconnect::<FibreChannel>(a, socket, key_file);
         }
+        DisconnectCommand::FibreChannelEckd(a) => {
+            return transport_cmd::disconnect::<FibreChannelEckd>(a, socket, key_file);
+        }
     };
     let props = props_for(&args)?;
     let info = device_info_from(&device_info)?;
@@ -523,6 +542,9 @@ pub fn extend(cmd: ExtendCommand, socket: &Path, key_file: Option<&PathBuf>) -> 
         ExtendCommand::FibreChannel(a) => {
             return transport_cmd::extend::<FibreChannel>(a, socket, key_file);
         }
+        ExtendCommand::FibreChannelEckd(a) => {
+            return transport_cmd::extend::<FibreChannelEckd>(a, socket, key_file);
+        }
     };
     let props = props_for(&args)?;
     let mut info = device_info_from(&device_info)?;
@@ -573,6 +595,9 @@ pub fn paths(cmd: PathsCommand) -> Result<ExitCode> {
         PathsCommand::Iscsi(args) => args,
         PathsCommand::Nvmeof(args) => return transport_cmd::paths::<Nvmeof>(args),
         PathsCommand::FibreChannel(args) => return transport_cmd::paths::<FibreChannel>(args),
+        PathsCommand::FibreChannelEckd(args) => {
+            return transport_cmd::paths::<FibreChannelEckd>(args);
+        }
     };
     let props = props_for(&args)?;
     let dry = DryRun::new();
