@@ -34,6 +34,13 @@
 # NVMe host nvme_ns_dev NQN NSID [TIMEOUT] (-> nvmeXnY) · nvme_cleanup
 # scsi_debug  scsi_debug_load [PARAM=VAL]... · scsi_debug_hosts · scsi_debug_disks
 #           scsi_debug_unload
+# FC (FCoE) fc_fabric_up [N=2] (veths fcA<i>/fcB<i> + FCoE ctlrs, VN2VN, not enabled) · fc_target_create
+#           fc_lun_add LUN SIZE_MB [--name N] · fc_lun_resize LUN SIZE_MB · fc_lun_unmap LUN
+#           fc_lun_remap LUN [NAME] · fc_lun_file LUN · fc_enable [TIMEOUT] (after the target!)
+#           fc_link_down PATH · fc_link_up PATH [TIMEOUT] · fc_initiator_hosts · fc_initiator_host PATH
+#           fc_initiator_wwpn PATH
+#           fc_target_wwpn PATH · fc_target_host PATH · fc_rport PATH (-> rport-H:B-R)
+#           fc_disk PATH LUN [TIMEOUT] (-> sdX, via sysfs rport -> target -> H:C:T:L) · fc_teardown
 # secrets   lab_secret [--planted] VALUE... · lab_secret [--planted] --file PATH · lab_log FILE...
 #
 # Secrets (the runner's secretwatch, tests/lab/guest/secretwatch.py, docs/lab.md): a scenario
@@ -183,7 +190,7 @@ lab__ls() { # DIR [find tests...] : names of DIR's entries on one line; empty (n
   [ -d "$d" ] || return 0
   find "$d" -mindepth 1 -maxdepth 1 "$@" -printf '%f\n' 2>/dev/null | sort | paste -sd' ' - || true
 }
-assert_no_leftovers() { # no extra sd*, iSCSI sessions, dm maps, NVMe controllers
+assert_no_leftovers() { # no extra sd*, iSCSI sessions, dm maps, NVMe controllers, FCoE controllers/fc_hosts
   local bad="" x
   x=$(comm -13 "$LAB_STATE/baseline.sd" <(lab__sd_now) | paste -sd' ' -)
   [ -z "$x" ] || bad+=" sd-disks:[$x]"
@@ -193,9 +200,13 @@ assert_no_leftovers() { # no extra sd*, iSCSI sessions, dm maps, NVMe controller
   [ -z "$x" ] || bad+=" dm-maps:[$x]"
   x=$(lab__ls /sys/class/nvme)
   [ -z "$x" ] || bad+=" nvme-controllers:[$x]"
+  x=$(lab__ls "$FCOE_BUS/devices")
+  [ -z "$x" ] || bad+=" fcoe-ctlrs:[$x]"
+  x=$(lab__ls /sys/class/fc_host)
+  [ -z "$x" ] || bad+=" fc-hosts:[$x]"
   [ -z "$bad" ] || fail "leftovers:$bad"
 }
-assert_no_targets() { # no LIO/nvmet config, no scsi_debug, no lab loop devices
+assert_no_targets() { # no LIO/nvmet/tcm_fc config, no scsi_debug, no lab loop devices, no FC veths
   local bad="" x
   x=$(lab__ls "$LIO/iscsi" -type d ! -name discovery_auth)
   [ -z "$x" ] || bad+=" lio-targets:[$x]"
@@ -204,6 +215,10 @@ assert_no_targets() { # no LIO/nvmet config, no scsi_debug, no lab loop devices
   x=$(lab__ls "$NVMET/subsystems")$(lab__ls "$NVMET/ports")
   [ -z "$x" ] || bad+=" nvmet:[$x]"
   [ ! -d /sys/module/scsi_debug ] || bad+=" scsi_debug-loaded"
+  x=$(lab__ls "$LIO/fc" -type d ! -name discovery_auth)  # even the bare fabric dir (fc_teardown removes it)
+  [ ! -d "$LIO/fc" ] || bad+=" tcm_fc:[${x:-fabric dir}]"
+  x=$(lab__ls /sys/class/net \( -name "$FC_NET_A*" -o -name "$FC_NET_B*" \))
+  [ -z "$x" ] || bad+=" fc-veths:[$x]"
   x=$(losetup -n -O NAME,BACK-FILE 2>/dev/null | awk -v d="$LAB_DATA" 'index($2, d)==1 {print $1}' | paste -sd' ' -)
   [ -z "$x" ] || bad+=" loop:[$x]"
   [ -z "$bad" ] || fail "target leftovers:$bad"
@@ -215,6 +230,7 @@ lab_cleanup_all() { # best effort: tear down everything the lab knows about
   iscsi_cleanup
   nvme_cleanup
   dmsetup remove_all >/dev/null 2>&1 || dmsetup remove_all --force >/dev/null 2>&1  # a map with queued I/O needs --force
+  fc_teardown    # before lio_teardown: that one would hand a tcm_fc config to targetcli clearconfig
   lio_teardown
   nvmet_teardown
   scsi_debug_unload >/dev/null 2>&1
@@ -720,4 +736,280 @@ scsi_debug_unload() { # delete its devices, then rmmod (retried: udev/multipathd
   for d in $(scsi_debug_disks); do echo 1 > "/sys/block/$d/device/delete" 2>/dev/null || true; done
   settle 10
   wait_until 20 rmmod scsi_debug
+}
+
+# ------------------------------------------------------------------------------ FC (FCoE + LIO tcm_fc)
+# Software Fibre Channel, no hardware and no lldpad/DCB: N veth pairs fcA<i>/fcB<i> (mtu 2500)
+# with an FCoE controller (fcoe/libfc, VN2VN mode) on both ends. Path i = fcA<i> <-> fcB<i>:
+# the A end is the Linux FC initiator (scsi_transport_fc: fc_host, rports, SCSI targets), the
+# B end an LIO tcm_fc target port. Two paths = two initiator fc_hosts + two target ports that
+# export the same LUNs (one backstore each): FC multipath.
+#   fc_fabric_up [N] -> fc_target_create -> fc_lun_add LUN MB... -> fc_enable
+# The order matters: configure the target BEFORE fc_enable. An initiator that logged in before
+# the tcm_fc port existed sees an "FCP Initiator" rport; after a relogin (link bounce) its roles
+# read "FCP Target, FCP Initiator" but it never gets a SCSI target (scsi_target_id -1, no scan;
+# checked). LUNs added after fc_enable are fine (a host scan finds them).
+# A scenario using FC and LIO iSCSI calls fc_teardown before lio_teardown (which would hand a
+# tcm_fc config to `targetcli clearconfig`); lab_cleanup_all does so.
+# tcm_fc's configfs: target/fc/<wwpn as 20:00:xx:xx:xx:xx:xx:xx>/tpgt_1 (tpgt_1 only, no
+# "enable", no demo mode: an ACL per initiator), acls/<initiator wwpn, same form>/lun_N/map.
+# State: $LAB_STATE/fc/{paths, <i>/{ihost,iwwpn,thost,twwpn}, luns/<LUN> (backstore name),
+# backstores/<name>/{file,loop} (kept away from lio_teardown), target}.
+FC_NET_A=fcA FC_NET_B=fcB
+FCOE_BUS=/sys/bus/fcoe
+fc__modules() { modprobe -a veth fcoe libfcoe libfc scsi_transport_fc tcm_fc target_core_mod target_core_iblock; }
+fc__paths() { seq 1 "$(cat "$LAB_STATE/fc/paths" 2>/dev/null || echo 0)"; }
+fc__get() { # PATH KEY -> the recorded value
+  local v
+  v=$(cat "$LAB_STATE/fc/$1/$2" 2>/dev/null) || fail "FC path $1: no $2 recorded (fc_fabric_up first)"
+  echo "$v"
+}
+fc__colon() { # 0x2000aabbccddeeff -> 20:00:aa:bb:cc:dd:ee:ff (tcm_fc names ports and ACLs so)
+  local h=${1#0x}
+  while [ ${#h} -lt 16 ]; do h=0$h; done
+  sed 's/../&:/g; s/:$//' <<<"$h"
+}
+fc__ctlr() { # NETDEV -> /sys/class/net/NETDEV/ctlr_N (its FCoE controller)
+  local c
+  for c in /sys/class/net/"$1"/ctlr_*; do [ -d "$c" ] && { echo "$c"; return 0; }; done
+  return 1
+}
+fc__host_of() { # NETDEV -> hostN (the SCSI/fc_host of its FCoE controller)
+  local h
+  for h in /sys/class/net/"$1"/ctlr_*/host*; do [ -d "$h" ] && { echo "${h##*/}"; return 0; }; done
+  return 1
+}
+fc__tpgs() { # the tpgt_1 dir of every target port
+  local i
+  for i in $(fc__paths); do echo "$LIO/fc/$(fc__colon "$(fc__get "$i" twwpn)")/tpgt_1"; done
+}
+fc__lun_name() { cat "$LAB_STATE/fc/luns/$1" 2>/dev/null || fail "no FC LUN $1"; } # LUN -> backstore
+
+fc_fabric_up() { # [N=2] : N veth pairs fcA<i>/fcB<i> + an FCoE controller (VN2VN) on each end; not enabled
+  local n=${1:-2} i end net h st=$LAB_STATE/fc
+  [ ! -e "$st" ] || fail "fc_fabric_up: a fabric is up already (fc_teardown first)"
+  fc__modules
+  mkdir -p "$st/luns" "$st/backstores"
+  for ((i = 1; i <= n; i++)); do
+    mkdir -p "$st/$i"
+    echo "$i" > "$st/paths"                       # recorded as we go: fc_teardown finds partial fabrics
+    ip link add "$FC_NET_A$i" type veth peer name "$FC_NET_B$i"
+    for end in A B; do
+      net=$FC_NET_A$i; [ $end = A ] || net=$FC_NET_B$i
+      ip link set "$net" mtu 2500 up                # FCoE frames: 2112 bytes of payload + headers
+      echo "$net" > "$FCOE_BUS/ctlr_create"
+      wait_until 10 fc__host_of "$net" || fail "fc_fabric_up: no FCoE controller on $net"
+      echo vn2vn > "$(fc__ctlr "$net")/mode"
+      h=$(fc__host_of "$net")
+      if [ $end = A ]; then
+        echo "$h" > "$st/$i/ihost"; cat "/sys/class/fc_host/$h/port_name" > "$st/$i/iwwpn"
+      else
+        echo "$h" > "$st/$i/thost"; cat "/sys/class/fc_host/$h/port_name" > "$st/$i/twwpn"
+      fi
+    done
+  done
+}
+fc_initiator_hosts() { local i; for i in $(fc__paths); do fc__get "$i" ihost; done; } # hostN per path
+fc_initiator_host() { fc__get "$1" ihost; }   # PATH -> hostN of the initiator fc_host
+fc_initiator_wwpn() { fc__get "$1" iwwpn; }   # PATH -> 0x2000… (as sysfs shows it)
+fc_target_wwpn() { fc__get "$1" twwpn; }      # PATH -> 0x2000…
+fc_target_host() { fc__get "$1" thost; }      # PATH -> hostN of the target-side lport
+
+fc_target_create() { # a tcm_fc port (tpgt_1) on every B end, an ACL for every initiator WWPN
+  local i j t st=$LAB_STATE/fc
+  [ -f "$st/paths" ] || fail "fc_target_create: no fabric (fc_fabric_up first)"
+  for i in $(fc__paths); do
+    [ "$(cat "$(fc__ctlr "$FC_NET_A$i")/enabled")" = 0 ] || echo "fc_target_create: path $i is enabled already:" \
+      "its initiator will see the target port without a SCSI target (configure before fc_enable)" >&2
+  done
+  mkdir -p "$LIO/fc"                               # the fabric dir appears on mkdir (tcm_fc loaded)
+  for i in $(fc__paths); do
+    t=$LIO/fc/$(fc__colon "$(fc__get "$i" twwpn)")
+    mkdir "$t" "$t/tpgt_1"
+    for j in $(fc__paths); do mkdir "$t/tpgt_1/acls/$(fc__colon "$(fc__get "$j" iwwpn)")"; done
+  done
+  : > "$st/target"
+}
+
+fc__map() { # LUN NAME : export backstore NAME as LUN on every target port, in every ACL
+  local lun=$1 name=$2 dir tpg acl
+  dir=$(lio__backstore_dir "$name") || fail "no backstore $name"
+  for tpg in $(fc__tpgs); do
+    [ ! -e "$tpg/lun/lun_$lun" ] || fail "${tpg%/tpgt_1} already has LUN $lun"
+    mkdir "$tpg/lun/lun_$lun"
+    ln -s "$dir" "$tpg/lun/lun_$lun/$name"
+    for acl in "$tpg"/acls/*; do
+      [ -d "$acl" ] || continue
+      mkdir "$acl/lun_$lun"
+      ln -s "$tpg/lun/lun_$lun" "$acl/lun_$lun/map"
+    done
+  done
+}
+fc_lun_add() { # LUN SIZE_MB [--name N] : iblock backstore on a loop device (resizable), on every port + ACL
+  local lun=$1 mb=$2 name=fc_lun$1 st=$LAB_STATE/fc; shift 2
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --name) name=$2; shift 2 ;;
+      *) fail "fc_lun_add: unknown option $1" ;;
+    esac
+  done
+  [ -f "$st/target" ] || fail "fc_lun_add: no FC target (fc_target_create first)"
+  [ ! -e "$st/luns/$lun" ] || fail "fc_lun_add: LUN $lun exists"
+  lio_backstore_create "$name" "$mb" block
+  mv "$LAB_STATE/lio/backstores/$name" "$st/backstores/$name"   # lio_teardown must not free it
+  echo "$name" > "$st/luns/$lun"
+  fc__map "$lun" "$name"
+}
+fc_lun_file() { cat "$LAB_STATE/fc/backstores/$(fc__lun_name "$1")/file"; } # LUN -> backing file
+fc_lun_resize() { # LUN SIZE_MB : grow/shrink the backing file + loop device (then rescan the disks)
+  local bs
+  bs=$LAB_STATE/fc/backstores/$(fc__lun_name "$1")
+  truncate -s "${2}M" "$(cat "$bs/file")"
+  losetup -c "$(cat "$bs/loop")"
+}
+fc_lun_unmap() { # LUN : off every target port and ACL (the backstore stays; fc_lun_remap brings it back)
+  # the initiator's disk stays; I/O to it fails (LOGICAL UNIT NOT SUPPORTED; LUN 0: LIO's virtual LUN 0)
+  local lun=$1 tpg acl l
+  for tpg in $(fc__tpgs); do
+    for acl in "$tpg"/acls/*; do
+      [ -d "$acl/lun_$lun" ] || continue
+      for l in "$acl/lun_$lun"/*; do [ -L "$l" ] && rm "$l"; done
+      rmdir "$acl/lun_$lun"
+    done
+    [ -d "$tpg/lun/lun_$lun" ] || continue
+    for l in "$tpg/lun/lun_$lun"/*; do [ -L "$l" ] && rm "$l"; done
+    rmdir "$tpg/lun/lun_$lun"
+  done
+}
+fc_lun_remap() { # LUN [BACKSTORE_NAME] : map again (default: the LUN's own backstore)
+  local name=${2:-}
+  [ -n "$name" ] || name=$(fc__lun_name "$1")
+  fc__map "$1" "$name"
+}
+
+fc_rport() { # PATH -> rport-H:B-R: the path's target port as its initiator fc_host sees it
+  local ih tw r
+  ih=$(fc__get "$1" ihost); tw=$(fc__get "$1" twwpn)
+  for r in /sys/class/fc_remote_ports/rport-"${ih#host}":*; do
+    [ "$(cat "$r/port_name" 2>/dev/null)" = "$tw" ] && { echo "${r##*/}"; return 0; }
+  done
+  return 1
+}
+fc__path_up() { # PATH : initiator fc_host Online, its target rport Online (+ a SCSI target once configured)
+  local ih r R
+  ih=$(fc__get "$1" ihost)
+  [ "$(cat "/sys/class/fc_host/$ih/port_state")" = Online ] || return 1
+  r=$(fc_rport "$1") || return 1
+  R=/sys/class/fc_remote_ports/$r
+  [ "$(cat "$R/port_state")" = Online ] || return 1
+  [ ! -f "$LAB_STATE/fc/target" ] || [ "$(cat "$R/scsi_target_id")" != -1 ]
+}
+fc__path_down() { # PATH : the target rport is not Online (Blocked, Not Present) or gone
+  local r
+  r=$(fc_rport "$1") || return 0
+  [ "$(cat "/sys/class/fc_remote_ports/$r/port_state" 2>/dev/null)" != Online ]
+}
+fc_enable() { # [TIMEOUT=60] : enable every FCoE controller (target ends first); wait until every
+  # initiator fc_host is Online and sees its target port Online with a SCSI target
+  local t=${1:-60} i
+  [ -f "$LAB_STATE/fc/target" ] || echo "fc_enable: no tcm_fc target configured: the initiators see no FCP target" >&2
+  for i in $(fc__paths); do echo 1 > "$(fc__ctlr "$FC_NET_B$i")/enabled"; done
+  for i in $(fc__paths); do echo 1 > "$(fc__ctlr "$FC_NET_A$i")/enabled"; done
+  for i in $(fc__paths); do
+    wait_until "$t" fc__path_up "$i" || fail "fc_enable: path $i ($FC_NET_A$i) not up after ${t}s"
+  done
+}
+fc_link_down() { # PATH : take the initiator end's link down (both ends lose carrier); wait for the
+  # rport to leave Online (Blocked at once; deleted - port_state "Not Present", disks removed -
+  # after its dev_loss_tmo; I/O queues until fast_io_fail_tmo)
+  ip link set "$FC_NET_A$1" down
+  wait_until 10 fc__path_down "$1" || fail "fc_link_down: path $1's rport is still Online"
+}
+fc_link_up() { # PATH [TIMEOUT=30] : link up, wait for the rport Online with its SCSI target again
+  ip link set "$FC_NET_A$1" up
+  wait_until "${2:-30}" fc__path_up "$1" || fail "fc_link_up: path $1 not up after ${2:-30}s"
+}
+
+fc__lun_disk() { # PATH LUN -> sdX (rport -> target* -> H:C:T:LUN -> block)
+  local r d
+  r=$(fc_rport "$1") || return 1
+  for d in /sys/class/fc_remote_ports/"$r"/device/target*/*:*:*:"$2"/block/*; do
+    [ -e "$d" ] && { echo "${d##*/}"; return 0; }
+  done
+  return 1
+}
+fc_disk() { # PATH LUN [TIMEOUT=30] -> sdX of LUN through PATH, waiting for the scan + udev
+  local end=$((SECONDS + ${3:-30})) dev
+  while :; do
+    if dev=$(fc__lun_disk "$1" "$2") && [ -b "/dev/$dev" ]; then
+      settle 10
+      echo "$dev"; return 0
+    fi
+    [ $SECONDS -lt $end ] || fail "fc_disk: no disk for LUN $2 on FC path $1 after ${3:-30}s"
+    sleep 0.1
+  done
+}
+
+lab__no_fcoe_ctlrs() { [ -z "$(lab__ls "$FCOE_BUS/devices" -name 'ctlr_*')" ]; }
+fc_teardown() { # everything FC: maps on FC disks, FCoE controllers (-> fc_hosts, rports, disks),
+  # tcm_fc config, FC backstores + loops + files, the veths, the state. Best effort, bounded.
+  local h d dm c net t tpg acl lun l bs loop f st=$LAB_STATE/fc
+  for h in /sys/class/fc_host/host*; do          # a map would outlive its paths: flush it first
+    [ -e "$h" ] || continue
+    for d in "$h"/device/rport-*/target*/*:*:*:*/block/*; do
+      [ -e "$d" ] || continue
+      for dm in "$d"/holders/dm-*; do
+        [ -e "$dm" ] || continue
+        t=$(cat "$dm/dm/name")
+        multipath -f "$t" >/dev/null 2>&1 || dmsetup remove --force "$t" >/dev/null 2>&1 || true
+      done
+    done
+  done
+  if [ -d "$FCOE_BUS/devices" ]; then            # every FCoE controller in the guest is the lab's
+    for c in "$FCOE_BUS"/devices/ctlr_*; do
+      [ -e "$c" ] || continue
+      net=$(basename "$(dirname "$(readlink -f "$c")")")
+      echo "$net" > "$FCOE_BUS/ctlr_destroy" 2>/dev/null || true   # asynchronous (a work item)
+    done
+    wait_until 30 lab__no_fcoe_ctlrs || echo "fc_teardown: FCoE controllers left: $(lab__ls "$FCOE_BUS/devices")" >&2
+  fi
+  if [ -d "$LIO/fc" ]; then
+    for t in "$LIO"/fc/*; do
+      if [ ! -d "$t" ] || [ "${t##*/}" = discovery_auth ]; then continue; fi
+      for tpg in "$t"/tpgt_*; do
+        [ -d "$tpg" ] || continue
+        for acl in "$tpg"/acls/*; do
+          [ -d "$acl" ] || continue
+          for lun in "$acl"/lun_*; do
+            [ -d "$lun" ] || continue
+            for l in "$lun"/*; do [ -L "$l" ] && rm -f "$l"; done
+            rmdir "$lun"
+          done
+          rmdir "$acl"
+        done
+        for lun in "$tpg"/lun/lun_*; do
+          [ -d "$lun" ] || continue
+          for l in "$lun"/*; do [ -L "$l" ] && rm -f "$l"; done
+          rmdir "$lun"
+        done
+        rmdir "$tpg"
+      done
+      rmdir "$t" || true
+    done
+    rmdir "$LIO/fc" 2>/dev/null || echo "fc_teardown: cannot remove $LIO/fc" >&2
+  fi
+  for bs in "$st"/backstores/*; do
+    [ -d "$bs" ] || continue
+    if d=$(lio__backstore_dir "${bs##*/}"); then rmdir "$d" || true; fi
+    loop=$(cat "$bs/loop" 2>/dev/null || true)
+    [ -z "$loop" ] || losetup -d "$loop" 2>/dev/null || true
+    f=$(cat "$bs/file" 2>/dev/null || true)
+    [ -z "$f" ] || rm -f "$f"
+  done
+  [ ! -d "$LIO/core/iblock_0" ] || [ -n "$(lab__ls "$LIO/core/iblock_0" -type d)" ] || rmdir "$LIO/core/iblock_0" 2>/dev/null || true
+  for net in /sys/class/net/"$FC_NET_A"* /sys/class/net/"$FC_NET_B"*; do
+    [ -e "$net" ] && ip link del "${net##*/}" 2>/dev/null   # one end takes its peer along
+  done
+  rm -rf "$st"
+  return 0
 }
