@@ -122,6 +122,16 @@ fn check_guard(g: &Guard) {
             assert_ccw_busid(&busid.to_string());
             return assert_eq!(*driver, "dasd-eckd", "driver guard");
         }
+        Guard::ZfcpUnitUnused {
+            busid,
+            wwpn,
+            fcp_lun,
+        } => {
+            // All three are compared with sysfs values, never joined into a path.
+            assert_ccw_busid(&busid.to_string());
+            assert_eq!(wwpn.sysfs_form().len(), 18, "zfcp guard wwpn");
+            return assert_eq!(fcp_lun.to_string().len(), 18, "zfcp guard fcp lun");
+        }
         Guard::Unpartitioned { device } => device,
     };
     assert!(

@@ -215,6 +215,15 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 device: busid.to_string(),
                 ..GuardRecord::default()
             },
+            // A zFCP unit: adapter, port and FCP LUN as one device name.
+            crate::ops::Guard::ZfcpUnitUnused {
+                busid,
+                wwpn,
+                fcp_lun,
+            } => GuardRecord {
+                device: format!("{busid}/{}/{fcp_lun}", wwpn.sysfs_form()),
+                ..GuardRecord::default()
+            },
             crate::ops::Guard::Unpartitioned { device } => GuardRecord {
                 device: device.clone(),
                 ..GuardRecord::default()

@@ -768,9 +768,51 @@ fn check_ccw_driver(root: &Path, busid: CcwBusId, driver: &str) -> Result<(), Un
     }
 }
 
+/// No SCSI device belongs to zFCP unit (`busid`, `wwpn`, `fcp_lun`).
+fn check_zfcp_unit_unused(
+    root: &Path,
+    busid: CcwBusId,
+    wwpn: moor_types::Wwpn,
+    fcp_lun: moor_types::FcpLun,
+) -> Result<(), Unmet> {
+    let dir = "/sys/bus/scsi/devices";
+    let entries = match std::fs::read_dir(host_path(root, dir)) {
+        Ok(e) => e,
+        // No SCSI bus at all: no device of the unit.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(unmet(dir, format!("cannot be listed: {e}"))),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let attr = |a: &str| {
+            read_attr(&host_path(root, &format!("{dir}/{name}/{a}")))
+                .map(|v| v.trim().to_owned())
+                .ok()
+        };
+        let same = attr("hba_id").and_then(|b| b.parse::<CcwBusId>().ok()) == Some(busid)
+            && attr("wwpn").and_then(|w| w.parse::<moor_types::Wwpn>().ok()) == Some(wwpn)
+            && attr("fcp_lun").and_then(|l| l.parse::<moor_types::FcpLun>().ok()) == Some(fcp_lun);
+        if same {
+            return Err(unmet(
+                &format!("{dir}/{name}"),
+                format!(
+                    "is a SCSI device of zfcp unit {busid} {} {fcp_lun}: remove it first",
+                    wwpn.sysfs_form()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Check `g` against the host under `root`.
 pub fn check(root: &Path, g: &Guard) -> Result<(), GuardError> {
     match g {
+        Guard::ZfcpUnitUnused {
+            busid,
+            wwpn,
+            fcp_lun,
+        } => Ok(check_zfcp_unit_unused(root, *busid, *wwpn, *fcp_lun)?),
         Guard::DasdUid {
             busid,
             expected,
@@ -958,6 +1000,35 @@ mod tests {
         );
         // The raw (unnormalised) form is not what the caller captured.
         assert!(check(t.path(), &guard("sdb", NAA)).is_err());
+    }
+
+    #[test]
+    fn zfcp_unit_is_removed_only_without_its_disks() {
+        let t = tempfile::tempdir().unwrap();
+        let g = Guard::ZfcpUnitUnused {
+            busid: "0.0.1900".parse().unwrap(),
+            wwpn: "500507630b1b41c3".parse().unwrap(),
+            fcp_lun: "0x4020400a00000000".parse().unwrap(),
+        };
+        // No SCSI bus at all, then only other units' disks.
+        assert_eq!(pre(t.path(), &g), Ok(()));
+        let dev = |hctl: &str, busid: &str, lun: &str| {
+            let d = format!("sys/bus/scsi/devices/{hctl}");
+            put(t.path(), &format!("{d}/hba_id"), &format!("{busid}\n"));
+            put(t.path(), &format!("{d}/wwpn"), "0x500507630b1b41c3\n");
+            put(t.path(), &format!("{d}/fcp_lun"), &format!("{lun}\n"));
+        };
+        dev("0:0:0:1075855392", "0.0.1900", "0x4021400a00000000");
+        dev("1:0:0:1075789856", "0.0.1940", "0x4020400a00000000");
+        put(t.path(), "sys/bus/scsi/devices/2:0:0:0/vendor", "ATA\n");
+        assert_eq!(pre(t.path(), &g), Ok(()));
+        // A disk of the unit is still there.
+        dev("0:0:0:1075789856", "0.0.1900", "0x4020400a00000000");
+        let e = pre(t.path(), &g).unwrap_err().to_string();
+        assert!(
+            e.contains("0:0:0:1075789856") && e.contains("remove it first"),
+            "{e}"
+        );
     }
 
     #[test]

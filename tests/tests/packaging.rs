@@ -884,6 +884,27 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
     v.extend(nvme_samples());
     v.extend(md_samples());
     v.extend(dasd_samples());
+    v.extend(zfcp_samples());
+    v
+}
+
+/// `zfcp.*`: adapters short and long, ports and FCP LUNs in any case.
+fn zfcp_samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
+    let mut v = Vec::new();
+    for (busid, wwpn, lun) in [
+        ("0.0.1900", "500507630b1b41c3", "0x4020400a00000000"),
+        ("1940", "0x500507630B1B41C3", "0x0001000000000000"),
+        ("fe.3.ffff", "50:05:07:63:0b:1b:41:c3", "0X412C000000000000"),
+    ] {
+        v.push((
+            "zfcp.port_rescan",
+            json!({"busid": busid}),
+            "zfcp_port_rescan",
+        ));
+        let u = json!({"busid": busid, "wwpn": wwpn, "fcp_lun": lun});
+        v.push(("zfcp.unit_add", u.clone(), "zfcp_unit_add"));
+        v.push(("zfcp.unit_remove", u, "zfcp_unit_remove"));
+    }
     v
 }
 
@@ -1752,6 +1773,39 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
         assert!(!d.allowed(), "{denied:?} allowed by {:?}", d.filter);
     }
     for (path, value) in [
+        // zFCP: other adapter attributes, port removal, several LUNs, other forms.
+        (
+            "/sys/bus/ccw/drivers/zfcp/0.0.1900/port_remove",
+            "0x500507630b1b41c3",
+        ),
+        ("/sys/bus/ccw/drivers/zfcp/0.0.1900/online", "0"),
+        ("/sys/bus/ccw/drivers/zfcp/0.0.1900/port_rescan", "0"),
+        ("/sys/bus/ccw/drivers/zfcp/1900/port_rescan", "1"),
+        ("/sys/bus/ccw/drivers/zfcp/0.0.1900/../x/port_rescan", "1"),
+        (
+            "/sys/bus/ccw/drivers/zfcp/0.0.1900/0x500507630b1b41c3/unit_add",
+            "0x4020400a",
+        ),
+        (
+            "/sys/bus/ccw/drivers/zfcp/0.0.1900/0x500507630b1b41c3/unit_add",
+            "0x4020400a00000000 0x4021400a00000000",
+        ),
+        (
+            "/sys/bus/ccw/drivers/zfcp/0.0.1900/0x500507630b1b41c3/unit_add",
+            "0x4020400a00000000\n",
+        ),
+        (
+            "/sys/bus/ccw/drivers/zfcp/0.0.1900/500507630b1b41c3/unit_add",
+            "0x4020400a00000000",
+        ),
+        (
+            "/sys/bus/ccw/drivers/zfcp/0.0.1900/0x500507630B1B41C3/unit_remove",
+            "0x4020400a00000000",
+        ),
+        (
+            "/sys/bus/ccw/devices/0.0.1900/0x500507630b1b41c3/unit_add",
+            "0x4020400a00000000",
+        ),
         // Other controller attributes, namespaces, other values, other paths.
         ("/sys/class/nvme/nvme0/reset_controller", "1"),
         ("/sys/class/nvme/nvme0/delete_controller", "0"),

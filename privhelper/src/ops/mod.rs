@@ -19,6 +19,7 @@ pub mod md;
 pub mod multipath;
 pub mod nvme;
 pub mod scsi;
+pub mod zfcp;
 
 pub use block::*;
 pub use dasd::*;
@@ -28,6 +29,7 @@ pub use md::*;
 pub use multipath::*;
 pub use nvme::*;
 pub use scsi::*;
+pub use zfcp::*;
 
 /// A typed operation's argument struct: its wire name, for clients.
 pub trait TypedOp: Serialize + std::fmt::Debug {
@@ -124,6 +126,14 @@ pub enum Guard {
     CcwDriver {
         busid: CcwBusId,
         driver: &'static str,
+    },
+    /// Precondition: no SCSI device of zFCP unit (`busid`, `wwpn`, `fcp_lun`)
+    /// exists (no `/sys/bus/scsi/devices/*` with those `hba_id`, `wwpn` and
+    /// `fcp_lun`): `unit_remove` never pulls a disk from under its users.
+    ZfcpUnitUnused {
+        busid: CcwBusId,
+        wwpn: moor_types::Wwpn,
+        fcp_lun: moor_types::FcpLun,
     },
 }
 
@@ -683,6 +693,18 @@ pub const OPS: &[OpEntry] = &[
         name: DasdPartition::NAME,
         plan: |a| typed(DasdPartition::NAME, a, DasdPartition::plan),
     },
+    OpEntry {
+        name: ZfcpPortRescan::NAME,
+        plan: |a| typed(ZfcpPortRescan::NAME, a, ZfcpPortRescan::plan),
+    },
+    OpEntry {
+        name: ZfcpUnitAdd::NAME,
+        plan: |a| typed(ZfcpUnitAdd::NAME, a, ZfcpUnitAdd::plan),
+    },
+    OpEntry {
+        name: ZfcpUnitRemove::NAME,
+        plan: |a| typed(ZfcpUnitRemove::NAME, a, ZfcpUnitRemove::plan),
+    },
 ];
 
 /// Plan operation `op` from its raw JSON arguments.
@@ -770,7 +792,8 @@ mod tests {
                         "luks.",
                         "nvme.",
                         "md.",
-                        "dasd."
+                        "dasd.",
+                        "zfcp."
                     ]
                     .iter()
                     .any(|f| name.starts_with(f)),

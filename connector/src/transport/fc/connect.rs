@@ -16,19 +16,23 @@
 
 use std::time::{Duration, Instant};
 
-use moor_privhelper::ops::{MultipathdStatus, ScsiDelete};
+use moor_privhelper::ops::{
+    MultipathdStatus, ScsiDelete, ZfcpPortRescan, ZfcpUnitAdd, ZfcpUnitRemove,
+};
 use serde::{Deserialize, Serialize};
 
 use super::props::{FcProps, FcTarget, PropsError};
 use super::sysfs::{self, FcHost};
+use super::zfcp;
 use crate::attachments::{Attachment, Registry, device_ino, now_secs};
 use crate::exec::{PrivError, Privileged, run, run_exec};
 use crate::host::scsi::{self, Hctl, ScsiDevice};
-use crate::host::udev::{DeviceEvents, WaitError, scsi_block_name, wait_for_scsi_disk};
+use crate::host::udev::{DeviceEvents, WaitError, scsi_block_name, wait_for, wait_for_scsi_disk};
 use crate::host::{HostError, HostPaths};
 use crate::lock::{LockDir, LockError, Mode};
 use crate::transport::scsi_disks::{DiskDetach, DiskError, ScsiHost};
 use crate::transport::{Extended, Leftover, detach_status, detach_summary};
+use crate::types::{CcwBusId, FcpLun};
 
 /// How long undoing a failed attach may take, even past the attach's deadline.
 const CLEANUP_TIME: Duration = Duration::from_secs(30);
@@ -36,6 +40,9 @@ const CLEANUP_TIME: Duration = Duration::from_secs(30);
 /// With multipath, how long the other paths' disks may take once the first is
 /// there before the map is built without them.
 const PATH_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a zFCP adapter may take to open the ports a port scan found.
+const PORT_SCAN: Duration = Duration::from_secs(30);
 
 /// How long one path may take to present the LUN when other paths remain.
 const PATH_TRY: Duration = Duration::from_secs(15);
@@ -212,7 +219,7 @@ impl FcConnector<'_> {
         let all = sysfs::fc_hosts(&self.paths)?;
         let usable: Vec<FcHost> = all
             .iter()
-            .filter(|h| h.online())
+            .filter(|h| h.online() && self.adapter_online(h))
             .filter(|h| {
                 props
                     .initiator_target_map
@@ -236,6 +243,19 @@ impl FcConnector<'_> {
             return Err(FcError::NoHba(detail));
         }
         Ok(usable)
+    }
+
+    /// A zFCP adapter must be online too (an offline vHBA is ignored); other
+    /// HBAs have no such state.
+    fn adapter_online(&self, h: &FcHost) -> bool {
+        match zfcp::adapter(&self.paths, h) {
+            Ok(Some(a)) => a.online,
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(host = h.host, "zfcp adapter state: {e}");
+                false
+            }
+        }
     }
 
     /// Every visible path of the volume: for each usable HBA, each of its target
@@ -286,6 +306,101 @@ impl FcConnector<'_> {
         Ok(out)
     }
 
+    /// For a path through a zFCP adapter without automatic LUN scan: the adapter
+    /// and the FCP LUN to `unit_add` (the kernel's `int_to_scsilun` of the LUN).
+    fn unit_needed(&self, p: &FcPath) -> Result<Option<(CcwBusId, FcpLun)>, FcError> {
+        let Some(a) = zfcp::adapter(&self.paths, &p.hba)? else {
+            return Ok(None);
+        };
+        if zfcp::auto_lun_scan(&self.paths, &a)? {
+            return Ok(None);
+        }
+        Ok(Some((a.busid, FcpLun::from_linux(p.target.lun))))
+    }
+
+    /// `unit_add` (unless zfcp has the unit already), then the unit must not be
+    /// `failed` (zfcp could not open the LUN: no such LUN, access denied).
+    fn add_unit(
+        &self,
+        p: &FcPath,
+        busid: CcwBusId,
+        fcp_lun: FcpLun,
+        deadline: Instant,
+    ) -> Result<(), FcError> {
+        let wwpn = p.target.wwpn;
+        if zfcp::unit(&self.paths, busid, wwpn, fcp_lun)?.is_none() {
+            run(
+                self.privileged,
+                &ZfcpUnitAdd {
+                    busid,
+                    wwpn,
+                    fcp_lun,
+                },
+                deadline,
+            )?;
+        }
+        if self.privileged.dry_run() {
+            return Ok(());
+        }
+        match zfcp::unit(&self.paths, busid, wwpn, fcp_lun)? {
+            Some(zfcp::Unit::Ready) => Ok(()),
+            Some(zfcp::Unit::Failed) => Err(FcError::Volume(format!(
+                "zfcp could not open LUN {fcp_lun} of {} on {busid} (unit failed: no such LUN, or access denied)",
+                wwpn.sysfs_form()
+            ))),
+            None => Err(FcError::Volume(format!(
+                "unit_add of {fcp_lun} on {busid} {} made no unit",
+                wwpn.sysfs_form()
+            ))),
+        }
+    }
+
+    /// zFCP adapters open remote ports they have not seen after a port scan:
+    /// `port_rescan` on each online zFCP HBA that does not know one of its
+    /// target ports yet, then wait (events, 30 s at most) for the ports.
+    fn open_zfcp_ports(&self, props: &FcProps, deadline: Instant) -> Result<(), FcError> {
+        for hba in self.hbas(props)? {
+            let Some(a) = zfcp::adapter(&self.paths, &hba)? else {
+                continue;
+            };
+            let mut missing = Vec::new();
+            for t in props.targets_for(hba.port_name) {
+                if !zfcp::port_known(&self.paths, a.busid, t.wwpn)? {
+                    missing.push(t.wwpn);
+                }
+            }
+            if missing.is_empty() {
+                continue;
+            }
+            let mut watch = self.events.watch()?;
+            run(
+                self.privileged,
+                &ZfcpPortRescan { busid: a.busid },
+                deadline,
+            )?;
+            if self.privileged.dry_run() {
+                continue;
+            }
+            let until = deadline.min(Instant::now() + PORT_SCAN);
+            let what = format!("zfcp {} to open port(s) {missing:?}", a.busid);
+            let r = wait_for(&mut *watch, until, &what, || {
+                for w in &missing {
+                    if !zfcp::port_known(&self.paths, a.busid, *w)?
+                        || sysfs::target_ids(&self.paths, hba.host, *w)?.is_none()
+                    {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(()))
+            });
+            if let Err(e) = r {
+                // The paths through the other ports (or HBAs) may still do.
+                tracing::warn!("{e}");
+            }
+        }
+        Ok(())
+    }
+
     /// The disk of one path: an existing one is confirmed by moord (it may be a
     /// stale device of another volume), a missing one is scanned and awaited.
     fn attach_path(
@@ -298,7 +413,11 @@ impl FcConnector<'_> {
             return Ok(self.scsi_host().confirm_existing(p.hctl, name, deadline)?);
         }
         let mut watch = self.events.watch()?;
-        self.scsi_host().scan_lun(p.hctl, deadline)?;
+        match self.unit_needed(p)? {
+            // zfcp opens the unit and scans its LUN itself.
+            Some((busid, fcp_lun)) => self.add_unit(p, busid, fcp_lun, deadline)?,
+            None => self.scsi_host().scan_lun(p.hctl, deadline)?,
+        }
         if self.privileged.dry_run() {
             return Err(FcError::DryRun(format!(
                 "then: wait for the disk at {} and read its WWID",
@@ -332,6 +451,7 @@ impl FcConnector<'_> {
                 multipath = false;
             }
         }
+        self.open_zfcp_ports(props, deadline)?;
         let paths = self.find_paths(props)?;
         let mut created = Vec::new();
         let r = self.attach(props, &paths, multipath, &mut created, deadline);
@@ -534,8 +654,32 @@ impl FcConnector<'_> {
         if ours.is_empty() {
             tracing::info!(wwid = %expected, "no disk of the volume is attached");
         }
+        // zFCP units of these disks (added by unit_add): removed once their disks
+        // are gone.
+        let mut units = Vec::new();
+        for d in &ours {
+            if let Some((busid, wwpn, lun)) = zfcp::device_unit(&self.paths, d.hctl)?
+                && zfcp::unit(&self.paths, busid, wwpn, lun)?.is_some()
+                && !units.contains(&(busid, wwpn, lun))
+            {
+                units.push((busid, wwpn, lun));
+            }
+        }
         self.scsi_host()
             .detach_disks(ours, &expected, force, &mut dd, deadline)?;
+        for (busid, wwpn, fcp_lun) in units {
+            let op = ZfcpUnitRemove {
+                busid,
+                wwpn,
+                fcp_lun,
+            };
+            if let Err(e) = run(self.privileged, &op, deadline) {
+                dd.leftovers.push(Leftover {
+                    what: format!("zfcp unit {busid} {} {fcp_lun}", wwpn.sysfs_form()),
+                    reason: e.to_string(),
+                });
+            }
+        }
         let out = DetachOutcome {
             status: detach_status(&dd.leftovers, &dd.data_loss_risk).into(),
             removed: dd.removed,
@@ -573,8 +717,14 @@ impl FcConnector<'_> {
             let Some(name) = scsi_block_name(&self.paths, p.hctl)? else {
                 continue;
             };
-            let by_path = sysfs::by_path_name(&p.hba, &p.target)
-                .filter(|l| std::fs::metadata(self.paths.root().join(&l[1..])).is_ok());
+            let mut names: Vec<String> =
+                sysfs::by_path_name(&p.hba, &p.target).into_iter().collect();
+            if let Some(a) = zfcp::adapter(&self.paths, &p.hba)? {
+                names = zfcp::by_path_names(a.busid, &p.target).to_vec();
+            }
+            let by_path = names
+                .into_iter()
+                .find(|l| std::fs::metadata(self.paths.root().join(&l[1..])).is_ok());
             out.push(by_path.unwrap_or_else(|| format!("/dev/{name}")));
         }
         Ok(out)

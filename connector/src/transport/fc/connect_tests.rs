@@ -471,3 +471,140 @@ fn extend_rescans_and_reports_the_size() {
         ["/dev/sdc"]
     );
 }
+
+// ---------------------------------------------------------------------------
+// s390x zFCP
+
+/// An s390x host: zFCP adapter 0.0.1900 as host0 (NPIV or not), nothing opened.
+fn zfcp_setup(npiv: bool) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree::new(dir.path().join("root"));
+    add_zfcp_adapter(&t, ZFCP_A, 0, "c05076ffe5005611", npiv);
+    let locks = LockDir::new(dir.path().join("locks"));
+    Env {
+        _dir: dir,
+        t,
+        locks,
+    }
+}
+
+/// LUN 0x400a4020 (as Linux numbers it) of the DS8000 port.
+fn ds8k_volume() -> FcProps {
+    props(json!({"target_wwn": DS8K, "target_lun": 0x400a_4020_u64}))
+}
+
+const DS8K_HCTL: &str = "0:0:0:1074413600";
+const DS8K_FCP: &str = "0x4020400a00000000";
+
+/// `zfcp.port_rescan`: zfcp opens the DS8000 port (its directory, the remote port).
+fn port_scan_opens(t: &Tree) -> impl FnMut(&Value) -> Result<Value, PrivError> + Send + 'static {
+    let t = t.clone();
+    move |args| {
+        assert_eq!(args["busid"], ZFCP_A);
+        add_zfcp_port(&t, ZFCP_A, DS8K);
+        add_rport(&t, 0, (0, 0), DS8K, Some(0));
+        Ok(json!({}))
+    }
+}
+
+#[test]
+fn zfcp_without_lun_scan_opens_the_port_and_adds_the_unit() {
+    let env = zfcp_setup(false);
+    let t = env.t.clone();
+    let moord = Scripted::new()
+        .expect("zfcp.port_rescan", port_scan_opens(&env.t))
+        .expect_args(
+            "zfcp.unit_add",
+            json!({"busid": ZFCP_A, "wwpn": DS8K, "fcp_lun": DS8K_FCP}),
+            move |_| {
+                // zfcp opens the unit and scans its LUN itself.
+                add_zfcp_unit(&t, ZFCP_A, DS8K, DS8K_FCP, false);
+                add_fc_lun(&t, hctl(DS8K_HCTL), "sda", "8:0", RAW_WWID, None);
+                set_zfcp_ids(&t, hctl(DS8K_HCTL), ZFCP_A, DS8K, DS8K_FCP);
+                Ok(json!({}))
+            },
+        );
+    let events = ScriptedEvents::new();
+    let c = connector(&env, &moord, &events, false);
+    let info = c.connect(&ds8k_volume()).unwrap();
+    assert_eq!(info.devices, [format!("sda {DS8K_HCTL}")]);
+    assert!(moord.unused().is_empty(), "{:?}", moord.unused());
+
+    // Detach: the disk goes first, then the unit (moord checks no disk is left).
+    let t = env.t.clone();
+    let moord = Scripted::new()
+        .expect("scsi.rescan", |_| Ok(json!({})))
+        .expect("block.flush", ok)
+        .expect("scsi.delete", deletes(&env.t, DS8K_HCTL))
+        .expect_args(
+            "zfcp.unit_remove",
+            json!({"busid": ZFCP_A, "wwpn": DS8K, "fcp_lun": DS8K_FCP}),
+            move |_| {
+                assert!(!t.exists("sys/block/sda"), "unit removed before its disk");
+                t.remove(&format!(
+                    "sys/bus/ccw/drivers/zfcp/{ZFCP_A}/0x{DS8K}/{DS8K_FCP}"
+                ));
+                Ok(json!({}))
+            },
+        );
+    let out = connector(&env, &moord, &events, false)
+        .disconnect(&ds8k_volume(), &info, false, false)
+        .unwrap();
+    assert_eq!(out.status, "clean");
+    assert_eq!(out.removed, ["sda"]);
+    assert!(moord.unused().is_empty(), "{:?}", moord.unused());
+}
+
+#[test]
+fn zfcp_npiv_with_lun_scan_needs_no_unit() {
+    let env = zfcp_setup(true);
+    let moord = Scripted::new()
+        .expect("zfcp.port_rescan", port_scan_opens(&env.t))
+        .expect_args(
+            "scsi.scan",
+            scan_args(DS8K_HCTL),
+            scan_adds(&env.t, DS8K_HCTL, "sda", "8:0", RAW_WWID),
+        );
+    let events = ScriptedEvents::new();
+    let info = connector(&env, &moord, &events, false)
+        .connect(&ds8k_volume())
+        .unwrap();
+    assert_eq!(info.path, "/dev/sda");
+    assert!(!ops(&moord).contains(&"zfcp.unit_add".to_string()));
+    // Detach removes no unit: there is none.
+    let moord = Scripted::new()
+        .expect("scsi.rescan", |_| Ok(json!({})))
+        .expect("block.flush", ok)
+        .expect("scsi.delete", deletes(&env.t, DS8K_HCTL));
+    connector(&env, &moord, &events, false)
+        .disconnect(&ds8k_volume(), &info, false, false)
+        .unwrap();
+    assert!(moord.unused().is_empty());
+}
+
+#[test]
+fn zfcp_failed_unit_and_offline_adapter() {
+    let env = zfcp_setup(false);
+    add_zfcp_port(&env.t, ZFCP_A, DS8K);
+    add_rport(&env.t, 0, (0, 0), DS8K, Some(0));
+    let t = env.t.clone();
+    let moord = Scripted::new().expect("zfcp.unit_add", move |_| {
+        add_zfcp_unit(&t, ZFCP_A, DS8K, DS8K_FCP, true);
+        Ok(json!({}))
+    });
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &moord, &events, false)
+        .connect(&ds8k_volume())
+        .unwrap_err();
+    assert!(e.to_string().contains("unit failed"), "{e}");
+    // An adapter set offline is not used.
+    crate::host::fixture::write(
+        &env.t
+            .path(&format!("sys/bus/ccw/drivers/zfcp/{ZFCP_A}/online")),
+        "0\n",
+    );
+    let e = connector(&env, &Scripted::new(), &events, false)
+        .connect(&ds8k_volume())
+        .unwrap_err();
+    assert!(matches!(e, FcError::NoHba(_)), "{e}");
+}

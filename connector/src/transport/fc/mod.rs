@@ -6,9 +6,9 @@
 pub mod connect;
 pub mod props;
 pub mod sysfs;
-pub mod zfcp;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod zfcp;
 
 pub use connect::{DetachOutcome, DeviceInfo, FcConnector, FcError, Options};
 pub use props::{FcProps, FcTarget, PropsError};

@@ -168,10 +168,16 @@ fn ccw_parent(busid: &str) -> String {
 pub(crate) fn add_zfcp_adapter(t: &Tree, busid: &str, host: u32, wwpn: &str, npiv: bool) {
     let parent = ccw_parent(busid);
     add_fc_host(t, &parent, host, wwpn, "Online");
-    let fc = t.path(&format!("sys/devices/{parent}/host{host}/fc_host/host{host}"));
+    let fc = t.path(&format!(
+        "sys/devices/{parent}/host{host}/fc_host/host{host}"
+    ));
     write(
         &fc.join("port_type"),
-        if npiv { "NPIV VPORT\n" } else { "NPort (fabric via point-to-point)\n" },
+        if npiv {
+            "NPIV VPORT\n"
+        } else {
+            "NPort (fabric via point-to-point)\n"
+        },
     );
     let dev = t.path(&format!("sys/devices/{parent}"));
     write(&dev.join("online"), "1\n");
@@ -192,7 +198,9 @@ pub(crate) fn add_zfcp_port(t: &Tree, busid: &str, wwpn: &str) {
 
 /// `unit_add` of FCP LUN `fcp_lun` on the port: the unit directory (`failed`).
 pub(crate) fn add_zfcp_unit(t: &Tree, busid: &str, wwpn: &str, fcp_lun: &str, failed: bool) {
-    let dir = t.path(&format!("sys/bus/ccw/drivers/zfcp/{busid}/0x{wwpn}/{fcp_lun}"));
+    let dir = t.path(&format!(
+        "sys/bus/ccw/drivers/zfcp/{busid}/0x{wwpn}/{fcp_lun}"
+    ));
     write(&dir.join("failed"), if failed { "1\n" } else { "0\n" });
     write(&dir.join("access_denied"), "0\n");
 }

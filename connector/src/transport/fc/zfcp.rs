@@ -49,7 +49,11 @@ pub fn adapter(paths: &HostPaths, hba: &FcHost) -> Result<Option<Adapter>, HostE
         return Ok(None);
     };
     let dir = adapter_dir(paths, busid);
-    let online = paths.read_attr(&dir.join("online"))?.as_deref().map(str::trim) == Some("1");
+    let online = paths
+        .read_attr(&dir.join("online"))?
+        .as_deref()
+        .map(str::trim)
+        == Some("1");
     let npiv = paths
         .read_attr(&paths.sys(&format!("class/fc_host/host{}/port_type", hba.host)))?
         .is_some_and(|t| t.trim() == "NPIV VPORT");
@@ -112,7 +116,10 @@ pub fn auto_lun_scan(paths: &HostPaths, adapter: &Adapter) -> Result<bool, HostE
 
 /// The FCP LUN a zfcp SCSI device carries (`fcp_lun`), and its adapter and port:
 /// what `unit_remove` must not pull from under a disk.
-pub fn device_unit(paths: &HostPaths, hctl: Hctl) -> Result<Option<(CcwBusId, Wwpn, FcpLun)>, HostError> {
+pub fn device_unit(
+    paths: &HostPaths,
+    hctl: Hctl,
+) -> Result<Option<(CcwBusId, Wwpn, FcpLun)>, HostError> {
     let dir = paths.sys(&format!("bus/scsi/devices/{hctl}"));
     let attr = |a: &str| -> Result<Option<String>, HostError> {
         Ok(paths.read_attr(&dir.join(a))?.map(|v| v.trim().to_owned()))
