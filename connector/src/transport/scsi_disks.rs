@@ -233,6 +233,11 @@ impl ScsiHost<'_> {
             };
             match run(self.privileged, &del, deadline) {
                 Ok(()) => deleted.push(d.name.clone()),
+                // The array re-mapped the LUN between the rescan and now.
+                Err(PrivError::IdentityMismatch { message, .. }) => out.leftovers.push(Leftover {
+                    what: format!("/dev/{}", d.name),
+                    reason: format!("identity changed since attach, not removed: {message}"),
+                }),
                 Err(e) => out.leftovers.push(Leftover {
                     what: format!("/dev/{}", d.name),
                     reason: e.to_string(),
