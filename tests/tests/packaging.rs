@@ -806,6 +806,11 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
             json!({"host": host, "channel": channel, "target": target, "lun": lun}),
             "scsi_host_scan",
         ));
+        v.push((
+            "scsi.scan_all_targets",
+            json!({"host": host, "lun": lun}),
+            "scsi_host_scan_all_targets",
+        ));
     }
     for dev in ["sda", "sdb", "sdaa", "sdzzz"] {
         let a = json!({"device": dev, "expected_wwid": "36001405abcdef0123456789abcdef012"});
@@ -1658,6 +1663,9 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
         ("/sys/class/scsi_host/host0/scan", "- - -"),
         ("/sys/class/scsi_host/host0/scan", "0 0 -"),
         ("/sys/class/scsi_host/host0/scan", "0 - 1"),
+        ("/sys/class/scsi_host/host0/scan", "- 0 1"),
+        ("/sys/class/scsi_host/host0/scan", "- - 1\n"),
+        ("/sys/class/scsi_host/host0/scan", "- - 1 2"),
         ("/sys/class/scsi_host/host0/scan", "0 0 1 "),
         ("/sys/class/scsi_host/hostX/scan", "0 0 1"),
         ("/sys/block/sda/device/delete", "0"),

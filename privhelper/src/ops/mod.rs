@@ -542,6 +542,10 @@ pub const OPS: &[OpEntry] = &[
         plan: |a| typed(ScsiScan::NAME, a, ScsiScan::plan),
     },
     OpEntry {
+        name: ScsiScanAllTargets::NAME,
+        plan: |a| typed(ScsiScanAllTargets::NAME, a, ScsiScanAllTargets::plan),
+    },
+    OpEntry {
         name: ScsiDelete::NAME,
         plan: |a| typed(ScsiDelete::NAME, a, ScsiDelete::plan),
     },

@@ -30,6 +30,33 @@ impl ScsiScan {
     }
 }
 
+/// Scan LUN `lun` of every target of host `host`: `"- - L"` into
+/// `/sys/class/scsi_host/hostH/scan`. Only for Fibre Channel volumes whose
+/// connection info allows it (`enable_wildcard_scan`) when no HBA shows any of
+/// the volume's target ports: it adds LUN L of every target the HBA reaches
+/// (os-brick #1849504), so a separate operation an administrator can leave out of
+/// a policy. The channel and target stay wildcards, the LUN never is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScsiScanAllTargets {
+    pub host: u32,
+    pub lun: u64,
+}
+
+impl TypedOp for ScsiScanAllTargets {
+    const NAME: &'static str = "scsi.scan_all_targets";
+}
+
+impl ScsiScanAllTargets {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        Ok(Plan::WriteFile {
+            path: format!("/sys/class/scsi_host/host{}/scan", self.host),
+            value: format!("- - {}", self.lun),
+            guard: None,
+        })
+    }
+}
+
 /// A SCSI disk attribute moord writes `1` to after checking the disk still carries
 /// `expected_wwid`.
 macro_rules! disk_write_op {

@@ -5,8 +5,9 @@
 //! sees a target port, from sysfs.
 //!
 //! Differences from os-brick, on purpose (reference/os-brick.md §2.2, §7):
-//! * scans are targeted (`C T L`) and never wildcards: a target port no HBA sees
-//!   is an error naming the HBAs and ports, not a blind `- - L` scan;
+//! * scans are targeted (`C T L`); a target port no HBA sees is an error naming
+//!   the HBAs and ports, and a `- - L` scan of every target is made only when the
+//!   connection info asks for it (`enable_wildcard_scan`, default off);
 //! * a single-path attach scans one path, not every path (no stray disks);
 //! * disks are found by their SCSI address and identity, not by a by-path name
 //!   (FCoE has none), and every path must carry the same WWID;
@@ -17,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
-    MultipathdStatus, ScsiDelete, ZfcpPortRescan, ZfcpUnitAdd, ZfcpUnitRemove,
+    MultipathdStatus, ScsiDelete, ScsiScanAllTargets, ZfcpPortRescan, ZfcpUnitAdd, ZfcpUnitRemove,
 };
 use serde::{Deserialize, Serialize};
 
@@ -291,9 +292,6 @@ impl FcConnector<'_> {
                 .iter()
                 .map(|h| format!("host{} {}", h.host, h.port_name))
                 .collect();
-            if props.enable_wildcard_scan {
-                tracing::warn!("enable_wildcard_scan is set, but moor never scans wildcards");
-            }
             let mut hbas = hbas.join(", ");
             if !blocked.is_empty() {
                 hbas.push_str(&format!("; not online: {}", blocked.join(", ")));
@@ -353,6 +351,63 @@ impl FcConnector<'_> {
                 wwpn.sysfs_form()
             ))),
         }
+    }
+
+    /// No HBA shows any of the volume's ports and the connection info allows
+    /// wildcard scans: scan the volume's LUNs on every target of every usable HBA
+    /// (`- - L`), as os-brick does. Disks of other targets this adds are logged;
+    /// they are other volumes' LUNs, which is why the scan is off by default.
+    fn wildcard_scan(&self, props: &FcProps, deadline: Instant) -> Result<(), FcError> {
+        for hba in self.hbas(props)? {
+            let mut luns: Vec<u64> = props
+                .targets_for(hba.port_name)
+                .iter()
+                .map(|t| t.lun.get())
+                .collect();
+            luns.sort_unstable();
+            luns.dedup();
+            for lun in luns {
+                let before = self.host_devices(hba.host, lun)?;
+                tracing::warn!(
+                    host = hba.host,
+                    lun,
+                    "no target port visible: wildcard scan (enable_wildcard_scan)"
+                );
+                run(
+                    self.privileged,
+                    &ScsiScanAllTargets {
+                        host: hba.host,
+                        lun,
+                    },
+                    deadline,
+                )?;
+                let added: Vec<String> = self
+                    .host_devices(hba.host, lun)?
+                    .into_iter()
+                    .filter(|h| !before.contains(h))
+                    .map(|h| h.to_string())
+                    .collect();
+                if !added.is_empty() {
+                    tracing::warn!(
+                        host = hba.host,
+                        ?added,
+                        "the wildcard scan added SCSI devices"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The SCSI devices of LUN `lun` on host `host`.
+    fn host_devices(&self, host: u32, lun: u64) -> Result<Vec<Hctl>, FcError> {
+        Ok(self
+            .paths
+            .list_prefixed(&self.paths.sys("bus/scsi/devices"), &format!("{host}:"))?
+            .into_iter()
+            .filter_map(|n| n.parse::<Hctl>().ok())
+            .filter(|h| h.host == host && h.lun == lun)
+            .collect())
     }
 
     /// zFCP adapters open remote ports they have not seen after a port scan:
@@ -452,7 +507,13 @@ impl FcConnector<'_> {
             }
         }
         self.open_zfcp_ports(props, deadline)?;
-        let paths = self.find_paths(props)?;
+        let paths = match self.find_paths(props) {
+            Err(FcError::NoTargetPort { .. }) if props.enable_wildcard_scan => {
+                self.wildcard_scan(props, deadline)?;
+                self.find_paths(props)?
+            }
+            other => other?,
+        };
         let mut created = Vec::new();
         let r = self.attach(props, &paths, multipath, &mut created, deadline);
         if r.is_err() && !self.privileged.dry_run() {

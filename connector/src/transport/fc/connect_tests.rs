@@ -205,8 +205,7 @@ fn no_usable_hba_or_port_scans_nothing() {
     // Ports the fabric does not show: no wildcard scan, an error naming them.
     let e = c
         .connect(&props(
-            json!({"target_wwn": "5000000000000009", "target_lun": 1,
-                                "enable_wildcard_scan": true}),
+            json!({"target_wwn": "5000000000000009", "target_lun": 1}),
         ))
         .unwrap_err();
     assert!(
@@ -228,6 +227,54 @@ fn no_usable_hba_or_port_scans_nothing() {
         e.to_string().contains("host5 100010604b019419 Linkdown"),
         "{e}"
     );
+    assert!(moord.calls().is_empty());
+}
+
+#[test]
+fn wildcard_scan_only_when_asked_and_nothing_is_visible() {
+    let env = setup();
+    // Host 5 knows a remote port with another name; the array's port is not
+    // visible as a SCSI target anywhere until a scan of every target finds it.
+    let t = env.t.clone();
+    let p = props(json!({"target_wwn": "5000000000000009", "target_lun": 4,
+                         "enable_wildcard_scan": true}));
+    let moord = Scripted::new()
+        .expect_args(
+            "scsi.scan_all_targets",
+            json!({"host": 5, "lun": 4}),
+            move |_| {
+                add_rport(&t, 5, (0, 7), "5000000000000009", Some(2));
+                add_fc_lun(&t, hctl("5:0:2:4"), "sdg", "8:96", RAW_WWID, None);
+                // Another target's LUN 4 comes with it (why it is off by default).
+                add_fc_lun(
+                    &t,
+                    hctl("5:0:0:4"),
+                    "sdh",
+                    "8:112",
+                    "naa.6000000000000000000000000000beef",
+                    None,
+                );
+                Ok(json!({}))
+            },
+        )
+        .expect_args(
+            "scsi.scan_all_targets",
+            json!({"host": 6, "lun": 4}),
+            |_| Ok(json!({})),
+        )
+        .expect("scsi.rescan", |_| Ok(json!({})));
+    let events = ScriptedEvents::new();
+    let info = connector(&env, &moord, &events, false).connect(&p).unwrap();
+    assert_eq!(info.devices, ["sdg 5:0:2:4"]);
+    assert!(moord.unused().is_empty(), "{:?}", moord.unused());
+    // Without the flag: an error, no scan.
+    let moord = Scripted::new();
+    let e = connector(&env, &moord, &events, false)
+        .connect(&props(
+            json!({"target_wwn": "5000000000000008", "target_lun": 4}),
+        ))
+        .unwrap_err();
+    assert!(matches!(e, FcError::NoTargetPort { .. }), "{e}");
     assert!(moord.calls().is_empty());
 }
 
