@@ -15,6 +15,8 @@ use moor_connector::exec::{DryRun, Privileged};
 use moor_connector::host::HostPaths;
 use moor_connector::host::udev::UdevEvents;
 use moor_connector::lock::LockDir;
+use moor_connector::transport::fc::FcError;
+use moor_connector::transport::nvmeof::NvmeofError;
 use moor_connector::transport::{Extended, fc, nvmeof};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -106,6 +108,62 @@ pub trait Transport {
     /// A detach that left something: its outcome and a one-line summary.
     fn incomplete(e: Self::Error) -> Result<(Self::Outcome, String), Self::Error>;
 }
+
+/// The [`Transport`] methods every transport implements the same way: its
+/// connector's `connect`/`disconnect`/`extend`/`volume_paths`, its properties'
+/// `from_connection_info` and `encrypted`, and its error's `DryRun` and
+/// `Incomplete` variants (`$err`, in scope where the macro is used).
+macro_rules! transport_common {
+    ($err:ident) => {
+        fn parse(data: &serde_json::Value) -> anyhow::Result<Self::Props> {
+            Ok(<Self::Props>::from_connection_info(data)?)
+        }
+        fn encrypted(props: &Self::Props) -> bool {
+            props.encrypted
+        }
+        fn connect(
+            c: &Self::Connector<'_>,
+            props: &Self::Props,
+        ) -> Result<Self::Info, Self::Error> {
+            c.connect(props)
+        }
+        fn disconnect(
+            c: &Self::Connector<'_>,
+            props: &Self::Props,
+            info: &Self::Info,
+            force: bool,
+            ignore_errors: bool,
+        ) -> Result<Self::Outcome, Self::Error> {
+            c.disconnect(props, info, force, ignore_errors)
+        }
+        fn extend(
+            c: &Self::Connector<'_>,
+            props: &Self::Props,
+            info: &Self::Info,
+        ) -> Result<moor_connector::transport::Extended, Self::Error> {
+            c.extend(props, info)
+        }
+        fn paths(c: &Self::Connector<'_>, props: &Self::Props) -> Result<Vec<String>, Self::Error> {
+            c.volume_paths(props)
+        }
+        fn dry_stop(e: &Self::Error) -> Option<&str> {
+            match e {
+                $err::DryRun(why) => Some(why),
+                _ => None,
+            }
+        }
+        fn incomplete(e: Self::Error) -> Result<(Self::Outcome, String), Self::Error> {
+            match e {
+                $err::Incomplete(o) => {
+                    let summary = o.summary();
+                    Ok((*o, summary))
+                }
+                other => Err(other),
+            }
+        }
+    };
+}
+pub(crate) use transport_common;
 
 /// NVMe-oF.
 pub struct Nvmeof;
@@ -260,49 +318,7 @@ impl Transport for Nvmeof {
             options: nvmeof::Options { timeout, multipath },
         }
     }
-    fn parse(data: &Value) -> Result<Self::Props> {
-        Ok(nvmeof::NvmeofProps::from_connection_info(data)?)
-    }
-    fn encrypted(props: &Self::Props) -> bool {
-        props.encrypted
-    }
-    fn connect(c: &Self::Connector<'_>, props: &Self::Props) -> Result<Self::Info, Self::Error> {
-        c.connect(props)
-    }
-    fn disconnect(
-        c: &Self::Connector<'_>,
-        props: &Self::Props,
-        info: &Self::Info,
-        force: bool,
-        ignore_errors: bool,
-    ) -> Result<Self::Outcome, Self::Error> {
-        c.disconnect(props, info, force, ignore_errors)
-    }
-    fn extend(
-        c: &Self::Connector<'_>,
-        props: &Self::Props,
-        info: &Self::Info,
-    ) -> Result<Extended, Self::Error> {
-        c.extend(props, info)
-    }
-    fn paths(c: &Self::Connector<'_>, props: &Self::Props) -> Result<Vec<String>, Self::Error> {
-        c.volume_paths(props)
-    }
-    fn dry_stop(e: &Self::Error) -> Option<&str> {
-        match e {
-            nvmeof::NvmeofError::DryRun(why) => Some(why),
-            _ => None,
-        }
-    }
-    fn incomplete(e: Self::Error) -> Result<(Self::Outcome, String), Self::Error> {
-        match e {
-            nvmeof::NvmeofError::Incomplete(o) => {
-                let summary = o.summary();
-                Ok((*o, summary))
-            }
-            other => Err(other),
-        }
-    }
+    transport_common!(NvmeofError);
 }
 
 impl Transport for FibreChannel {
@@ -331,47 +347,5 @@ impl Transport for FibreChannel {
             options: fc::Options { timeout, multipath },
         }
     }
-    fn parse(data: &Value) -> Result<Self::Props> {
-        Ok(fc::FcProps::from_connection_info(data)?)
-    }
-    fn encrypted(props: &Self::Props) -> bool {
-        props.encrypted
-    }
-    fn connect(c: &Self::Connector<'_>, props: &Self::Props) -> Result<Self::Info, Self::Error> {
-        c.connect(props)
-    }
-    fn disconnect(
-        c: &Self::Connector<'_>,
-        props: &Self::Props,
-        info: &Self::Info,
-        force: bool,
-        ignore_errors: bool,
-    ) -> Result<Self::Outcome, Self::Error> {
-        c.disconnect(props, info, force, ignore_errors)
-    }
-    fn extend(
-        c: &Self::Connector<'_>,
-        props: &Self::Props,
-        info: &Self::Info,
-    ) -> Result<Extended, Self::Error> {
-        c.extend(props, info)
-    }
-    fn paths(c: &Self::Connector<'_>, props: &Self::Props) -> Result<Vec<String>, Self::Error> {
-        c.volume_paths(props)
-    }
-    fn dry_stop(e: &Self::Error) -> Option<&str> {
-        match e {
-            fc::FcError::DryRun(why) => Some(why),
-            _ => None,
-        }
-    }
-    fn incomplete(e: Self::Error) -> Result<(Self::Outcome, String), Self::Error> {
-        match e {
-            fc::FcError::Incomplete(o) => {
-                let summary = o.summary();
-                Ok((*o, summary))
-            }
-            other => Err(other),
-        }
-    }
+    transport_common!(FcError);
 }
