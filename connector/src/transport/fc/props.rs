@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::json::{Obj, WrongType, get, get_str};
 use crate::transport::{KeyError, VolumeKeys};
-use crate::types::{AddressingMode, FcIdError, Lun, TypeError, Wwpn, json_type_name};
+use crate::types::{AddressingMode, FcIdError, FcpLun, Lun, TypeError, Wwpn, json_type_name};
 
 /// Most targets (WWPN, LUN pairs) one volume may list.
 const MAX_TARGETS: usize = 64;
@@ -30,6 +30,8 @@ pub enum PropsError {
     Wwpn { key: String, error: FcIdError },
     #[error("connection property {key}: {error}")]
     Lun { key: String, error: TypeError },
+    #[error("connection property {key}: {error}")]
+    FcpLun { key: String, error: FcIdError },
     #[error("connection property {key} has invalid value {value:?}: expected {expected}")]
     BadValue {
         key: String,
@@ -126,11 +128,28 @@ fn wwpn_list(v: &Value, key: &str) -> Result<Vec<Wwpn>, PropsError> {
     }
 }
 
-fn lun_at(v: &Value, key: &str) -> Result<Lun, PropsError> {
-    Lun::from_json(v).map_err(|error| PropsError::Lun {
-        key: key.to_owned(),
-        error,
-    })
+/// A LUN: a Linux LUN (an integer or a decimal string, translated by
+/// `addressing_mode`), or a 64-bit FCP LUN (`0x` + 16 hex digits, as zFCP and
+/// arrays print them), which already says how it is addressed and becomes the
+/// Linux LUN the kernel's `scsilun_to_int` makes of it. `true` for the latter.
+fn lun_at(v: &Value, key: &str) -> Result<(Lun, bool), PropsError> {
+    if let Value::String(s) = v
+        && (s.starts_with("0x") || s.starts_with("0X"))
+    {
+        return s
+            .parse::<FcpLun>()
+            .map(|f| (f.to_linux(), true))
+            .map_err(|error| PropsError::FcpLun {
+                key: key.to_owned(),
+                error,
+            });
+    }
+    Lun::from_json(v)
+        .map(|l| (l, false))
+        .map_err(|error| PropsError::Lun {
+            key: key.to_owned(),
+            error,
+        })
 }
 
 impl FcProps {
@@ -171,7 +190,7 @@ impl FcProps {
                 expected: "SAM, transparent, SAM2 or SAM3-flat",
             })?,
         };
-        let luns: Vec<Lun> = match get(o, "target_luns") {
+        let luns: Vec<(Lun, bool)> = match get(o, "target_luns") {
             Some(Value::Array(items)) if !items.is_empty() => items
                 .iter()
                 .enumerate()
@@ -180,7 +199,7 @@ impl FcProps {
             Some(Value::Array(_)) | None => vec![match get(o, "target_lun") {
                 Some(v) => lun_at(v, "target_lun")?,
                 // os-brick's default.
-                None => Lun(0),
+                None => (Lun(0), false),
             }],
             Some(other) => {
                 return Err(PropsError::WrongType {
@@ -197,13 +216,16 @@ impl FcProps {
         };
         // Pairs follow the listed (not deduplicated) ports, duplicates dropped.
         let mut targets: Vec<FcTarget> = Vec::new();
-        for (w, l) in seen.iter().zip(luns) {
-            let lun = l
-                .for_addressing(addressing_mode)
-                .map_err(|error| PropsError::Lun {
-                    key: "target_lun".into(),
-                    error,
-                })?;
+        for (w, (l, exact)) in seen.iter().zip(luns) {
+            let lun = if exact {
+                l
+            } else {
+                l.for_addressing(addressing_mode)
+                    .map_err(|error| PropsError::Lun {
+                        key: "target_lun".into(),
+                        error,
+                    })?
+            };
             let t = FcTarget { wwpn: *w, lun };
             if !targets.contains(&t) {
                 targets.push(t);

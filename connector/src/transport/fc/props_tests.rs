@@ -82,6 +82,22 @@ fn addressing_mode_translates_luns() {
 }
 
 #[test]
+fn fcp_luns_in_hex_are_taken_as_they_are() {
+    // A DS8000 FCP LUN: Linux LUN 0x400a4020 (the kernel's mapping), whatever the
+    // addressing mode says; decimal LUNs still follow it.
+    let p = parse(
+        json!({"target_wwns": ["1234567890123456", "1234567890123457"],
+                         "target_luns": ["0x4020400A00000000", 300],
+                         "addressing_mode": "SAM2"}),
+    )
+    .unwrap();
+    assert_eq!(p.targets[0].lun, Lun(0x400a_4020));
+    assert_eq!(p.targets[1].lun, Lun(16384 + 300));
+    let e = parse(json!({"target_wwn": "1234567890123456", "target_lun": "0x4020"})).unwrap_err();
+    assert!(matches!(e, PropsError::FcpLun { .. }), "{e}");
+}
+
+#[test]
 fn bad_properties_name_the_key() {
     for (v, needle) in [
         (json!({}), "target_wwn"),
