@@ -563,6 +563,84 @@ fn fibre_channel_connect_dry_run_plans_a_targeted_scan() {
     assert!(r.stderr.contains("no online Fibre Channel HBA"), "{r}");
 }
 
+/// An s390x host root: zFCP adapter 0.0.1900 (not NPIV) as host0, online; with
+/// `port_open`, zfcp has opened DS8000 port 0x500507630b1b41c3 (SCSI target
+/// 0:0:0) but has no unit yet, as zfcp lays it out.
+fn zfcp_host_root(s: &Scratch, port_open: bool) {
+    let dev = "root/sys/devices/css0/0.0.0019/0.0.1900";
+    let put = |rel: &str, text: &str| {
+        let p = s.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    let link = |at: &str, to: &str| {
+        let at = s.path(at);
+        std::fs::create_dir_all(at.parent().expect("parent")).expect("mkdir");
+        std::os::unix::fs::symlink(s.path(to), at).expect("symlink");
+    };
+    put(&format!("{dev}/online"), "1\n");
+    put(&format!("{dev}/port_rescan"), "");
+    put(
+        &format!("{dev}/host0/fc_host/host0/port_name"),
+        "0xc05076ffe5005611\n",
+    );
+    put(&format!("{dev}/host0/fc_host/host0/port_state"), "Online\n");
+    put(
+        &format!("{dev}/host0/fc_host/host0/port_type"),
+        "NPort (fabric via point-to-point)\n",
+    );
+    link(
+        "root/sys/class/fc_host/host0",
+        &format!("{dev}/host0/fc_host/host0"),
+    );
+    link("root/sys/bus/ccw/drivers/zfcp/0.0.1900", dev);
+    if port_open {
+        put(&format!("{dev}/0x500507630b1b41c3/unit_add"), "");
+        let rport = format!("{dev}/host0/rport-0:0-0");
+        let rp = format!("{rport}/fc_remote_ports/rport-0:0-0");
+        put(&format!("{rp}/port_name"), "0x500507630b1b41c3\n");
+        put(&format!("{rp}/port_state"), "Online\n");
+        put(&format!("{rp}/scsi_target_id"), "0\n");
+        let tc = format!("{rport}/target0:0:0/fc_transport/target0:0:0");
+        put(&format!("{tc}/port_name"), "0x500507630b1b41c3\n");
+        link("root/sys/class/fc_remote_ports/rport-0:0-0", &rp);
+        link("root/sys/class/fc_transport/target0:0:0", &tc);
+    }
+}
+
+/// zFCP: a port the adapter has not opened is scanned for (`zfcp.port_rescan`);
+/// an opened one gets its unit with the kernel's FCP LUN (`zfcp.unit_add`), given
+/// as a Linux LUN or as the FCP LUN itself.
+#[test]
+fn zfcp_connect_dry_run_plans_port_scan_and_unit() {
+    let s = Scratch::new();
+    zfcp_host_root(&s, false);
+    let props = s.json_file(
+        "ci.json",
+        &json!({"target_wwn": "500507630b1b41c3", "target_lun": 1_074_413_600_u64}),
+    );
+    let r = s.dry_run_of("fibre-channel", "connect", &props, &[]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(op_names(&r.json()), ["zfcp.port_rescan"], "{r}");
+    let s = Scratch::new();
+    zfcp_host_root(&s, true);
+    for lun in [json!(1_074_413_600_u64), json!("0x4020400a00000000")] {
+        let props = s.json_file(
+            "ci.json",
+            &json!({"target_wwn": "500507630b1b41c3", "target_lun": lun}),
+        );
+        let r = s.dry_run_of("fibre-channel", "connect", &props, &[]);
+        assert_eq!(r.code, Some(0), "{r}");
+        let plan = r.json();
+        assert_eq!(op_names(&plan), ["zfcp.unit_add"], "{r}");
+        let text = plan["operations"].to_string();
+        assert!(
+            text.contains("4020400a00000000") && text.contains("0.0.1900"),
+            "{text}"
+        );
+    }
+}
+
 /// Detach refuses a device_info without scsi_wwn; with one and no disk of it,
 /// nothing is planned.
 #[test]

@@ -26,7 +26,7 @@ pub enum FcIdError {
 /// (`50:05:07:63:0b:1b:41:c3`). Prints as 16 lower-case hex digits without `0x`
 /// (os-brick's form in `wwpns` and `target_wwns`); [`Wwpn::sysfs_form`] gives the
 /// kernel's `0x…` form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Wwpn(u64);
 
 impl Wwpn {
@@ -89,7 +89,7 @@ impl fmt::Display for Wwpn {
 /// ([`FcpLun::from_linux`]) and turned back with `scsilun_to_int`
 /// ([`FcpLun::to_linux`]); no heuristics (os-brick's `_get_lun_string` changes the
 /// meaning of LUNs from 256 up).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FcpLun(u64);
 
 impl FcpLun {
@@ -147,7 +147,7 @@ impl fmt::Display for FcpLun {
 /// Accepts hex digits in any case and a bare device number (`1900`, `0x1900`,
 /// meaning `0.0.1900`, as s390-tools do); prints the kernel's form: lower case,
 /// four digits of device number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CcwBusId {
     css: u8,
     ssid: u8,
@@ -209,6 +209,19 @@ impl fmt::Display for CcwBusId {
         write!(f, "{:x}.{:x}.{:04x}", self.css, self.ssid, self.devno)
     }
 }
+
+// Debug shows the value as the kernel prints it (dry-run plans and logs show
+// operations with Debug), not the raw number.
+macro_rules! debug_via_display {
+    ($($t:ident),*) => {$(
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($t), "({})"), self)
+            }
+        }
+    )*};
+}
+debug_via_display!(Wwpn, FcpLun, CcwBusId);
 
 macro_rules! serde_via_str {
     ($($t:ty),*) => {$(

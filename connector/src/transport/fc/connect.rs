@@ -434,7 +434,10 @@ impl FcConnector<'_> {
                 deadline,
             )?;
             if self.privileged.dry_run() {
-                continue;
+                return Err(FcError::DryRun(format!(
+                    "then: wait for zfcp {} to open port(s) {missing:?}",
+                    a.busid
+                )));
             }
             let until = deadline.min(Instant::now() + PORT_SCAN);
             let what = format!("zfcp {} to open port(s) {missing:?}", a.busid);
