@@ -1564,7 +1564,14 @@ mod tests {
 
     fn cryptsetup(args: &[&str], stdin: &[u8]) -> Option<std::process::ExitStatus> {
         use std::io::Write;
-        let mut c = std::process::Command::new("cryptsetup")
+        // Looked up first: where spawning cannot report a missing program (qemu-user
+        // runs glibc's posix_spawn so that the child just exits 127), the test
+        // would otherwise fail instead of skipping.
+        let path = std::env::var_os("PATH")?;
+        let exe = std::env::split_paths(&path)
+            .map(|d| d.join("cryptsetup"))
+            .find(|p| p.is_file())?;
+        let mut c = std::process::Command::new(exe)
             .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
