@@ -24,6 +24,11 @@ pub enum FiltersCommand {
     List(ListArgs),
     /// Dangerous or broken entries; exits 1 when there are errors.
     Lint(LintArgs),
+    /// What an existing rootwrap setup (e.g. --config /etc/cinder/rootwrap.conf)
+    /// allows and how it maps onto moord: the typed-operation families that replace
+    /// its filters, the filters moor does not need, the ones only `exec` would run,
+    /// and a suggested policy.
+    Import(ListArgs),
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +110,7 @@ pub fn run(cmd: FiltersCommand) -> ExitCode {
         FiltersCommand::Check(a) => check(a),
         FiltersCommand::List(a) => list(a),
         FiltersCommand::Lint(a) => lint(a),
+        FiltersCommand::Import(a) => import(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -345,6 +351,25 @@ fn list(a: ListArgs) -> anyhow::Result<u8> {
             listings.len(),
             loaded.files.len()
         );
+    }
+    Ok(if loaded.is_clean() { 0 } else { EXIT_CONFIG })
+}
+
+fn import(a: ListArgs) -> anyhow::Result<u8> {
+    let (_, loaded) = load(&a.set)?;
+    for d in &loaded.diagnostics {
+        eprintln!("{d}");
+    }
+    let imp = crate::filters_import::import(&loaded.set.filters);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&imp)?);
+    } else {
+        println!(
+            "{} filter(s) from {} file(s)",
+            imp.filters.len(),
+            loaded.files.len()
+        );
+        crate::filters_import::print(&imp);
     }
     Ok(if loaded.is_clean() { 0 } else { EXIT_CONFIG })
 }

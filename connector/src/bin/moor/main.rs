@@ -3,6 +3,7 @@
 mod call_cmd;
 mod dasd_cmd;
 mod filters_cmd;
+mod filters_import;
 mod luks_cmd;
 mod transport_cmd;
 mod volume_cmd;
