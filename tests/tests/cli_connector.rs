@@ -5,13 +5,13 @@
 //!
 //! Binary: `$MOOR_BIN`, or `target/debug/moor` built once with cargo.
 
+mod cli_common;
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
-use common::target_dir;
+use cli_common::{Run, moor_bin, op_names};
 use serde_json::{Value, json};
 
 const IQN: &str = "iqn.2010-10.org.openstack:volume-1";
@@ -19,40 +19,6 @@ const PORTAL: &str = "192.0.2.10:3260";
 const SECRET: &str = "Pa55-w0rd-one";
 const SECRET_IN: &str = "Pa55-w0rd-two";
 const DISCOVERY_SECRET: &str = "Pa55-w0rd-disc";
-
-fn moor_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MOOR_BIN") {
-            return PathBuf::from(p);
-        }
-        common::cargo_build(&["-p", "moor-connector", "--bin", "moor"]);
-        target_dir().join("debug/moor")
-    })
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 /// `moor ARGS…` with no socket or key from the environment (a dry run must not
 /// need either), stdin closed.
@@ -145,22 +111,6 @@ fn chap_data() -> Value {
         "discovery_auth_username": "disc",
         "discovery_auth_password": DISCOVERY_SECRET,
     })
-}
-
-fn op_names(plan: &Value) -> Vec<String> {
-    plan["operations"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no operations in {plan}"))
-        .iter()
-        .map(|o| {
-            o.as_str()
-                .expect("operations are strings")
-                .split(' ')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
 }
 
 fn assert_no_secrets(r: &Run) {

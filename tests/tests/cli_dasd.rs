@@ -7,15 +7,15 @@
 //!
 //! Binary: `$MOOR_BIN`, or `target/debug/moor` built once with cargo.
 
+mod cli_common;
 mod common;
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
-use common::target_dir;
+use cli_common::{Run, moor_bin, op_names};
 use serde_json::{Value, json};
 
 const BUSID: &str = "0.0.b100";
@@ -23,40 +23,6 @@ const UID: &str = "IBM.750000000DXP71.2300.05";
 const ALIAS_UID: &str = "IBM.750000000DXP71.2300.xx";
 /// A 3390-9 formatted with 4 KiB blocks, in 512-byte sectors.
 const SECTORS: u64 = 10017 * 15 * 12 * 8;
-
-fn moor_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MOOR_BIN") {
-            return PathBuf::from(p);
-        }
-        common::cargo_build(&["-p", "moor-connector", "--bin", "moor"]);
-        target_dir().join("debug/moor")
-    })
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 /// The state of DASD 0.0.b100 on the fixture host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,22 +257,6 @@ impl Host {
         out.sort();
         out
     }
-}
-
-fn op_names(plan: &Value) -> Vec<String> {
-    plan["operations"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no operations in {plan}"))
-        .iter()
-        .map(|o| {
-            o.as_str()
-                .expect("operations are strings")
-                .split(' ')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
 }
 
 fn wrapped(data: Value) -> Value {
