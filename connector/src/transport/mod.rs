@@ -64,6 +64,27 @@ pub struct Extended {
     pub paths: Vec<(String, u64)>,
 }
 
+/// Options of a connector whose paths are chosen the same way (NVMe-oF, Fibre
+/// Channel).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Overall deadline of one attach, detach or extend.
+    pub timeout: std::time::Duration,
+    /// Use every path: NVMe-oF connects every portal and returns the native
+    /// multipath head; Fibre Channel scans every visible path and returns the
+    /// dm-multipath map. Otherwise one path is enough.
+    pub multipath: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: std::time::Duration::from_secs(120),
+            multipath: false,
+        }
+    }
+}
+
 /// `access_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccessMode {

@@ -139,23 +139,7 @@ impl DetachOutcome {
     }
 }
 
-/// Options of one connector.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Overall deadline of one attach, detach or extend.
-    pub timeout: Duration,
-    /// Attach every path and return the dm-multipath map.
-    pub multipath: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            timeout: Duration::from_secs(120),
-            multipath: false,
-        }
-    }
-}
+pub use crate::transport::Options;
 
 /// The Fibre Channel connector.
 pub struct FcConnector<'a> {

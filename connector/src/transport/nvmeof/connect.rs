@@ -143,24 +143,7 @@ pub enum NvmeofError {
     DryRun(String),
 }
 
-/// Options of one connector.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Overall deadline of one attach.
-    pub timeout: Duration,
-    /// Connect every portal and use the native multipath head (os-brick's
-    /// `use_multipath`); otherwise one portal is enough.
-    pub multipath: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            timeout: Duration::from_secs(120),
-            multipath: false,
-        }
-    }
-}
+pub use crate::transport::Options;
 
 /// The NVMe-oF connector.
 pub struct NvmeofConnector<'a> {
