@@ -104,11 +104,13 @@ impl HostPaths {
     }
 
     /// Reads a sysfs-style attribute with its trailing newline(s) removed.
-    /// `Ok(None)` if the file does not exist (or a directory on its path is missing).
+    /// `Ok(None)` if the file does not exist (or a directory on its path is missing),
+    /// or answers ENODEV: sysfs does that for an attribute of an object being
+    /// removed right now (a session another detach is logging out), which is absence.
     pub fn read_attr(&self, path: &Path) -> Result<Option<String>, HostError> {
         match fs::read_to_string(path) {
             Ok(text) => Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned())),
-            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) if is_absent(&e) || is_being_removed(&e) => Ok(None),
             Err(source) => Err(HostError::Read {
                 path: path.to_owned(),
                 source,
@@ -177,6 +179,10 @@ impl HostPaths {
             }),
         }
     }
+}
+
+fn is_being_removed(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(nix::errno::Errno::ENODEV as i32)
 }
 
 fn is_absent(e: &io::Error) -> bool {
@@ -281,6 +287,15 @@ mod tests {
         assert_eq!(h.read_attr(&h.sys("block/sdz/size")).unwrap(), None);
         // A file used as a directory is "absent" too.
         assert_eq!(h.read_attr(&h.sys("block/sda/size/x")).unwrap(), None);
+    }
+
+    #[test]
+    fn enodev_is_an_object_being_removed_and_other_errors_are_not() {
+        let enodev = io::Error::from_raw_os_error(nix::errno::Errno::ENODEV as i32);
+        assert!(is_being_removed(&enodev));
+        let enotconn = io::Error::from_raw_os_error(nix::errno::Errno::ENOTCONN as i32);
+        assert!(!is_being_removed(&enotconn));
+        assert!(!is_absent(&enotconn));
     }
 
     #[test]

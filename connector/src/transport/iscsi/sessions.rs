@@ -64,7 +64,7 @@ pub fn sessions(paths: &HostPaths) -> Result<Vec<Session>, HostError> {
         let port = lenient("persistent_port")
             .or_else(|| lenient("port"))
             .and_then(|p| p.trim().parse().ok());
-        out.push(Session {
+        let session = Session {
             id,
             target: target.trim().to_string(),
             address: address.map(|a| a.trim().to_string()),
@@ -72,7 +72,12 @@ pub fn sessions(paths: &HostPaths) -> Result<Vec<Session>, HostError> {
             state: attr("state")?.map(|s| s.trim().to_string()),
             target_id: attr("target_id")?.and_then(|s| s.trim().parse().ok()),
             iface: attr("ifacename")?.map(|s| s.trim().to_string()),
-        });
+        };
+        // Logged out by someone else (a concurrent detach) while we read it: gone.
+        if paths.read_attr(&class.join(&name).join("targetname"))?.is_none() {
+            continue;
+        }
+        out.push(session);
     }
     out.sort_by_key(|s| s.id);
     Ok(out)
