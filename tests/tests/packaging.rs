@@ -1398,6 +1398,27 @@ fn every_typed_operation_passes_the_shipped_filters() {
     }
 }
 
+/// The shipped filters are exactly what the typed operations need: every filter
+/// allows at least one operation's plan (nothing kept "just in case").
+#[test]
+fn every_shipped_filter_is_needed_by_a_typed_operation() {
+    let loaded = shipped_filters();
+    let mut used: BTreeSet<&str> = samples().iter().map(|(_, _, want)| *want).collect();
+    // IscsiSecret plans write their non-secret keys through this one.
+    used.insert("iscsi_node_settings");
+    let unused: Vec<&str> = loaded
+        .set
+        .filters
+        .iter()
+        .map(|f| f.name.as_str())
+        .filter(|n| !used.contains(n))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "filters no typed operation needs (remove them or add the operation's sample): {unused:?}"
+    );
+}
+
 #[test]
 fn mutated_plans_are_denied_by_the_shipped_filters() {
     let loaded = shipped_filters();
@@ -2280,7 +2301,7 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
 }
 
 #[test]
-fn packaged_policy_grants_the_typed_families_and_still_exec() {
+fn packaged_policy_grants_the_typed_families_and_not_raw_exec() {
     // moord.toml as shipped, with the `moor` group replaced by a gid (the group need
     // not exist where the tests run) and loaded the way moord loads it.
     let text = std::fs::read_to_string(packaging().join("moord.toml")).expect("read");
@@ -2306,7 +2327,9 @@ fn packaged_policy_grants_the_typed_families_and_still_exec() {
     assert_eq!(cfg.iscsi_db_dir, "/etc/iscsi");
     let ops = cfg.ops_for(5000, &[4242]);
     // Formatting and partitioning a DASD are for an admin to grant (docs/dasd.md).
-    let not_granted = ["dasd.format", "dasd.partition"];
+    // Raw argv and raw sysfs writes are for an admin to grant to rootwrap-style
+    // callers; the connector uses typed operations only.
+    let not_granted = ["dasd.format", "dasd.partition", "exec", "sysfs.write"];
     let all: BTreeSet<String> = OPS
         .iter()
         .map(|e| e.name.to_string())
@@ -2314,7 +2337,7 @@ fn packaged_policy_grants_the_typed_families_and_still_exec() {
         .collect();
     assert_eq!(
         ops, all,
-        "the moor group gets every operation but dasd.format and dasd.partition (exec and sysfs.write still)"
+        "the moor group gets every operation but dasd.format, dasd.partition, exec and sysfs.write"
     );
     for op in not_granted {
         assert!(OPS.iter().any(|e| e.name == op), "{op}");

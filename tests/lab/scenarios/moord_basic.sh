@@ -2,9 +2,11 @@
 # moord_basic: moord started with the project's own default config and filters
 # (packaging/moord.toml, packaging/filters.d/moor.filters) authenticates a non-root
 # caller of the `moor` group (peer credentials + HMAC key) and refuses another uid;
-# runs an exec the shipped filters allow and denies one they do not; a raw iscsiadm
-# discovery + login + logout against LIO goes through `moor call exec`, and the audit
-# log shows one record per request with the filter that allowed it.
+# does not grant raw `exec` (the packaged policy is typed operations only); once an
+# admin grants it (a [[policy]] entry and SIGHUP), runs an exec the shipped filters
+# allow and denies ones they do not; a raw iscsiadm discovery + login + logout
+# against LIO goes through `moor call exec`, and the audit log shows one record per
+# request with the filter that allowed it.
 # shellcheck source=tests/lab/lib/targets.sh
 . "$(dirname "$0")/../lib/targets.sh"
 # shellcheck source=tests/lab/lib/moord.sh
@@ -32,11 +34,20 @@ log "root (not in the moor group): refused by moord's peer-credential check befo
 expect_rc 125 runuser -u moortest -- "$BIN/moor" call ping   # no key: HMAC required
 log "moortest without the key: refused (HMAC required)"
 
-# --- filters: an allowed exec and a denied one
-expect_rc 21 as_caller call exec -- iscsiadm -m session      # 21 = no sessions
+# --- policy: raw exec is not in the packaged policy; an admin grants it
+expect_rc 126 as_caller call exec -- iscsiadm -m discovery -t sendtargets -I default -p "$P"
+grep -q '"op":"exec","outcome":"denied"' "$audit" || fail "no audit record of the policy denial"
+log "exec refused by the packaged policy (typed operations only)"
+printf '\n[[policy]]\nuser = "moortest"\nops = ["exec"]\n' >> /etc/moor/moord.toml
+kill -HUP "$MOORD_PID"
+wait_until 10 grep -q 'reloaded configuration' "$LAB_STATE/moord.log" || fail "moord did not log the reload: $(cat "$LAB_STATE/moord.log")"
+log "granted exec to moortest (SIGHUP reload)"
+
+# --- filters: an allowed exec and denied ones
+expect_rc 126 as_caller call exec -- iscsiadm -m session      # no typed op lists sessions
 expect_rc 126 as_caller call exec -- sh -c id
 expect_rc 126 as_caller call exec -- iscsiadm -m node -T "$IQN" -p "$P" --op update -n node.session.auth.password -v x
-log "exec: iscsiadm -m session allowed, sh and a password update denied"
+log "exec: iscsiadm -m session, sh and a password update denied by the shipped filters"
 
 # --- a raw login/logout to LIO through moord
 lio_target_create "$IQN" --portal "$P"
@@ -59,6 +70,6 @@ grep -q "\"uid\":$uid,.*\"op\":\"exec\",\"outcome\":\"ok\",\"filter\":\"/etc/moo
   || grep -q "iscsiadm_node_login_logout" "$audit" || fail "no audit record of the login: $(cat "$audit")"
 grep -q '"outcome":"denied".*"argv":\["sh","-c","id"\]' "$audit" || fail "no audit record of the denial"
 n=$(wc -l < "$audit")
-[ "$n" -eq 8 ] || fail "expected one record per request (8), got $n"
+[ "$n" -eq 9 ] || fail "expected one record per request (9), got $n"
 log "audit log ($n records); the login and the denial:"
 grep -E -- '--login|"sh"' "$audit" | sed 's/^/    /'
