@@ -133,6 +133,10 @@ fn check_guard(g: &Guard) {
             return assert_eq!(fcp_lun.to_string().len(), 18, "zfcp guard fcp lun");
         }
         Guard::Unpartitioned { device } => device,
+        Guard::WwidUnused { wwid } => {
+            // Compared with sysfs values, never joined into a path.
+            return assert!(!wwid.is_empty() && !wwid.contains('/'), "wwid guard {wwid:?}");
+        }
     };
     assert!(
         moor_types::is_block_device_name(device),

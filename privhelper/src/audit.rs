@@ -228,6 +228,10 @@ impl From<&crate::ops::Guard> for GuardRecord {
                 device: device.clone(),
                 ..GuardRecord::default()
             },
+            crate::ops::Guard::WwidUnused { wwid } => GuardRecord {
+                expected_wwid: wwid.clone(),
+                ..GuardRecord::default()
+            },
         }
     }
 }

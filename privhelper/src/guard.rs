@@ -805,6 +805,37 @@ fn check_zfcp_unit_unused(
     Ok(())
 }
 
+/// No block device under `/sys/block` carries `wwid` (a SCSI disk by its
+/// normalised `device/wwid`, a multipath map by `dm/uuid`, an NVMe namespace by
+/// `wwid`). A device that vanishes while it is read does not count.
+fn check_wwid_unused(root: &Path, wwid: &str) -> Result<(), Unmet> {
+    let block = host_path(root, "/sys/block");
+    let entries = std::fs::read_dir(&block)
+        .map_err(|e| unmet("/sys/block", format!("cannot be listed: {e}")))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let read = |rel: &str| {
+            read_attr(&block.join(&name).join(rel))
+                .ok()
+                .map(|v| v.trim().to_string())
+        };
+        let carries = if name.starts_with("dm-") {
+            read("dm/uuid").is_some_and(|u| u.strip_prefix("mpath-") == Some(wwid))
+        } else if name.starts_with("nvme") {
+            read("wwid").is_some_and(|w| w == wwid)
+        } else {
+            read("device/wwid").is_some_and(|w| normalize_wwid(&w) == wwid)
+        };
+        if carries {
+            return Err(unmet(
+                &format!("/sys/block/{name}"),
+                format!("carries WWID {wwid}: the volume is still on this host"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Check `g` against the host under `root`.
 pub fn check(root: &Path, g: &Guard) -> Result<(), GuardError> {
     match g {
@@ -820,6 +851,7 @@ pub fn check(root: &Path, g: &Guard) -> Result<(), GuardError> {
         } => Ok(check_dasd_uid(root, *busid, expected, device.as_deref())?),
         Guard::DasdStatus { busid, status } => Ok(check_dasd_status(root, *busid, status)?),
         Guard::Unpartitioned { device } => Ok(check_unpartitioned(root, device)?),
+        Guard::WwidUnused { wwid } => Ok(check_wwid_unused(root, wwid)?),
         Guard::CcwDriver { busid, driver } => Ok(check_ccw_driver(root, *busid, driver)?),
         Guard::MdArray {
             device,
@@ -1000,6 +1032,33 @@ mod tests {
         );
         // The raw (unnormalised) form is not what the caller captured.
         assert!(check(t.path(), &guard("sdb", NAA)).is_err());
+    }
+
+    #[test]
+    fn a_wwid_is_forgotten_only_when_no_device_carries_it() {
+        let t = tempfile::tempdir().unwrap();
+        let g = Guard::WwidUnused { wwid: UDEV.into() };
+        // No /sys/block at all: cannot tell, refused.
+        assert!(pre(t.path(), &g).is_err());
+        put(t.path(), "sys/block/sda/device/wwid", "naa.6001405000000000000000000000ffff\n");
+        put(t.path(), "sys/block/nvme0n1/wwid", "uuid.0a0b0c0d-0000-0000-0000-000000000001\n");
+        put(t.path(), "sys/block/dm-0/dm/uuid", "CRYPT-LUKS2-abc-crypt\n");
+        assert_eq!(pre(t.path(), &g), Ok(()));
+        // A path of the volume (raw form, normalised before comparing).
+        put(t.path(), "sys/block/sdc/device/wwid", &format!("{NAA}\n"));
+        let e = pre(t.path(), &g).unwrap_err();
+        assert_eq!(e.path, "/sys/block/sdc");
+        std::fs::remove_dir_all(t.path().join("sys/block/sdc")).unwrap();
+        // Its multipath map.
+        put(t.path(), "sys/block/dm-3/dm/uuid", &format!("mpath-{UDEV}\n"));
+        assert_eq!(pre(t.path(), &g).unwrap_err().path, "/sys/block/dm-3");
+        std::fs::remove_dir_all(t.path().join("sys/block/dm-3")).unwrap();
+        // An NVMe namespace whose wwid is it.
+        let n = Guard::WwidUnused {
+            wwid: "uuid.0a0b0c0d-0000-0000-0000-000000000001".into(),
+        };
+        assert_eq!(pre(t.path(), &n).unwrap_err().path, "/sys/block/nvme0n1");
+        assert_eq!(pre(t.path(), &g), Ok(()));
     }
 
     #[test]

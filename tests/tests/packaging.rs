@@ -849,6 +849,16 @@ fn samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
             "multipath_check",
         ));
     }
+    for w in [W, "eui.0123456789abcdef", "SATA_disk1_WD-1234"] {
+        v.push((
+            "multipath.forget_wwid",
+            json!({"wwid": w}),
+            "multipath_forget_wwid",
+        ));
+    }
+    for dev in ["sdc", "dm-4", "nvme0n1", "sdaa"] {
+        v.push(("block.users", json!({"device": dev}), "block_users"));
+    }
     for dev in ["sdc", "dm-4"] {
         v.push((
             "block.read_check",
@@ -1475,6 +1485,14 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
             "-v",
             "x",
         ]),
+        // fuser may only list the users of one whole disk: no -k (kill), no -m.
+        argv(&["fuser", "-k", "/dev/sdb"]),
+        argv(&["fuser", "-m", "/dev/sdb"]),
+        argv(&["fuser", "/dev/sdb", "/dev/sdc"]),
+        argv(&["fuser", "/etc/shadow"]),
+        // A WWID is never an option.
+        argv(&["multipath", "-w", "-F"]),
+        argv(&["multipath", "-W"]),
         // Other modes, other discovery types, no iface.
         argv(&[
             "iscsiadm",

@@ -37,6 +37,30 @@ impl BlockReadCheck {
     }
 }
 
+/// Which processes have a block device open: `fuser /dev/NAME` (exit 0 and pids on
+/// stdout when some do, exit 1 when none). Read-only; `moor doctor` and `moor
+/// cleanup` ask it before they plan to remove a device no attachment claims, since
+/// another user's open file descriptors are visible only to root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockUsers {
+    pub device: String,
+}
+
+impl TypedOp for BlockUsers {
+    const NAME: &'static str = "block.users";
+}
+
+impl BlockUsers {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        check_device(Self::NAME, &self.device, DevKind::AnyDisk)?;
+        Ok(super::exec_plan(
+            vec!["fuser".into(), format!("/dev/{}", self.device)],
+            None,
+        ))
+    }
+}
+
 /// Remove a `/dev/disk/by-*` link udev left behind for a device that is gone:
 /// `rm -f -- LINK`, after moord checks that LINK is a symlink to DEVICE (or one of
 /// its partitions) and that DEVICE no longer exists.

@@ -59,6 +59,10 @@ pub enum Guard {
     /// partitions, and `device` is gone (`/sys/block/<device>` does not exist): the
     /// link is stale, not another device's.
     StaleLink { link: String, device: String },
+    /// Precondition: no block device carries WWID `wwid` (no `/sys/block/sdX`
+    /// whose normalised `device/wwid` is it, no `dm-N` with `dm/uuid`
+    /// `mpath-<wwid>`, no `nvmeXnY` whose `wwid` is it).
+    WwidUnused { wwid: String },
     /// Every guard holds, checked in order (the first failure is reported).
     All(Vec<Guard>),
     /// `path` (lstat) is a regular file: not a symlink, not a device.
@@ -562,6 +566,10 @@ pub const OPS: &[OpEntry] = &[
         plan: |a| typed(BlockReadCheck::NAME, a, BlockReadCheck::plan),
     },
     OpEntry {
+        name: BlockUsers::NAME,
+        plan: |a| typed(BlockUsers::NAME, a, BlockUsers::plan),
+    },
+    OpEntry {
         name: BlockRemoveStaleLink::NAME,
         plan: |a| typed(BlockRemoveStaleLink::NAME, a, BlockRemoveStaleLink::plan),
     },
@@ -580,6 +588,10 @@ pub const OPS: &[OpEntry] = &[
     OpEntry {
         name: MultipathFlush::NAME,
         plan: |a| typed(MultipathFlush::NAME, a, MultipathFlush::plan),
+    },
+    OpEntry {
+        name: MultipathForgetWwid::NAME,
+        plan: |a| typed(MultipathForgetWwid::NAME, a, MultipathForgetWwid::plan),
     },
     OpEntry {
         name: MultipathResize::NAME,

@@ -171,3 +171,61 @@ impl MultipathdPaths {
         ))
     }
 }
+
+/// `multipath -w WWID`: forget a WWID in the wwids file (`/etc/multipath/wwids`),
+/// for a volume that is gone from the host; `moor cleanup` removes the entries
+/// detaches leave behind. moord first checks that no block device on the host
+/// carries the WWID ([`Guard::WwidUnused`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultipathForgetWwid {
+    pub wwid: String,
+}
+
+impl TypedOp for MultipathForgetWwid {
+    const NAME: &'static str = "multipath.forget_wwid";
+}
+
+impl MultipathForgetWwid {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        // An argument of its own, never an option: starts with a letter or digit.
+        let w = &self.wwid;
+        let ok = !w.is_empty()
+            && w.len() <= 128
+            && w.as_bytes()[0].is_ascii_alphanumeric()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+        if !ok {
+            return Err(bad(
+                Self::NAME,
+                format!("wwid {w:?} is not 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit"),
+            ));
+        }
+        Ok(exec(
+            &["multipath", "-w", w],
+            Some(Guard::WwidUnused { wwid: w.clone() }),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forget_wwid_is_guarded_and_never_an_option() {
+        let w = "36001405abcdef0123456789abcdef012";
+        let plan = MultipathForgetWwid { wwid: w.into() }.plan().unwrap();
+        let Plan::Exec(p) = plan else {
+            panic!("exec plan")
+        };
+        assert_eq!(p.argv, ["multipath", "-w", w]);
+        assert_eq!(p.guard, Some(Guard::WwidUnused { wwid: w.into() }));
+        for bad in ["", "-F", "-w", ".x", "a b", "a/b", "x\n", &"3".repeat(129)] {
+            assert!(
+                MultipathForgetWwid { wwid: bad.into() }.plan().is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -74,7 +74,10 @@ pub fn sessions(paths: &HostPaths) -> Result<Vec<Session>, HostError> {
             iface: attr("ifacename")?.map(|s| s.trim().to_string()),
         };
         // Logged out by someone else (a concurrent detach) while we read it: gone.
-        if paths.read_attr(&class.join(&name).join("targetname"))?.is_none() {
+        if paths
+            .read_attr(&class.join(&name).join("targetname"))?
+            .is_none()
+        {
             continue;
         }
         out.push(session);
