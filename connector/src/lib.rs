@@ -13,6 +13,8 @@ pub mod exec;
 pub mod host;
 mod json;
 pub mod lock;
+pub mod metrics;
+pub mod progress;
 pub mod properties;
 pub mod transport;
 pub mod types;

@@ -91,6 +91,7 @@ impl LockDir {
         })?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
+        let mut phase = crate::progress::Phase::new(format!("waiting for lock {key:?}"), deadline);
         loop {
             let r = match mode {
                 Mode::Shared => file.try_lock_shared(),
@@ -115,6 +116,7 @@ impl LockDir {
                     waited: now - start,
                 });
             }
+            phase.tick();
             std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(Duration::from_millis(50));
         }

@@ -161,7 +161,7 @@ fn assert_ccw_busid(b: &str) {
 /// Check what a plan promises the daemon.
 fn check_plan(p: &Plan) {
     match p {
-        Plan::Ping => {}
+        Plan::Ping | Plan::Metrics => {}
         Plan::IscsiSecret(r) => {
             // Every entry becomes one `key = value` line of a record file.
             assert!(!r.entries.is_empty(), "record edit without entries");

@@ -64,6 +64,12 @@ pub struct FileConfig {
     pub host_root: Option<PathBuf>,
     /// open-iscsi's database, as a host path (resolved under `host_root`).
     pub iscsi_db_dir: Option<PathBuf>,
+    /// Where moord writes its metrics for node_exporter's textfile collector
+    /// (absolute path of a `.prom` file; not resolved under `host_root`). Unset:
+    /// no textfile (the `metrics` operation still answers).
+    pub metrics_textfile: Option<PathBuf>,
+    /// How often the textfile is rewritten, in seconds (default 15).
+    pub metrics_interval_secs: Option<u64>,
     #[serde(default)]
     pub policy: Vec<PolicyEntry>,
 }
@@ -138,6 +144,11 @@ pub struct Config {
     pub host_root: PathBuf,
     /// open-iscsi's database directory as a canonical host path (`/etc/iscsi`).
     pub iscsi_db_dir: String,
+    /// The metrics textfile (written atomically every `metrics_interval_secs` and
+    /// at shutdown), if any.
+    pub metrics_textfile: Option<PathBuf>,
+    /// Seconds between two textfile writes (at least 1).
+    pub metrics_interval_secs: u64,
     /// The uid that must own the config, filter files and key file (0 in production).
     pub trusted_owner: u32,
 }
@@ -331,6 +342,17 @@ impl Config {
                 ))
             })?
             .to_string();
+        let metrics_textfile = fc.metrics_textfile;
+        if let Some(p) = &metrics_textfile
+            && (!p.is_absolute()
+                || p.file_name().is_none()
+                || p.to_str().is_none_or(|s| s.ends_with('/')))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics_textfile {} is not an absolute path to a file",
+                p.display()
+            )));
+        }
         let cfg = Config {
             socket: ov
                 .socket
@@ -359,6 +381,8 @@ impl Config {
             policy,
             host_root,
             iscsi_db_dir,
+            metrics_textfile,
+            metrics_interval_secs: fc.metrics_interval_secs.unwrap_or(15).max(1),
             trusted_owner,
         };
         Ok(cfg)
@@ -504,6 +528,13 @@ mod tests {
             )
             .is_err()
         );
+        for bad in ["\"relative.prom\"", "\"/run/moor/metrics/\"", "\"/\""] {
+            std::fs::write(&p, format!("metrics_textfile = {bad}\n")).unwrap();
+            assert!(
+                Config::load(Some(&p), &ov).is_err(),
+                "metrics_textfile {bad}"
+            );
+        }
         assert!(parse_grant("uid:x=ping").is_err());
         assert!(parse_grant("user:1=ping").is_err());
     }
@@ -525,6 +556,8 @@ mod tests {
         assert!(ops.iter().all(|o| OPS.iter().any(|e| e.name == o)));
         assert_eq!(c.host_root, PathBuf::from("/"));
         assert_eq!(c.iscsi_db_dir, "/etc/iscsi");
+        assert_eq!(c.metrics_textfile, None);
+        assert_eq!(c.metrics_interval_secs, 15);
         assert_eq!(
             c.host_path("/sys/block/sda"),
             PathBuf::from("/sys/block/sda")

@@ -1,11 +1,13 @@
 //! moor-privhelper: moord, the privileged helper daemon, and its clients.
 //!
 //! Without the `server` feature this crate is the wire protocol ([`protocol`]), the
-//! typed operations ([`ops`]) and a blocking [`client`]: std and serde only, for the
-//! synchronous connector. With it (the default) it is also the daemon.
+//! typed operations ([`ops`]), a blocking [`client`] and the Prometheus text format
+//! both moord and the connector write their metrics in ([`prom`]): std and serde
+//! only, for the synchronous connector. With it (the default) it is also the daemon.
 
 pub mod client;
 pub mod ops;
+pub mod prom;
 pub mod protocol;
 
 #[cfg(feature = "server")]
@@ -18,6 +20,8 @@ pub mod create;
 pub mod exec;
 #[cfg(feature = "server")]
 pub mod guard;
+#[cfg(feature = "server")]
+pub mod metrics;
 #[cfg(feature = "server")]
 pub mod peer;
 #[cfg(feature = "server")]

@@ -25,6 +25,7 @@ use crate::config::{Config, check_trusted_file};
 use crate::create::CreateError;
 use crate::exec::{self, Input, Output, Prepared};
 use crate::guard::GuardError;
+use crate::metrics::{self, Gauges, Metrics, Refused, Stage};
 use crate::ops::{self, Guard, Plan, b64_encode};
 use crate::peer::Peer;
 use crate::protocol::{
@@ -112,6 +113,8 @@ pub struct State {
     settings: RwLock<Arc<Settings>>,
     audit: Audit,
     ops_permits: Arc<Semaphore>,
+    /// The semaphore's size (`max_concurrent_ops` at start; a reload keeps it).
+    ops_size: usize,
     queued: AtomicUsize,
     connections: AtomicUsize,
     in_flight: AtomicUsize,
@@ -121,6 +124,10 @@ pub struct State {
     stop: watch::Sender<bool>,
     /// Serialises moord's own edits of open-iscsi records.
     records_lock: Mutex<()>,
+    metrics: Metrics,
+    /// Serialises textfile writes; `true` once the last one (at shutdown) is
+    /// written, after which a periodic write still under way is dropped.
+    textfile: Mutex<bool>,
 }
 
 /// A guard that counts one in-flight request.
@@ -142,6 +149,7 @@ impl State {
             settings: RwLock::new(Arc::new(settings)),
             audit,
             ops_permits: Arc::new(Semaphore::new(permits)),
+            ops_size: permits,
             queued: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -150,7 +158,49 @@ impl State {
             stopping: AtomicBool::new(false),
             stop: watch::Sender::new(false),
             records_lock: Mutex::new(()),
+            metrics: Metrics::new(),
+            textfile: Mutex::new(false),
         }))
+    }
+
+    /// The daemon's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metrics text (Prometheus text format); `up` is false only in the last
+    /// textfile written at shutdown.
+    pub fn render_metrics(&self, up: bool) -> String {
+        let cfg = &self.settings().config;
+        // The slots are sized at start (a reload does not resize them).
+        let permits = self.ops_permits.available_permits();
+        let g = Gauges {
+            in_flight: self.in_flight(),
+            queued: self.queued.load(Ordering::SeqCst),
+            running: self.ops_size.saturating_sub(permits),
+            connections: self.connections.load(Ordering::SeqCst),
+            max_concurrent_ops: self.ops_size,
+            max_queued_ops: cfg.max_queued_ops,
+            max_connections: cfg.max_connections,
+            up,
+        };
+        self.metrics.render(&g)
+    }
+
+    /// Write the metrics textfile (`metrics_textfile`) now, if one is configured;
+    /// `up: false` is the last write, at shutdown (nothing is written after it).
+    pub fn write_metrics_textfile(
+        &self,
+        up: bool,
+    ) -> Option<(std::path::PathBuf, std::io::Result<()>)> {
+        let mut last_written = self.textfile.lock().unwrap_or_else(|p| p.into_inner());
+        if *last_written {
+            return None;
+        }
+        let path = self.settings().config.metrics_textfile.clone()?;
+        let r = metrics::write_textfile(&path, &self.render_metrics(up));
+        *last_written = !up;
+        Some((path, r))
     }
 
     pub fn settings(&self) -> Arc<Settings> {
@@ -222,6 +272,7 @@ pub async fn accept_loop(listener: UnixListener, state: Arc<State>) {
         let max = state.settings().config.max_connections;
         if state.connections.fetch_add(1, Ordering::SeqCst) >= max {
             state.connections.fetch_sub(1, Ordering::SeqCst);
+            state.metrics.refused(Refused::Limit);
             tracing::warn!("connection limit {max} reached; refusing a connection");
             tokio::spawn(async move {
                 let mut s = stream;
@@ -238,6 +289,7 @@ pub async fn accept_loop(listener: UnixListener, state: Arc<State>) {
             Ok(p) => p,
             Err(e) => {
                 state.connections.fetch_sub(1, Ordering::SeqCst);
+                state.metrics.refused(Refused::NoCredentials);
                 tracing::warn!("cannot read peer credentials ({e}); refusing");
                 continue;
             }
@@ -403,6 +455,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let conn_id = state.next_conn.fetch_add(1, Ordering::SeqCst);
+    state.metrics.accepted();
     let (mut rd, mut wr) = tokio::io::split(stream);
     let settings = state.settings();
     let cfg = &settings.config;
@@ -410,6 +463,7 @@ where
 
     // Refused before any byte of the request is read.
     if !cfg.may_connect(peer.uid, &peer.groups) {
+        state.metrics.deny(Stage::Peer);
         tracing::warn!(
             uid = peer.uid,
             gid = peer.gid,
@@ -492,6 +546,11 @@ where
     let server_mac = match tokio::time::timeout(deadline, handshake).await {
         Ok(Ok(m)) => m,
         Ok(Err(e)) => {
+            state.metrics.deny(if e.code == ErrorCode::AuthFailed {
+                Stage::Hmac
+            } else {
+                Stage::Handshake
+            });
             tracing::warn!(
                 uid = peer.uid,
                 pid = peer.pid,
@@ -503,6 +562,7 @@ where
             return;
         }
         Err(_) => {
+            state.metrics.deny(Stage::Handshake);
             let _ = wr
                 .write_all(&refuse(ErrorCode::BadRequest, "handshake timed out".into()))
                 .await;
@@ -586,6 +646,7 @@ where
                 break;
             }
             Some(Err(FrameError::TooLarge(n))) => {
+                state.metrics.deny(Stage::BadRequest);
                 conn.send(&ServerMsg::Error(ErrorBody::new(
                     ErrorCode::TooLarge,
                     format!("frame of {n} bytes"),
@@ -595,6 +656,9 @@ where
                 break;
             }
             Some(Err(e)) => {
+                if matches!(e, FrameError::Malformed(_)) {
+                    state.metrics.deny(Stage::BadRequest);
+                }
                 conn.send(&ServerMsg::Error(ErrorBody::new(
                     ErrorCode::BadRequest,
                     e.to_string(),
@@ -648,6 +712,7 @@ where
                 j.zeroize();
                 match req {
                     Err(msg) => {
+                        state.metrics.deny(Stage::BadRequest);
                         conn.send(&ServerMsg::Error(ErrorBody::new(
                             ErrorCode::BadRequest,
                             msg,
@@ -677,6 +742,11 @@ where
                             let msg = format!("request {id} is already in flight");
                             conn.send(&err_response(id, ErrorCode::DuplicateId, msg.clone(), None))
                                 .await;
+                            state.metrics.request(
+                                metrics::op_index(&op),
+                                "bad-request",
+                                Duration::ZERO,
+                            );
                             let mut rec = conn.record(id, &op);
                             rec.outcome = "bad-request".into();
                             rec.reason = Some(msg);
@@ -748,13 +818,16 @@ async fn handle_request(
     cancel: &Notify,
 ) {
     let start = Instant::now();
+    let op_row = metrics::op_index(op);
     let mut rec = conn.record(id, op);
     let settings = state.settings();
     let cfg = &settings.config;
     let finish = |mut rec: Record, outcome: &str, reason: Option<String>| {
+        let took = start.elapsed();
+        state.metrics.request(op_row, outcome, took);
         rec.outcome = outcome.to_string();
         rec.reason = reason;
-        rec.duration_us = start.elapsed().as_micros() as u64;
+        rec.duration_us = took.as_micros() as u64;
         state.audit.write(rec);
     };
 
@@ -794,6 +867,20 @@ async fn handle_request(
                 id,
                 ok: true,
                 result: Some(json!({})),
+                error: None,
+            })
+            .await;
+            finish(rec, "ok", None);
+        }
+        Plan::Metrics => {
+            let text = state.render_metrics(true);
+            conn.send(&ServerMsg::Response {
+                id,
+                ok: true,
+                result: Some(json!({
+                    "content_type": crate::prom::CONTENT_TYPE,
+                    "text": text,
+                })),
                 error: None,
             })
             .await;

@@ -3323,3 +3323,182 @@ fn luks_operations_on_images_with_guards_and_no_logged_passphrase() {
     }
     c.ping().expect("connection still good");
 }
+
+/// The value of sample `name{labels}` in an exposition text checked by
+/// `moor_privhelper::prom::check` (which fails the test on malformed text).
+fn prom_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let samples = moor_privhelper::prom::check(text)
+        .unwrap_or_else(|e| panic!("bad exposition: {e}\n{text}"));
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && l.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.2)
+}
+
+/// moord's metrics: the `metrics` operation (and `moor metrics`) and the textfile
+/// (rewritten every `metrics_interval_secs`, and at shutdown with `moord_up 0`)
+/// count requests by operation and outcome with their durations, and refusals by
+/// stage: a caller not allowed to connect (peer), a wrong HMAC key, an operation
+/// the policy does not grant, a command the filters deny, an unknown operation.
+#[test]
+fn metrics_count_requests_durations_and_denials_in_the_op_and_the_textfile() {
+    let out_dir = tempfile::Builder::new()
+        .prefix("moord-metrics-")
+        .tempdir()
+        .expect("tempdir");
+    let textfile = out_dir.path().join("moord.prom");
+    let mut d = Daemon::start(Opts {
+        grants: vec![format!("uid:0={},metrics", ALL_OPS.join(","))],
+        config: format!(
+            "metrics_textfile = \"{}\"\nmetrics_interval_secs = 1\n",
+            textfile.display()
+        ),
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    for _ in 0..3 {
+        c.ping().expect("ping");
+    }
+    let r = c.exec(&exec_args(&["echo", "hi"])).expect("exec echo");
+    assert_eq!(r.exit_code, Some(0));
+    let r = c.exec(&exec_args(&["rm", "-rf", "/"]));
+    assert_eq!(remote_code(&r), Some(ErrorCode::Denied), "{r:?}");
+    let r = c.call("nvme.system_uuid", Value::Null);
+    assert_eq!(remote_code(&r), Some(ErrorCode::Forbidden), "{r:?}");
+    let r = c.call("no.such.op", Value::Null);
+    assert_eq!(remote_code(&r), Some(ErrorCode::UnknownOp), "{r:?}");
+    // A wrong key, and a uid that may not connect.
+    let r = Client::connect(&d.socket, Some(b"not the key, but 32 bytes long!!"));
+    assert_eq!(remote_code(&r), Some(ErrorCode::AuthFailed), "{r:?}");
+    let out = Command::new(&bins().moor)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["call", "ping"])
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run moor as 65534");
+    assert_eq!(out.status.code(), Some(126), "{}", stderr_of(&out));
+
+    let r = c.call("metrics", Value::Null).expect("metrics");
+    assert_eq!(r["content_type"], "text/plain; version=0.0.4");
+    let text = r["text"].as_str().expect("text").to_string();
+    let req = |op: &str, outcome: &str| {
+        prom_value(
+            &text,
+            "moord_requests_total",
+            &[("op", op), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(req("ping", "ok"), Some(3.0), "{text}");
+    assert_eq!(req("exec", "ok"), Some(1.0), "{text}");
+    assert_eq!(req("exec", "denied"), Some(1.0), "{text}");
+    assert_eq!(req("nvme.system_uuid", "forbidden"), Some(1.0), "{text}");
+    // The caller's text never becomes a label.
+    assert_eq!(req("other", "bad-request"), Some(1.0), "{text}");
+    assert!(!text.contains("no.such.op"), "{text}");
+    let count = |op: &str| prom_value(&text, "moord_request_duration_seconds_count", &[("op", op)]);
+    assert_eq!(count("ping"), Some(3.0), "{text}");
+    assert_eq!(count("exec"), Some(2.0), "{text}");
+    for (stage, n) in [
+        ("peer", 1.0),
+        ("hmac", 1.0),
+        ("policy", 1.0),
+        ("filter", 1.0),
+        ("bad_request", 1.0),
+        ("guard", 0.0),
+    ] {
+        assert_eq!(
+            prom_value(&text, "moord_denials_total", &[("stage", stage)]),
+            Some(n),
+            "stage {stage}:\n{text}"
+        );
+    }
+    assert!(prom_value(&text, "moord_connections_accepted_total", &[]) >= Some(4.0));
+    assert!(prom_value(&text, "moord_connections", &[]) >= Some(1.0));
+    assert_eq!(prom_value(&text, "moord_up", &[]), Some(1.0));
+    assert_eq!(prom_value(&text, "moord_ops_running_max", &[]), Some(16.0));
+    assert_eq!(
+        prom_value(&text, "moord_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+
+    // `moor metrics`: moord's part through the same operation.
+    let out = d.moor(&["metrics", "--moord-only"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let printed = String::from_utf8(out.stdout).expect("UTF-8");
+    assert_eq!(
+        prom_value(
+            &printed,
+            "moord_requests_total",
+            &[("op", "metrics"), ("outcome", "ok")]
+        ),
+        Some(1.0),
+        "{printed}"
+    );
+
+    // The textfile catches up within an interval or two.
+    let file = wait_for(10, "the textfile with the CLI's metrics request", || {
+        let t = fs::read_to_string(&textfile).ok()?;
+        (prom_value(
+            &t,
+            "moord_requests_total",
+            &[("op", "metrics"), ("outcome", "ok")],
+        ) == Some(2.0))
+        .then_some(t)
+    });
+    assert_eq!(
+        prom_value(
+            &file,
+            "moord_requests_total",
+            &[("op", "exec"), ("outcome", "denied")]
+        ),
+        Some(1.0)
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(&textfile).expect("stat").mode() & 0o777, 0o644);
+
+    // A reload that fails is counted (and the old settings kept).
+    let mut broken = fs::read_to_string(d.dir.join("moord.toml")).expect("config");
+    broken.push_str("no_such_key = 1\n");
+    write_mode(&d.dir.join("moord.toml"), broken.as_bytes(), 0o644);
+    d.signal(libc::SIGHUP);
+    let text = wait_for(10, "the failed reload in the metrics", || {
+        let t = c.call("metrics", Value::Null).ok()?["text"]
+            .as_str()?
+            .to_string();
+        (prom_value(&t, "moord_config_reloads_total", &[("result", "failed")]) == Some(1.0))
+            .then_some(t)
+    });
+    assert_eq!(
+        prom_value(&text, "moord_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+
+    // At shutdown: the last counts, and moord_up 0. No temporary file is left.
+    drop(c);
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(20).success(), "{}", d.log_text());
+    let last = fs::read_to_string(&textfile).expect("textfile");
+    assert_eq!(prom_value(&last, "moord_up", &[]), Some(0.0), "{last}");
+    assert_eq!(
+        prom_value(
+            &last,
+            "moord_requests_total",
+            &[("op", "ping"), ("outcome", "ok")]
+        ),
+        Some(3.0)
+    );
+    let names: Vec<String> = fs::read_dir(out_dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["moord.prom"]);
+}

@@ -1286,7 +1286,7 @@ fn every_typed_operation_passes_the_shipped_filters() {
     let set = &loaded.set;
     let dirs = exec_dirs();
     let samples = samples();
-    let untyped = ["ping", "exec", "file.read", "sysfs.write"];
+    let untyped = ["ping", "metrics", "exec", "file.read", "sysfs.write"];
     for e in OPS.iter().filter(|e| !untyped.contains(&e.name)) {
         assert!(
             samples.iter().any(|(op, _, _)| *op == e.name),

@@ -100,12 +100,48 @@ fn remaining(op: &'static str, deadline: Instant) -> Result<Duration, PrivError>
     Ok(left)
 }
 
+/// Operations whose command can run for long (minutes: a DASD format, a map
+/// flush whose multipath retries, a login to an unreachable portal): while moord
+/// runs one, its progress (elapsed time against the deadline) is reported
+/// ([`crate::progress::during`]).
+pub const LONG_OPS: &[&str] = &[
+    "block.flush",
+    "dasd.format",
+    "dasd.offline",
+    "dasd.online",
+    "dasd.safe_offline",
+    "iscsi.discover",
+    "iscsi.discovery_run",
+    "iscsi.login",
+    "iscsi.logout",
+    "luks.add_key",
+    "luks.format",
+    "luks.open",
+    "md.assemble",
+    "md.create",
+    "md.grow",
+    "md.stop",
+    "multipath.flush",
+    "nvme.connect",
+];
+
+/// `p.call`, with progress reports for a [`LONG_OPS`] operation that is run.
+fn call<T: TypedOp>(p: &dyn Privileged, op: &T, deadline: Instant) -> Result<Value, PrivError> {
+    let timeout = remaining(T::NAME, deadline)?;
+    let args = encode(op)?;
+    if p.dry_run() || !LONG_OPS.contains(&T::NAME) {
+        return p.call(T::NAME, args, op, timeout);
+    }
+    crate::progress::during(format!("{} through moord", T::NAME), deadline, || {
+        p.call(T::NAME, args, op, timeout)
+    })
+}
+
 /// Run a typed operation that writes or checks (result object ignored), within
 /// `deadline`.
 pub fn run<T: TypedOp>(p: &dyn Privileged, op: &T, deadline: Instant) -> Result<(), PrivError> {
     tracing::debug!(op = T::NAME, args = ?op, "privileged");
-    p.call(T::NAME, encode(op)?, op, remaining(T::NAME, deadline)?)
-        .map(|_| ())
+    call(p, op, deadline).map(|_| ())
 }
 
 /// Run a typed operation that executes a command and return its output. A non-zero
@@ -116,7 +152,7 @@ pub fn run_exec<T: TypedOp>(
     deadline: Instant,
 ) -> Result<ExecOutput, PrivError> {
     tracing::debug!(op = T::NAME, args = ?op, "privileged");
-    let v = p.call(T::NAME, encode(op)?, op, remaining(T::NAME, deadline)?)?;
+    let v = call(p, op, deadline)?;
     let r: ExecResult = serde_json::from_value(v).map_err(|e| PrivError::Failed {
         op: T::NAME,
         message: format!("unexpected reply: {e}"),
@@ -142,4 +178,17 @@ pub fn exec_reply(exit_code: i32, stdout: &str, stderr: &str) -> Value {
         filter: String::new(),
     })
     .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_ops_are_operations() {
+        for op in super::LONG_OPS {
+            assert!(
+                moor_privhelper::ops::OPS.iter().any(|e| e.name == *op),
+                "{op} is not a moord operation"
+            );
+        }
+    }
 }

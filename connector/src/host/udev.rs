@@ -103,6 +103,7 @@ fn wait_until<T>(
         waited: start.elapsed(),
         pending,
     };
+    let mut phase = crate::progress::Phase::new(format!("waiting for {what}"), deadline);
     loop {
         let pending = match check()? {
             Progress::Ready(value) => return Ok(value),
@@ -113,9 +114,19 @@ fn wait_until<T>(
         if Instant::now() >= deadline {
             return Err(timed_out(pending));
         }
-        if !watch.next(deadline)? {
+        phase.set_detail(Some(pending.join("; ")));
+        phase.tick();
+        // Wake up for the next progress report too (then look again): a wait
+        // reports while it lasts, not only when events come.
+        let wake = deadline.min(phase.next_due());
+        if !watch.next(wake)? {
+            let now = Instant::now();
+            if now >= wake && now < deadline {
+                continue;
+            }
             // One last look: if events were lost (socket overflow) the state may
-            // still have changed.
+            // still have changed. (A watch that returns before `wake` has nothing
+            // more to tell: the scripted fake once its script is exhausted.)
             return match check()? {
                 Progress::Ready(value) => Ok(value),
                 Progress::Pending(pending) => Err(timed_out(pending)),

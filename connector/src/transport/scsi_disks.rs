@@ -21,6 +21,7 @@ use crate::host::udev::{
     DeviceEvents, WaitError, removal_leftovers, wait_for, wait_for_dm_holder, wait_for_removal,
 };
 use crate::host::{HostError, HostPaths};
+use crate::progress::Phase;
 use crate::transport::{Extended, Leftover};
 
 /// How long a detach waits for udev to drop a removed disk's links before moor
@@ -460,7 +461,12 @@ impl ScsiHost<'_> {
     /// s: multipathd's path checkers run on their own clock, there is no event).
     fn wait_ready(&self, dm: &str, wwid: &str, deadline: Instant) -> Result<(), DiskError> {
         let mut pause = Duration::from_millis(100);
+        let mut phase = Phase::new(format!("waiting for a usable path of {dm}"), deadline);
+        let mut attempt = 0;
         loop {
+            attempt += 1;
+            phase.set_attempt(attempt);
+            phase.tick();
             let r = run_exec(
                 self.privileged,
                 &MultipathCheck {
@@ -597,7 +603,12 @@ impl ScsiHost<'_> {
     pub fn scan_lun(&self, hctl: Hctl, deadline: Instant) -> Result<(), DiskError> {
         let dev = self.paths.sys(&format!("bus/scsi/devices/{hctl}"));
         let mut pause = Duration::from_secs(1);
+        let mut phase = Phase::new(format!("scanning for LUN {hctl}"), deadline);
+        let mut attempt = 0;
         loop {
+            attempt += 1;
+            phase.set_attempt(attempt);
+            phase.tick();
             run(
                 self.privileged,
                 &ScsiScan {

@@ -232,6 +232,7 @@ async fn run(
     let mut int = signal(SignalKind::interrupt())?;
     tracing::info!(socket = %state.settings().config.socket.display(), "moord ready");
     let accept = tokio::spawn(server::accept_loop(listener, state.clone()));
+    let textfile = tokio::spawn(metrics_textfile_loop(state.clone()));
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&state, &args),
@@ -252,6 +253,11 @@ async fn run(
             "grace period over; exiting with operations still running"
         );
     }
+    textfile.abort();
+    // The last textfile: final counts, moord_up 0.
+    if let Some((path, Err(e))) = state.write_metrics_textfile(false) {
+        tracing::warn!("writing metrics to {}: {e}", path.display());
+    }
     if let Some(socket) = owned_socket {
         let _ = std::fs::remove_file(&socket);
     }
@@ -269,7 +275,42 @@ fn reload(state: &State, args: &Args) {
                 "reloaded configuration and filters"
             );
             state.replace(s);
+            state.metrics().reloaded(true);
         }
-        Err(e) => tracing::error!("reload failed, keeping the previous configuration: {e:#}"),
+        Err(e) => {
+            state.metrics().reloaded(false);
+            tracing::error!("reload failed, keeping the previous configuration: {e:#}")
+        }
+    }
+}
+
+/// Rewrite the metrics textfile every `metrics_interval_secs` (both re-read after
+/// each write, so a reload can start, move or stop it). A failure is logged once
+/// until the next success (no message every interval).
+async fn metrics_textfile_loop(state: Arc<State>) {
+    let mut failing: Option<String> = None;
+    loop {
+        let st = state.clone();
+        let written = tokio::task::spawn_blocking(move || st.write_metrics_textfile(true))
+            .await
+            .ok()
+            .flatten();
+        match written {
+            Some((path, Err(e))) => {
+                let msg = format!("writing metrics to {}: {e}", path.display());
+                if failing.as_ref() != Some(&msg) {
+                    tracing::warn!("{msg}");
+                }
+                failing = Some(msg);
+            }
+            Some((path, Ok(()))) => {
+                if failing.take().is_some() {
+                    tracing::info!("writing metrics to {} works again", path.display());
+                }
+            }
+            None => failing = None,
+        }
+        let every = state.settings().config.metrics_interval_secs;
+        tokio::time::sleep(Duration::from_secs(every)).await;
     }
 }

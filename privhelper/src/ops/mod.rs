@@ -146,6 +146,9 @@ pub enum Guard {
 pub enum Plan {
     /// Answer without doing anything.
     Ping,
+    /// Answer with moord's metrics (read-only, moord's own counters: nothing is
+    /// run, read or written for it, so no filter is involved).
+    Metrics,
     /// Run `argv` (argv[0] as the filters expect it; moord resolves the executable).
     Exec(ExecPlan),
     /// Read a file (allowed by a ReadFileFilter for `cat PATH`).
@@ -242,6 +245,11 @@ pub(crate) fn bad(op: &'static str, message: impl Into<String>) -> OpError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PingArgs {}
+
+/// `metrics`: no arguments; moord's metrics in the Prometheus text format.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsArgs {}
 
 /// `exec`: rootwrap-daemon compatibility. Only for callers whose policy allows it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -382,6 +390,10 @@ fn plan_ping(_: PingArgs) -> Result<Plan, OpError> {
     Ok(Plan::Ping)
 }
 
+fn plan_metrics(_: MetricsArgs) -> Result<Plan, OpError> {
+    Ok(Plan::Metrics)
+}
+
 fn plan_exec(a: ExecArgs) -> Result<Plan, OpError> {
     const OP: &str = "exec";
     if a.argv.is_empty() {
@@ -468,6 +480,10 @@ pub const OPS: &[OpEntry] = &[
     OpEntry {
         name: "ping",
         plan: |a| typed("ping", a, plan_ping),
+    },
+    OpEntry {
+        name: "metrics",
+        plan: |a| typed("metrics", a, plan_metrics),
     },
     OpEntry {
         name: "exec",
@@ -748,6 +764,8 @@ mod tests {
     #[test]
     fn plans_validate_arguments() {
         assert!(matches!(plan("ping", "null"), Ok(Plan::Ping)));
+        assert!(matches!(plan("metrics", "{}"), Ok(Plan::Metrics)));
+        assert!(plan("metrics", r#"{"format":"json"}"#).is_err());
         assert!(matches!(plan("nope", "{}"), Err(OpError::Unknown(_))));
         assert!(matches!(
             plan("exec", r#"{"argv":[]}"#),
@@ -797,7 +815,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n, "duplicate operation names");
         for name in names {
-            let untyped = ["ping", "exec", "file.read", "sysfs.write"].contains(&name);
+            let untyped = ["ping", "metrics", "exec", "file.read", "sysfs.write"].contains(&name);
             assert!(
                 untyped
                     || [

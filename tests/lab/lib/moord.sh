@@ -22,6 +22,7 @@ moord_start() { # install config, filters, group, key; start moord; stop + remov
   # As packaging/tmpfiles.d/moor.conf creates them.
   install -d -m 0755 /run/moor
   install -d -m 2770 -g moor /run/moor/locks /run/moor/attachments
+  install -d -m 2775 -g moor /run/moor/metrics
   "$BIN/moord" --config /etc/moor/moord.toml 2>"$LAB_STATE/moord.log" &
   MOORD_PID=$!
   lab_defer moord__stop

@@ -305,6 +305,7 @@ impl LuksCommon {
             host_root: self.host_root.clone(),
             lock_dir: PathBuf::from("/run/moor/locks"),
             attachments_dir: PathBuf::from("/run/moor/attachments"),
+            metrics_dir: None,
         }
     }
 }

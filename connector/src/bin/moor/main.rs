@@ -5,6 +5,7 @@ mod dasd_cmd;
 mod filters_cmd;
 mod filters_import;
 mod luks_cmd;
+mod metrics_cmd;
 mod transport_cmd;
 mod volume_cmd;
 
@@ -32,6 +33,17 @@ struct Cli {
     /// HMAC key file shared with moord (needed when moord has one).
     #[arg(long, global = true, value_name = "FILE", env = "MOOR_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// Log format on stderr: auto (human on a terminal, with the progress of long
+    /// waits on one line; JSON lines otherwise), human or json.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "auto",
+        env = "MOOR_LOG_FORMAT"
+    )]
+    log_format: volume_cmd::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,10 +79,13 @@ enum Command {
     Volumes(volume_cmd::VolumesArgs),
     /// This host's connector properties (initiator name, multipath, …) as JSON.
     ConnectorProperties(volume_cmd::PropertiesArgs),
+    /// The connector's metrics and moord's, in the Prometheus text format.
+    Metrics(metrics_cmd::MetricsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    volume_cmd::set_log_format(cli.log_format);
     match cli.command {
         Command::Filters(cmd) => filters_cmd::run(cmd),
         Command::Call(cmd) => call_cmd::run(cmd, &cli.socket, cli.key_file.as_ref()),
@@ -101,6 +116,9 @@ fn main() -> ExitCode {
         }
         Command::Volumes(args) => report(volume_cmd::volumes(args)),
         Command::ConnectorProperties(args) => report(volume_cmd::properties(args)),
+        Command::Metrics(args) => {
+            report(metrics_cmd::run(args, &cli.socket, cli.key_file.as_ref()))
+        }
     }
 }
 

@@ -39,6 +39,24 @@ pub struct VolumeArgs {
     common: Common,
 }
 
+impl VolumeArgs {
+    pub(crate) fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
+impl DetachArgs {
+    pub(crate) fn common(&self) -> &Common {
+        &self.args.common
+    }
+}
+
+impl ExtendArgs {
+    pub(crate) fn common(&self) -> &Common {
+        &self.args.common
+    }
+}
+
 /// `disconnect` arguments.
 #[derive(Debug, Args)]
 pub struct DetachArgs {

@@ -24,7 +24,10 @@ use moor_privhelper::client::read_key_file;
 
 use crate::dasd_cmd::FibreChannelEckd;
 use crate::luks_cmd::{Encryption, EncryptionArgs, device_name, encryptor};
-use crate::transport_cmd::{self, DetachArgs, ExtendArgs, FibreChannel, Nvmeof, VolumeArgs};
+use crate::metrics_cmd::Recording;
+use crate::transport_cmd::{
+    self, DetachArgs, ExtendArgs, FibreChannel, Nvmeof, Transport, VolumeArgs,
+};
 use serde_json::Value;
 
 /// Exit status when a detach left something behind (the outcome is still printed).
@@ -47,6 +50,21 @@ pub struct Common {
     /// Directory of moor's attachment records (what was handed out, with its WWID).
     #[arg(long, value_name = "DIR", default_value = "/run/moor/attachments")]
     pub(crate) attachments_dir: PathBuf,
+    /// Directory of the connector's shared metrics (`moor.prom` for node_exporter's
+    /// textfile collector; default HOST_ROOT/run/moor/metrics). Nothing is recorded
+    /// when it does not exist, or for a dry run.
+    #[arg(long, value_name = "DIR", env = "MOOR_METRICS_DIR")]
+    pub(crate) metrics_dir: Option<PathBuf>,
+}
+
+impl Common {
+    /// Where this run records its metrics.
+    pub(crate) fn metrics_dir(&self) -> PathBuf {
+        // DEFAULT_DIR (/run/moor/metrics) under the host root.
+        self.metrics_dir
+            .clone()
+            .unwrap_or_else(|| HostPaths::under(&self.host_root).run("moor/metrics"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -175,19 +193,76 @@ pub struct PropertiesArgs {
     host_root: PathBuf,
 }
 
-/// Logs to stderr: readable on a terminal, JSON lines otherwise. `MOOR_LOG` sets
-/// the level (default `info`).
+/// How logs (and progress reports) are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `human` when stderr is a terminal, `json` otherwise.
+    #[default]
+    Auto,
+    /// Readable lines; on a terminal, progress of long waits as one line rewritten
+    /// in place.
+    Human,
+    /// One JSON object per line (progress reports too, with their fields).
+    Json,
+}
+
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// `--log-format` / `MOOR_LOG_FORMAT`, for [`init_logging`].
+pub fn set_log_format(f: LogFormat) {
+    let _ = LOG_FORMAT.set(f);
+}
+
+/// Logs to stderr (see [`LogFormat`]): readable on a terminal, with the progress
+/// of long waits on one line rewritten in place; JSON lines otherwise. `MOOR_LOG`
+/// sets the level (default `info`; progress reports are `info` events of target
+/// `moor::progress`).
 pub fn init_logging() {
+    use moor_connector::progress::{ProgressLayer, ProgressLine, is_progress};
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.without_time().with_target(false).init();
-    } else {
-        builder.json().flatten_event(true).init();
-    }
+    let terminal = std::io::stderr().is_terminal();
+    let format = match LOG_FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Auto if terminal => LogFormat::Human,
+        LogFormat::Auto => LogFormat::Json,
+        f => f,
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        _ if terminal => {
+            let line = ProgressLine::stderr();
+            registry
+                .with(ProgressLayer::new(line.clone()))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .without_time()
+                        .with_target(false)
+                        .with_writer(line)
+                        .with_filter(tracing_subscriber::filter::filter_fn(|m| !is_progress(m))),
+                )
+                .try_init()
+        }
+        _ => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .without_time()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
 }
 
 pub(crate) fn read_json(path: &Path, what: &str) -> Result<Value> {
@@ -322,7 +397,51 @@ fn mapping_for(props: &IscsiProps) -> Result<String> {
     Ok(moor_connector::encryption::mapping_name(id)?)
 }
 
+impl ConnectCommand {
+    fn target(&self) -> (&'static str, &Common) {
+        match self {
+            ConnectCommand::Iscsi(a) => ("iscsi", &a.common),
+            ConnectCommand::Nvmeof(a) => (Nvmeof::PROTOCOL, a.common()),
+            ConnectCommand::FibreChannel(a) => (FibreChannel::PROTOCOL, a.common()),
+            ConnectCommand::FibreChannelEckd(a) => (FibreChannelEckd::PROTOCOL, a.common()),
+        }
+    }
+}
+
+impl DisconnectCommand {
+    fn target(&self) -> (&'static str, &Common) {
+        match self {
+            DisconnectCommand::Iscsi { args, .. } => ("iscsi", &args.common),
+            DisconnectCommand::Nvmeof(a) => (Nvmeof::PROTOCOL, a.common()),
+            DisconnectCommand::FibreChannel(a) => (FibreChannel::PROTOCOL, a.common()),
+            DisconnectCommand::FibreChannelEckd(a) => (FibreChannelEckd::PROTOCOL, a.common()),
+        }
+    }
+}
+
+impl ExtendCommand {
+    fn target(&self) -> (&'static str, &Common) {
+        match self {
+            ExtendCommand::Iscsi { args, .. } => ("iscsi", &args.common),
+            ExtendCommand::Nvmeof(a) => (Nvmeof::PROTOCOL, a.common()),
+            ExtendCommand::FibreChannel(a) => (FibreChannel::PROTOCOL, a.common()),
+            ExtendCommand::FibreChannelEckd(a) => (FibreChannelEckd::PROTOCOL, a.common()),
+        }
+    }
+}
+
+/// `moor connect <protocol>`, recorded in the connector's metrics.
 pub fn connect(cmd: ConnectCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
+    let (protocol, common) = cmd.target();
+    let rec = Recording::start(protocol, "connect", common);
+    rec.finish(connect_volume(cmd, socket, key_file))
+}
+
+fn connect_volume(
+    cmd: ConnectCommand,
+    socket: &Path,
+    key_file: Option<&PathBuf>,
+) -> Result<ExitCode> {
     let args = match cmd {
         ConnectCommand::Iscsi(args) => args,
         ConnectCommand::Nvmeof(args) => {
@@ -461,7 +580,18 @@ fn close_encrypted(
     Ok(info)
 }
 
+/// `moor disconnect <protocol>`, recorded in the connector's metrics.
 pub fn disconnect(
+    cmd: DisconnectCommand,
+    socket: &Path,
+    key_file: Option<&PathBuf>,
+) -> Result<ExitCode> {
+    let (protocol, common) = cmd.target();
+    let rec = Recording::start(protocol, "disconnect", common);
+    rec.finish(disconnect_volume(cmd, socket, key_file))
+}
+
+fn disconnect_volume(
     cmd: DisconnectCommand,
     socket: &Path,
     key_file: Option<&PathBuf>,
@@ -509,6 +639,11 @@ pub(crate) fn print_outcome<O: serde::Serialize>(
     outcome: &O,
     left: Option<String>,
 ) -> Result<ExitCode> {
+    if let Ok(v) = serde_json::to_value(outcome)
+        && let Some(status) = v.get("status").and_then(Value::as_str)
+    {
+        crate::metrics_cmd::note_detach_status(status);
+    }
     println!("{}", serde_json::to_string_pretty(outcome)?);
     Ok(match left {
         Some(summary) => {
@@ -535,7 +670,18 @@ fn device_info_from(path: &Path) -> Result<DeviceInfo> {
         .context("device_info does not have the shape moor connect prints")
 }
 
+/// `moor extend <protocol>`, recorded in the connector's metrics.
 pub fn extend(cmd: ExtendCommand, socket: &Path, key_file: Option<&PathBuf>) -> Result<ExitCode> {
+    let (protocol, common) = cmd.target();
+    let rec = Recording::start(protocol, "extend", common);
+    rec.finish(extend_volume(cmd, socket, key_file))
+}
+
+fn extend_volume(
+    cmd: ExtendCommand,
+    socket: &Path,
+    key_file: Option<&PathBuf>,
+) -> Result<ExitCode> {
     let (args, device_info) = match cmd {
         ExtendCommand::Iscsi { args, device_info } => (args, device_info),
         ExtendCommand::Nvmeof(a) => return transport_cmd::extend::<Nvmeof>(a, socket, key_file),
