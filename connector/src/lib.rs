@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attachments;
+pub mod doctor;
 pub mod encryption;
 pub mod exec;
 pub mod host;

@@ -22,6 +22,7 @@ pub const DEFAULT_KEEP_CAPS: &[&str] = &[
     "CAP_MKNOD",
     "CAP_SETUID",
     "CAP_SETGID",
+    "CAP_SYS_PTRACE",
 ];
 
 /// The file, as written. Every field optional; flags and defaults fill the rest.

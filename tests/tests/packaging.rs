@@ -1071,6 +1071,12 @@ fn nvme_samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
     }
     v.push(("nvme.system_uuid", json!({}), "nvme_system_uuid"));
     v.push((
+        "iscsi.initiator_name",
+        json!({}),
+        "iscsi_initiator_name",
+    ));
+    v.push(("multipath.wwids", json!({}), "multipath_wwids"));
+    v.push((
         "nvme.system_uuid",
         serde_json::Value::Null,
         "nvme_system_uuid",
@@ -2202,6 +2208,8 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
             json!({"hostnqn": HOST_NQN, "hostid": HOST_ID}),
         ),
         ("nvme.system_uuid", json!({"path": "/etc/shadow"})),
+        ("iscsi.initiator_name", json!({"path": "/etc/shadow"})),
+        ("multipath.wwids", json!({"path": "/etc/shadow"})),
         (
             "iscsi.node_update",
             json!({"iqn": iqn, "portal": "10.0.0.1", "name": "node.session.auth.password", "value": "x"}),

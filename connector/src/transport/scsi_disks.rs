@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
     BlockFlush, BlockRemoveStaleLink, MultipathAddPath, MultipathAddWwid, MultipathCheck,
-    MultipathDelPath, MultipathFlush, MultipathResize, MultipathdPaths, ScsiDelete, ScsiRescan,
+    MultipathDelPath, MultipathFlush, MultipathForgetWwid, MultipathResize, MultipathdPaths, ScsiDelete, ScsiRescan,
     ScsiScan,
 };
 
@@ -271,6 +271,36 @@ impl ScsiHost<'_> {
         if !self.privileged.dry_run() {
             let removed = out.removed.clone();
             self.verify_maps_gone(&maps, &gone_maps, &removed, out, deadline)?;
+            self.forget_wwid(&maps, expected, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// Once the volume's maps are gone, drop its WWID from multipath's wwids file
+    /// (the attach whitelisted it with `multipath.add_wwid`; left there, the file
+    /// only grows, and `moor doctor` reports each entry). moord refuses while any
+    /// device still carries the WWID; a failure is only logged.
+    fn forget_wwid(
+        &self,
+        maps: &[(String, String)],
+        expected: &str,
+        deadline: Instant,
+    ) -> Result<(), DiskError> {
+        if maps.is_empty() {
+            return Ok(());
+        }
+        for (dm, _) in maps {
+            if scsi::dm_uuid(self.paths, dm)?.is_some() {
+                return Ok(());
+            }
+        }
+        let op = MultipathForgetWwid {
+            wwid: expected.to_string(),
+        };
+        match run_exec(self.privileged, &op, deadline) {
+            Ok(o) if o.success() => {}
+            Ok(o) => tracing::warn!(wwid = %expected, "multipath -w: {}", o.summary()),
+            Err(e) => tracing::warn!(wwid = %expected, "multipath -w: {e}"),
         }
         Ok(())
     }

@@ -552,3 +552,24 @@ impl IscsiNodeConfigure {
         }))
     }
 }
+
+/// The host's iSCSI initiator name file. Debian and others make it root-only
+/// (0600), so an unprivileged caller reads it through moord.
+pub const INITIATOR_NAME_PATH: &str = "/etc/iscsi/initiatorname.iscsi";
+
+/// Read `/etc/iscsi/initiatorname.iscsi` (a fixed path: no arguments).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IscsiInitiatorName {}
+
+impl TypedOp for IscsiInitiatorName {
+    const NAME: &'static str = "iscsi.initiator_name";
+}
+
+impl IscsiInitiatorName {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        Ok(Plan::ReadFile {
+            path: INITIATOR_NAME_PATH.into(),
+        })
+    }
+}

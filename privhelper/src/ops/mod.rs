@@ -582,6 +582,10 @@ pub const OPS: &[OpEntry] = &[
         plan: |a| typed(BlockReadCheck::NAME, a, BlockReadCheck::plan),
     },
     OpEntry {
+        name: IscsiInitiatorName::NAME,
+        plan: |a| typed(IscsiInitiatorName::NAME, a, IscsiInitiatorName::plan),
+    },
+    OpEntry {
         name: BlockUsers::NAME,
         plan: |a| typed(BlockUsers::NAME, a, BlockUsers::plan),
     },
@@ -604,6 +608,10 @@ pub const OPS: &[OpEntry] = &[
     OpEntry {
         name: MultipathFlush::NAME,
         plan: |a| typed(MultipathFlush::NAME, a, MultipathFlush::plan),
+    },
+    OpEntry {
+        name: MultipathWwids::NAME,
+        plan: |a| typed(MultipathWwids::NAME, a, MultipathWwids::plan),
     },
     OpEntry {
         name: MultipathForgetWwid::NAME,

@@ -172,6 +172,27 @@ impl MultipathdPaths {
     }
 }
 
+/// multipath's wwids file; multipath-tools creates `/etc/multipath` root-only on
+/// some distributions, so an unprivileged caller reads it through moord.
+pub const WWIDS_PATH: &str = "/etc/multipath/wwids";
+
+/// Read `/etc/multipath/wwids` (a fixed path: no arguments).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultipathWwids {}
+
+impl TypedOp for MultipathWwids {
+    const NAME: &'static str = "multipath.wwids";
+}
+
+impl MultipathWwids {
+    pub fn plan(self) -> Result<Plan, OpError> {
+        Ok(Plan::ReadFile {
+            path: WWIDS_PATH.into(),
+        })
+    }
+}
+
 /// `multipath -w WWID`: forget a WWID in the wwids file (`/etc/multipath/wwids`),
 /// for a volume that is gone from the host; `moor cleanup` removes the entries
 /// detaches leave behind. moord first checks that no block device on the host
@@ -198,7 +219,9 @@ impl MultipathForgetWwid {
         if !ok {
             return Err(bad(
                 Self::NAME,
-                format!("wwid {w:?} is not 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit"),
+                format!(
+                    "wwid {w:?} is not 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit"
+                ),
             ));
         }
         Ok(exec(

@@ -2,6 +2,7 @@
 
 mod call_cmd;
 mod dasd_cmd;
+mod doctor_cmd;
 mod filters_cmd;
 mod filters_import;
 mod luks_cmd;
@@ -79,6 +80,14 @@ enum Command {
     Volumes(volume_cmd::VolumesArgs),
     /// This host's connector properties (initiator name, multipath, …) as JSON.
     ConnectorProperties(volume_cmd::PropertiesArgs),
+    /// Check the host (iscsid, multipathd, udev, NVMe settings, identities) and
+    /// list what no attachment accounts for (sessions, disks, maps, links, wwids
+    /// entries), each with its identity and why. Exit 4 when anything is wrong.
+    Doctor(doctor_cmd::DoctorArgs),
+    /// Remove what `moor doctor` lists: `--plan` shows each action with the typed
+    /// operations it would run, `--apply` runs them through the detach paths
+    /// (identity re-checked, anything in use skipped).
+    Cleanup(doctor_cmd::CleanupCmd),
     /// The connector's metrics and moord's, in the Prometheus text format.
     Metrics(metrics_cmd::MetricsArgs),
 }
@@ -116,6 +125,11 @@ fn main() -> ExitCode {
         }
         Command::Volumes(args) => report(volume_cmd::volumes(args)),
         Command::ConnectorProperties(args) => report(volume_cmd::properties(args)),
+        Command::Doctor(args) => report(doctor_cmd::doctor(args, &cli.socket, cli.key_file.as_ref())),
+        Command::Cleanup(args) => {
+            volume_cmd::init_logging();
+            report(doctor_cmd::cleanup(args, &cli.socket, cli.key_file.as_ref()))
+        }
         Command::Metrics(args) => {
             report(metrics_cmd::run(args, &cli.socket, cli.key_file.as_ref()))
         }

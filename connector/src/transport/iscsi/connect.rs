@@ -713,6 +713,33 @@ impl IscsiConnector<'_> {
         Ok(out)
     }
 
+    /// Log out of the sessions to `props`' targets that have no SCSI disk and
+    /// delete their node records (`moor cleanup` of a leaked session). The target
+    /// locks are held as in a detach, and each session's disks are listed again
+    /// right before its logout: a session an attach is using by then is kept
+    /// (`kept_sessions`).
+    pub fn logout_idle(&self, props: &IscsiProps) -> Result<DetachOutcome, IscsiError> {
+        let deadline = self.deadline();
+        let keys: BTreeSet<String> = props.targets().iter().map(target_lock).collect();
+        let _targets = keys
+            .iter()
+            .map(|k| self.locks.lock(k, Mode::Exclusive, deadline))
+            .collect::<Result<Vec<_>, _>>()?;
+        let touched: Vec<Touched> = sessions(&self.paths)?
+            .into_iter()
+            .filter(|s| props.targets().iter().any(|t| s.is_for(&t.iqn, &t.portal)))
+            .map(|s| Touched {
+                path: session_target(&s),
+                session: s,
+            })
+            .collect();
+        let mut out = DetachOutcome::default();
+        self.logout_unused(props, &touched, &mut out, deadline)?;
+        out.finish();
+        tracing::info!(status = %out.status, logged_out = ?out.logged_out, "idle sessions logged out");
+        Ok(out)
+    }
+
     /// The disk steps shared with the other SCSI transports.
     pub(super) fn scsi_host(&self) -> ScsiHost<'_> {
         ScsiHost {

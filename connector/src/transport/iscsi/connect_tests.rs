@@ -2303,6 +2303,7 @@ fn disconnect_multipath_flushes_the_map_then_removes_the_paths() {
             .expect("scsi.delete", kernel_delete(t.clone(), h1))
             .expect("scsi.delete", kernel_delete(t.clone(), h2))
             .expect("multipath.paths", |_| Ok(exec_reply(0, "sda\n", "")))
+            .expect("multipath.forget_wwid", |_| exit(0))
             .expect("iscsi.node_configure", |_| done())
             .expect("iscsi.logout", move |_| {
                 s1.remove_session(1);
@@ -2335,6 +2336,8 @@ fn disconnect_multipath_flushes_the_map_then_removes_the_paths() {
             call("scsi.delete", by_wwid("sdb")),
             call("scsi.delete", by_wwid("sdc")),
             call("multipath.paths", json!({})),
+            // The wwids entry the attach added goes with the map.
+            call("multipath.forget_wwid", json!({"wwid": WWN})),
         ];
         want.extend(logout_calls(PORTAL));
         want.extend(logout_calls(PORTAL2));
@@ -2370,6 +2373,7 @@ fn disconnect_multipath_reports_paths_multipathd_still_monitors() {
         .expect("scsi.delete", kernel_delete(t.clone(), h1))
         .expect("scsi.delete", kernel_delete(t.clone(), h2))
         .expect("multipath.paths", |_| Ok(exec_reply(0, "sda\n sdb \n", "")))
+        .expect("multipath.forget_wwid", |_| exit(0))
         .expect("iscsi.node_configure", |_| done())
         .expect("iscsi.logout", move |_| {
             s1.remove_session(1);
