@@ -60,4 +60,21 @@ t1=$EPOCHREALTIME
 [ "$fails" = 0 ] || fail "$fails of $N detaches failed: $(cat "$S"/d*.err | grep -v '"level":"INFO"' | head -5)"
 assert_no_leftovers
 log "$N concurrent detaches in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s; nothing left"
+
+# Metrics (docs/metrics.md): every attach and detach of the 16 processes counted
+# once in the shared moor.prom, none left in flight; `moor metrics` as the caller
+# adds moord's through the `metrics` operation.
+prom=/run/moor/metrics/moor.prom
+metric() { # metric NAME LABELS : the sample's value in $prom (empty if absent)
+  awk -v k="$1{$2}" '$1 == k { print $2 }' "$prom"
+}
+assert_eq "$N" "$(metric moor_volume_operations_total 'protocol="iscsi",operation="connect",outcome="ok"')" "attaches counted"
+assert_eq "$N" "$(metric moor_volume_operations_total 'protocol="iscsi",operation="disconnect",outcome="clean"')" "detaches counted"
+assert_eq "$N" "$(metric moor_volume_operation_duration_seconds_count 'protocol="iscsi",operation="connect"')" "attach durations"
+assert_eq 0 "$(metric moor_volume_operations_in_flight 'protocol="iscsi",operation="connect"')" "attaches in flight"
+assert_eq 0 "$(metric moor_volume_operations_abandoned_total 'protocol="iscsi",operation="connect"')" "attaches abandoned"
+moor_caller metrics > "$S/metrics.txt" || fail "moor metrics: $(cat "$S/metrics.txt")"
+grep -q '^moord_requests_total{op="iscsi.login",outcome="ok"} ' "$S/metrics.txt" || fail "no moord metrics in moor metrics"
+[ -s /run/moor/metrics/moord.prom ] || fail "moord wrote no /run/moor/metrics/moord.prom"
+log "metrics: $N attaches and $N detaches counted; moord's through moor metrics"
 lio_teardown
