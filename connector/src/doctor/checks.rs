@@ -19,7 +19,11 @@ pub trait Probe {
 
 /// Every check, in a fixed order. `privileged` (moord) reads the root-only
 /// initiator name file for an unprivileged caller.
-pub fn run(paths: &HostPaths, probe: &dyn Probe, privileged: Option<&dyn Privileged>) -> Vec<Check> {
+pub fn run(
+    paths: &HostPaths,
+    probe: &dyn Probe,
+    privileged: Option<&dyn Privileged>,
+) -> Vec<Check> {
     let procs = processes(paths);
     vec![
         iscsid(probe, &procs),
@@ -86,8 +90,12 @@ fn iscsid(probe: &dyn Probe, procs: &[Process]) -> Check {
     let adm = probe.version("iscsiadm").map(|v| version_number(&v));
     let daemon = probe.version("iscsid").map(|v| version_number(&v));
     let Some(adm) = adm else {
-        return Check::new(NAME, Status::Skip, "open-iscsi is not installed (no iscsiadm)")
-            .hint("install open-iscsi to attach iSCSI volumes");
+        return Check::new(
+            NAME,
+            Status::Skip,
+            "open-iscsi is not installed (no iscsiadm)",
+        )
+        .hint("install open-iscsi to attach iSCSI volumes");
     };
     let Some(p) = running(procs, "iscsid") else {
         return Check::new(NAME, Status::Fail, format!("not running (iscsiadm {adm})")).hint(
@@ -131,12 +139,12 @@ fn iscsid(probe: &dyn Probe, procs: &[Process]) -> Check {
 /// `key = value` settings of an open-iscsi style file (last one wins).
 fn conf_value(text: &str, key: &str) -> Option<String> {
     text.lines()
+        .rev()
         .map(str::trim)
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| k.trim() == key)
+        .find(|(k, _)| k.trim() == key)
         .map(|(_, v)| v.trim().to_string())
-        .last()
 }
 
 fn session_scan(paths: &HostPaths) -> Check {
@@ -165,7 +173,11 @@ fn session_scan(paths: &HostPaths) -> Check {
 
 fn initiator_name(paths: &HostPaths, privileged: Option<&dyn Privileged>) -> Check {
     const NAME: &str = "initiatorname";
-    let text = match super::read_host_file::<IscsiInitiatorName>(paths, "iscsi/initiatorname.iscsi", privileged) {
+    let text = match super::read_host_file::<IscsiInitiatorName>(
+        paths,
+        "iscsi/initiatorname.iscsi",
+        privileged,
+    ) {
         Ok(Some(t)) => t,
         Ok(None) => {
             return Check::new(NAME, Status::Skip, "no /etc/iscsi/initiatorname.iscsi")
@@ -179,8 +191,9 @@ fn initiator_name(paths: &HostPaths, privileged: Option<&dyn Privileged>) -> Che
     match conf_value(&text, "InitiatorName") {
         Some(v) => match v.parse::<Iqn>() {
             Ok(iqn) => Check::new(NAME, Status::Ok, iqn.to_string()),
-            Err(e) => Check::new(NAME, Status::Fail, format!("{v:?} is not valid: {e}"))
-                .hint("write InitiatorName=<a valid iqn.…> (iscsi-iname makes one) and restart iscsid"),
+            Err(e) => Check::new(NAME, Status::Fail, format!("{v:?} is not valid: {e}")).hint(
+                "write InitiatorName=<a valid iqn.…> (iscsi-iname makes one) and restart iscsid",
+            ),
         },
         None => Check::new(NAME, Status::Fail, "no InitiatorName= line")
             .hint("write InitiatorName=<a valid iqn.…> (iscsi-iname makes one) and restart iscsid"),
@@ -317,8 +330,12 @@ fn host_nqn(paths: &HostPaths) -> Check {
                     ),
                 )
             }
-            Err(e) => Check::new(NAME, Status::Fail, format!("{:?} is not valid: {e}", v.trim()))
-                .hint("replace /etc/nvme/hostnqn with a valid NQN (nvme gen-hostnqn)"),
+            Err(e) => Check::new(
+                NAME,
+                Status::Fail,
+                format!("{:?} is not valid: {e}", v.trim()),
+            )
+            .hint("replace /etc/nvme/hostnqn with a valid NQN (nvme gen-hostnqn)"),
         },
     }
 }
@@ -382,11 +399,27 @@ mod tests {
         put(r, "proc/153/comm", "iscsid\n");
         put(r, "proc/162/comm", "multipathd\n");
         put(r, "proc/113/comm", "systemd-udevd\n");
-        put(r, "etc/iscsi/iscsid.conf", "# x\nnode.session.scan = auto\nnode.session.scan = manual\n");
-        put(r, "etc/iscsi/initiatorname.iscsi", "## comment\nInitiatorName=iqn.1993-08.org.debian:01:moor-lab\n");
-        put(r, "etc/multipath.conf", "defaults {\n    user_friendly_names no\n    find_multipaths yes # ok\n}\nblacklist {\n    find_multipaths no\n}\n");
+        put(
+            r,
+            "etc/iscsi/iscsid.conf",
+            "# x\nnode.session.scan = auto\nnode.session.scan = manual\n",
+        );
+        put(
+            r,
+            "etc/iscsi/initiatorname.iscsi",
+            "## comment\nInitiatorName=iqn.1993-08.org.debian:01:moor-lab\n",
+        );
+        put(
+            r,
+            "etc/multipath.conf",
+            "defaults {\n    user_friendly_names no\n    find_multipaths yes # ok\n}\nblacklist {\n    find_multipaths no\n}\n",
+        );
         put(r, "sys/module/nvme_core/parameters/multipath", "Y\n");
-        put(r, "etc/nvme/hostnqn", "nqn.2014-08.org.nvmexpress:uuid:6d6f6f72-6c61-4200-8000-000000000001\n");
+        put(
+            r,
+            "etc/nvme/hostnqn",
+            "nqn.2014-08.org.nvmexpress:uuid:6d6f6f72-6c61-4200-8000-000000000001\n",
+        );
         std::os::unix::net::UnixListener::bind(r.join("run/udev/control"))
             .or_else(|_| {
                 std::fs::create_dir_all(r.join("run/udev")).unwrap();
@@ -403,7 +436,11 @@ mod tests {
             assert_eq!(c.status, Status::Ok, "{c:?}");
         }
         assert!(by_name(&checks, "iscsid").detail.contains("pid 153"));
-        assert!(by_name(&checks, "find_multipaths").detail.starts_with("yes"));
+        assert!(
+            by_name(&checks, "find_multipaths")
+                .detail
+                .starts_with("yes")
+        );
     }
 
     #[test]
@@ -412,8 +449,16 @@ mod tests {
         let r = t.path();
         put(r, "proc/153/comm", "iscsid\n");
         put(r, "etc/iscsi/iscsid.conf", "node.startup = manual\n");
-        put(r, "etc/iscsi/initiatorname.iscsi", "InitiatorName=not an iqn\n");
-        put(r, "etc/multipath.conf", "defaults {\n    find_multipaths greedy\n}\n");
+        put(
+            r,
+            "etc/iscsi/initiatorname.iscsi",
+            "InitiatorName=not an iqn\n",
+        );
+        put(
+            r,
+            "etc/multipath.conf",
+            "defaults {\n    find_multipaths greedy\n}\n",
+        );
         put(r, "sys/module/nvme_core/parameters/multipath", "N\n");
         put(r, "etc/nvme/hostnqn", "nqn-bad\n");
         let probe = Versions(HashMap::from([

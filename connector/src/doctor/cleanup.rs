@@ -150,9 +150,7 @@ fn decide(f: &Finding) -> (ActionKind, Option<String>) {
         ),
         Identity::IdleSession { .. } => (ActionKind::LogoutSession, None),
         Identity::PathlessMap { .. } => (ActionKind::FlushMap, in_use_skip(f)),
-        Identity::StaleLink {
-            dangling: true, ..
-        } => (ActionKind::RemoveLink, None),
+        Identity::StaleLink { dangling: true, .. } => (ActionKind::RemoveLink, None),
         Identity::StaleLink { target, .. } => (
             ActionKind::Manual,
             Some(format!(
@@ -216,11 +214,9 @@ impl Cleaner<'_> {
         if a.skip.is_some() || a.action == ActionKind::Manual {
             return o;
         }
-        if !dry {
-            if let Some(busy) = self.busy_now(&a.finding) {
-                o.reason = Some(busy);
-                return o;
-            }
+        if !dry && let Some(busy) = self.busy_now(&a.finding) {
+            o.reason = Some(busy);
+            return o;
         }
         let r = match &a.finding.identity {
             Identity::UnclaimedScsiVolume {
@@ -305,13 +301,17 @@ impl Cleaner<'_> {
         Instant::now() + self.timeout
     }
 
-    fn exec_step<T: moor_privhelper::ops::TypedOp>(&self, p: &dyn Privileged, op: &T) -> StepResult {
+    fn exec_step<T: moor_privhelper::ops::TypedOp>(
+        &self,
+        p: &dyn Privileged,
+        op: &T,
+    ) -> StepResult {
         match run_exec(p, op, self.deadline()) {
             Ok(out) if out.success() || p.dry_run() => Ok((Value::Null, false)),
             Ok(out) => Err(format!("{}: {}", T::NAME, out.summary())),
-            Err(e @ PrivError::IdentityMismatch { .. }) => {
-                Err(format!("{e} (it changed since the doctor looked: left alone)"))
-            }
+            Err(e @ PrivError::IdentityMismatch { .. }) => Err(format!(
+                "{e} (it changed since the doctor looked: left alone)"
+            )),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -487,9 +487,7 @@ fn json<T: Serialize>(v: &T) -> Value {
 
 /// A connection_info listing every path of the volume (os-brick's multipath
 /// keys), so the detach considers every session for logout.
-fn iscsi_props(
-    paths: &[super::scan::ScsiPath],
-) -> Result<IscsiProps, iscsi::PropsError> {
+fn iscsi_props(paths: &[super::scan::ScsiPath]) -> Result<IscsiProps, iscsi::PropsError> {
     let first = &paths[0];
     IscsiProps::from_connection_info(&json!({
         "target_iqn": first.target,

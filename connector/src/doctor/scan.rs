@@ -323,13 +323,20 @@ fn scsi_volumes(paths: &HostPaths, claims: &Claims, all: &[Session], out: &mut V
                     (dm, name)
                 })
         });
-        let devs: Vec<String> = vpaths.iter().map(|p| format!("/dev/{}", p.device)).collect();
+        let devs: Vec<String> = vpaths
+            .iter()
+            .map(|p| format!("/dev/{}", p.device))
+            .collect();
         let what = match &map {
             Some((dm, name)) if *name == wwid => {
                 format!("{wwid} (/dev/{dm} over {})", devs.join(", "))
             }
             Some((dm, name)) => format!("{wwid} ({name}, /dev/{dm} over {})", devs.join(", ")),
-            None => format!("{} ({})", if wwid.is_empty() { "no WWID" } else { &wwid }, devs.join(", ")),
+            None => format!(
+                "{} ({})",
+                if wwid.is_empty() { "no WWID" } else { &wwid },
+                devs.join(", ")
+            ),
         };
         let targets: BTreeSet<String> = vpaths
             .iter()
@@ -383,7 +390,13 @@ fn namespaces(paths: &HostPaths, claims: &Claims, out: &mut Vec<Finding>) {
         }
         let ctrls: Vec<String> = npaths.iter().map(|p| p.controller.clone()).collect();
         out.push(Finding {
-            what: format!("/dev/{block} ({subsysnqn} nsid {})", ns.ids.nsid.map(|n| n.to_string()).unwrap_or_else(|| "?".into())),
+            what: format!(
+                "/dev/{block} ({subsysnqn} nsid {})",
+                ns.ids
+                    .nsid
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into())
+            ),
             reason: format!(
                 "no moor attachment record claims it (controllers {})",
                 ctrls.join(", ")
@@ -422,7 +435,9 @@ fn pathless_maps(paths: &HostPaths, out: &mut Vec<Finding>) {
         let name = scsi::dm_name(paths, &dm).ok().flatten().unwrap_or_default();
         out.push(Finding {
             what: format!("multipath map {name} (/dev/{dm})"),
-            reason: format!("no path left under it (WWID {wwid}); I/O to it can only queue or fail"),
+            reason: format!(
+                "no path left under it (WWID {wwid}); I/O to it can only queue or fail"
+            ),
             in_use: Vec::new(),
             users_unknown: false,
             identity: Identity::PathlessMap {
@@ -703,19 +718,21 @@ pub fn block_users(p: &dyn Privileged, device: &str) -> Result<Vec<String>, Stri
     .map_err(|e| e.to_string())?;
     // fuser skips the processes it may not inspect and still answers "none":
     // that is not an answer.
-    if let Some(l) = out
-        .stderr
-        .lines()
-        .find(|l| l.contains("Permission denied"))
-    {
-        return Err(format!("fuser could not inspect every process: {}", l.trim()));
+    if let Some(l) = out.stderr.lines().find(|l| l.contains("Permission denied")) {
+        return Err(format!(
+            "fuser could not inspect every process: {}",
+            l.trim()
+        ));
     }
     match out.exit_code {
         // fuser: 0 = some process uses it (pids on stdout), 1 = none.
         Some(0) => Ok(out
             .stdout
             .split_whitespace()
-            .map(|w| w.trim_end_matches(|c: char| c.is_ascii_alphabetic()).to_string())
+            .map(|w| {
+                w.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                    .to_string()
+            })
             .filter(|w| !w.is_empty())
             .collect()),
         Some(1) if out.stdout.trim().is_empty() => Ok(Vec::new()),

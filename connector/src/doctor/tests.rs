@@ -45,7 +45,11 @@ impl Privileged for Users {
         assert_eq!(op, "block.users", "the doctor only asks who uses a device");
         let dev = args["device"].as_str().unwrap_or_default();
         if dev == "sdz" {
-            return Ok(exec_reply(1, "", "Cannot stat file /proc/9/fd/0: Permission denied\n"));
+            return Ok(exec_reply(
+                1,
+                "",
+                "Cannot stat file /proc/9/fd/0: Permission denied\n",
+            ));
         }
         Ok(match self.0.get(dev) {
             Some(pids) => exec_reply(0, pids, &format!("/dev/{dev}:")),
@@ -106,7 +110,11 @@ fn claimed_volumes_are_not_leftovers_and_the_rest_is_named_with_its_identity() {
     let host = host();
     let users = Users::default();
     let found = leftovers(&host.tree.paths(), &host.registry, Some(&users));
-    assert_eq!(kinds(&found), ["idle_session", "unclaimed_scsi_volume"], "{found:#?}");
+    assert_eq!(
+        kinds(&found),
+        ["idle_session", "unclaimed_scsi_volume"],
+        "{found:#?}"
+    );
     let Identity::IdleSession {
         session,
         target,
@@ -117,7 +125,12 @@ fn claimed_volumes_are_not_leftovers_and_the_rest_is_named_with_its_identity() {
         panic!()
     };
     assert_eq!(
-        (*session, target.as_str(), portal.as_deref(), state.as_deref()),
+        (
+            *session,
+            target.as_str(),
+            portal.as_deref(),
+            state.as_deref()
+        ),
         (2, IQN2, Some("[fd00::2]:3260"), Some("LOGGED_IN"))
     );
     let Identity::UnclaimedScsiVolume {
@@ -132,7 +145,12 @@ fn claimed_volumes_are_not_leftovers_and_the_rest_is_named_with_its_identity() {
     assert_eq!((protocol.as_str(), wwid.as_str()), ("iscsi", WWN_B));
     assert_eq!(paths.len(), 1);
     assert_eq!(
-        (paths[0].device.as_str(), paths[0].target.as_str(), paths[0].portal.as_str(), paths[0].lun),
+        (
+            paths[0].device.as_str(),
+            paths[0].target.as_str(),
+            paths[0].portal.as_str(),
+            paths[0].lun
+        ),
         ("sdc", IQN, "192.0.2.10:3260", 2)
     );
     assert_eq!(map.as_ref(), Some(&("dm-0".to_string(), WWN_B.to_string())));
@@ -164,7 +182,12 @@ fn a_record_of_a_device_that_is_gone_is_stale_and_its_disk_unclaimed() {
     let found = leftovers(&host.tree.paths(), &host.registry, Some(&Users::default()));
     assert_eq!(
         kinds(&found),
-        ["idle_session", "unclaimed_scsi_volume", "unclaimed_scsi_volume", "stale_record"],
+        [
+            "idle_session",
+            "unclaimed_scsi_volume",
+            "unclaimed_scsi_volume",
+            "stale_record"
+        ],
         "{found:#?}"
     );
 }
@@ -179,7 +202,8 @@ fn pathless_maps_dangling_and_lying_links_and_forgotten_wwids() {
     // udev left a link to sdc; another link names B but points at sdb (volume A).
     std::fs::create_dir_all(t.path("dev/disk/by-id")).unwrap();
     let _ = std::fs::remove_file(t.path(&format!("dev/disk/by-id/scsi-{WWN_B}")));
-    std::os::unix::fs::symlink("../../sdc", t.path(&format!("dev/disk/by-id/scsi-{WWN_B}"))).unwrap();
+    std::os::unix::fs::symlink("../../sdc", t.path(&format!("dev/disk/by-id/scsi-{WWN_B}")))
+        .unwrap();
     let lying = t.path("dev/disk/by-id/wwn-0x600a09803830447a4f244c465761bbbb");
     let _ = std::fs::remove_file(&lying);
     std::os::unix::fs::symlink("../../sdb", lying).unwrap();
@@ -199,9 +223,15 @@ fn pathless_maps_dangling_and_lying_links_and_forgotten_wwids() {
             _ => None,
         })
         .collect();
-    assert!(links.contains(&(format!("/dev/disk/by-id/scsi-{WWN_B}").as_str(), true)), "{links:?}");
     assert!(
-        links.contains(&("/dev/disk/by-id/wwn-0x600a09803830447a4f244c465761bbbb", false)),
+        links.contains(&(format!("/dev/disk/by-id/scsi-{WWN_B}").as_str(), true)),
+        "{links:?}"
+    );
+    assert!(
+        links.contains(&(
+            "/dev/disk/by-id/wwn-0x600a09803830447a4f244c465761bbbb",
+            false
+        )),
         "{links:?}"
     );
     // B's map still carries B: only the WWID no device has is stale.
@@ -220,8 +250,14 @@ fn pathless_maps_dangling_and_lying_links_and_forgotten_wwids() {
     assert_eq!(by_kind(ActionKind::RemoveLink), 1);
     assert_eq!(by_kind(ActionKind::ForgetWwid), 1);
     // The lying link is for a person (udev rewrites it on a change event).
-    let manual = actions.iter().find(|a| a.action == ActionKind::Manual).unwrap();
-    assert!(manual.skip.as_deref().unwrap().contains("udevadm trigger"), "{manual:?}");
+    let manual = actions
+        .iter()
+        .find(|a| a.action == ActionKind::Manual)
+        .unwrap();
+    assert!(
+        manual.skip.as_deref().unwrap().contains("udevadm trigger"),
+        "{manual:?}"
+    );
 }
 
 #[test]
@@ -231,8 +267,14 @@ fn devices_in_use_or_unverifiable_are_never_planned_for_removal() {
     // Nobody can tell who has it open: skipped.
     let found = leftovers(&paths, &host.registry, None);
     let actions = plan(&found);
-    let vol = actions.iter().find(|a| a.action == ActionKind::DetachScsiVolume).unwrap();
-    assert!(vol.skip.as_deref().unwrap().contains("cannot check"), "{vol:?}");
+    let vol = actions
+        .iter()
+        .find(|a| a.action == ActionKind::DetachScsiVolume)
+        .unwrap();
+    assert!(
+        vol.skip.as_deref().unwrap().contains("cannot check"),
+        "{vol:?}"
+    );
     // fuser could not look at every process: not an answer.
     assert!(super::scan::block_users(&Users::default(), "sdz").is_err());
     // A process has the map open.
@@ -247,9 +289,18 @@ fn devices_in_use_or_unverifiable_are_never_planned_for_removal() {
     ]));
     let found = leftovers(&paths, &host.registry, Some(&users));
     let actions = plan(&found);
-    let vol = actions.iter().find(|a| a.action == ActionKind::DetachScsiVolume).unwrap();
-    assert_eq!(vol.finding.in_use, ["/dev/dm-0 open by pid 4242 (qemu-system-x86)"]);
-    assert!(vol.skip.as_deref().unwrap().starts_with("in use"), "{vol:?}");
+    let vol = actions
+        .iter()
+        .find(|a| a.action == ActionKind::DetachScsiVolume)
+        .unwrap();
+    assert_eq!(
+        vol.finding.in_use,
+        ["/dev/dm-0 open by pid 4242 (qemu-system-x86)"]
+    );
+    assert!(
+        vol.skip.as_deref().unwrap().starts_with("in use"),
+        "{vol:?}"
+    );
     // Mounted.
     std::fs::create_dir_all(host.tree.path("proc/self")).unwrap();
     std::fs::write(
@@ -295,6 +346,15 @@ fn the_plan_runs_the_detach_paths_against_a_dry_run() {
     assert!(!ops.contains("sdb"), "volume A is claimed: {ops}");
     let session = c.preview(&actions[1]);
     assert_eq!(session.status, "planned", "{session:?}");
-    assert!(session.operations.iter().any(|o| o.starts_with("iscsi.logout")), "{session:?}");
-    assert!(session.operations.iter().any(|o| o.contains(IQN2)), "{session:?}");
+    assert!(
+        session
+            .operations
+            .iter()
+            .any(|o| o.starts_with("iscsi.logout")),
+        "{session:?}"
+    );
+    assert!(
+        session.operations.iter().any(|o| o.contains(IQN2)),
+        "{session:?}"
+    );
 }
