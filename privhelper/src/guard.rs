@@ -1040,9 +1040,21 @@ mod tests {
         let g = Guard::WwidUnused { wwid: UDEV.into() };
         // No /sys/block at all: cannot tell, refused.
         assert!(pre(t.path(), &g).is_err());
-        put(t.path(), "sys/block/sda/device/wwid", "naa.6001405000000000000000000000ffff\n");
-        put(t.path(), "sys/block/nvme0n1/wwid", "uuid.0a0b0c0d-0000-0000-0000-000000000001\n");
-        put(t.path(), "sys/block/dm-0/dm/uuid", "CRYPT-LUKS2-abc-crypt\n");
+        put(
+            t.path(),
+            "sys/block/sda/device/wwid",
+            "naa.6001405000000000000000000000ffff\n",
+        );
+        put(
+            t.path(),
+            "sys/block/nvme0n1/wwid",
+            "uuid.0a0b0c0d-0000-0000-0000-000000000001\n",
+        );
+        put(
+            t.path(),
+            "sys/block/dm-0/dm/uuid",
+            "CRYPT-LUKS2-abc-crypt\n",
+        );
         assert_eq!(pre(t.path(), &g), Ok(()));
         // A path of the volume (raw form, normalised before comparing).
         put(t.path(), "sys/block/sdc/device/wwid", &format!("{NAA}\n"));
@@ -1050,7 +1062,11 @@ mod tests {
         assert_eq!(e.path, "/sys/block/sdc");
         std::fs::remove_dir_all(t.path().join("sys/block/sdc")).unwrap();
         // Its multipath map.
-        put(t.path(), "sys/block/dm-3/dm/uuid", &format!("mpath-{UDEV}\n"));
+        put(
+            t.path(),
+            "sys/block/dm-3/dm/uuid",
+            &format!("mpath-{UDEV}\n"),
+        );
         assert_eq!(pre(t.path(), &g).unwrap_err().path, "/sys/block/dm-3");
         std::fs::remove_dir_all(t.path().join("sys/block/dm-3")).unwrap();
         // An NVMe namespace whose wwid is it.

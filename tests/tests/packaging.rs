@@ -1070,11 +1070,7 @@ fn nvme_samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
         v.push(("nvme.host_identity", json!({"hostid": id}), "nvme_hostid"));
     }
     v.push(("nvme.system_uuid", json!({}), "nvme_system_uuid"));
-    v.push((
-        "iscsi.initiator_name",
-        json!({}),
-        "iscsi_initiator_name",
-    ));
+    v.push(("iscsi.initiator_name", json!({}), "iscsi_initiator_name"));
     v.push(("multipath.wwids", json!({}), "multipath_wwids"));
     v.push((
         "nvme.system_uuid",

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use moor_privhelper::ops::{
     BlockFlush, BlockRemoveStaleLink, MultipathAddPath, MultipathAddWwid, MultipathCheck,
-    MultipathDelPath, MultipathFlush, MultipathForgetWwid, MultipathResize, MultipathdPaths, ScsiDelete, ScsiRescan,
-    ScsiScan,
+    MultipathDelPath, MultipathFlush, MultipathForgetWwid, MultipathResize, MultipathdPaths,
+    ScsiDelete, ScsiRescan, ScsiScan,
 };
 
 use crate::attachments::Registry;

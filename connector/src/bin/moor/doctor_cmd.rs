@@ -83,7 +83,10 @@ impl Probe for CommandProbe {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .spawn()
             .ok()?;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -132,7 +135,9 @@ fn daemon(socket: &Path, key_file: Option<&PathBuf>) -> (Option<Daemon>, Check) 
             None,
             moord_check(
                 Status::Warn,
-                format!("{e}: who has a device open cannot be checked, so cleanup removes no device"),
+                format!(
+                    "{e}: who has a device open cannot be checked, so cleanup removes no device"
+                ),
             ),
         ),
     }
@@ -143,16 +148,14 @@ fn moord_check(status: Status, detail: String) -> Check {
         name: "moord",
         status,
         detail,
-        hint: (status != Status::Ok)
-            .then(|| "run as a member of the moor group with --key-file (see packaging/README.md)".to_string()),
+        hint: (status != Status::Ok).then(|| {
+            "run as a member of the moor group with --key-file (see packaging/README.md)"
+                .to_string()
+        }),
     }
 }
 
-fn examine(
-    host: &HostArgs,
-    socket: &Path,
-    key_file: Option<&PathBuf>,
-) -> (Report, Option<Daemon>) {
+fn examine(host: &HostArgs, socket: &Path, key_file: Option<&PathBuf>) -> (Report, Option<Daemon>) {
     let paths = HostPaths::under(&host.host_root);
     let registry = Registry::new(&host.attachments_dir);
     let (moord, check) = daemon(socket, key_file);
@@ -233,7 +236,13 @@ fn finish(
     for a in actions {
         let o = if args.mode.apply {
             if tty {
-                eprintln!("moor: [{}/{}] {:?} {}", a.id, actions.len(), a.action, a.what);
+                eprintln!(
+                    "moor: [{}/{}] {:?} {}",
+                    a.id,
+                    actions.len(),
+                    a.action,
+                    a.what
+                );
             }
             tracing::info!(id = a.id, action = ?a.action, what = %a.what, "cleanup");
             cleaner.apply(a)
