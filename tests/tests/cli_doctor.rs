@@ -4,6 +4,7 @@
 //! without moord. (The full flow against real sessions, maps and moord is the
 //! lab's `doctor_cleanup` scenario.)
 
+#[allow(dead_code)]
 mod cli_common;
 mod common;
 
@@ -19,8 +20,8 @@ const MAP: &str = "3600140500000000000000000000000aa";
 
 fn put(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, text).unwrap();
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    fs::write(p, text).expect("write");
 }
 
 /// A host with a multipath map without paths, a dangling by-id link, a wwids
@@ -39,15 +40,15 @@ fn host(dir: &Path) {
         &format!("{MAP}\n"),
     );
     put(&root, "sys/devices/virtual/block/dm-3/dev", "253:3\n");
-    fs::create_dir_all(root.join("sys/devices/virtual/block/dm-3/slaves")).unwrap();
-    fs::create_dir_all(root.join("sys/block")).unwrap();
-    symlink("../devices/virtual/block/dm-3", root.join("sys/block/dm-3")).unwrap();
-    fs::create_dir_all(root.join("dev/disk/by-id")).unwrap();
+    fs::create_dir_all(root.join("sys/devices/virtual/block/dm-3/slaves")).expect("fixture");
+    fs::create_dir_all(root.join("sys/block")).expect("fixture");
+    symlink("../devices/virtual/block/dm-3", root.join("sys/block/dm-3")).expect("fixture");
+    fs::create_dir_all(root.join("dev/disk/by-id")).expect("fixture");
     symlink(
         "../../sdq",
         root.join(format!("dev/disk/by-id/scsi-{GONE}")),
     )
-    .unwrap();
+    .expect("fixture");
     put(
         &root,
         "etc/multipath/wwids",
@@ -64,13 +65,16 @@ fn moor(dir: &Path, args: &[&str]) -> Run {
     let root = dir.join("root");
     let out = Command::new(moor_bin())
         .args(args)
-        .args(["--host-root", root.to_str().unwrap()])
+        .args(["--host-root", root.to_str().expect("utf-8")])
         .args([
             "--attachments-dir",
-            dir.join("attachments").to_str().unwrap(),
+            dir.join("attachments").to_str().expect("utf-8"),
         ])
-        .args(["--lock-dir", dir.join("locks").to_str().unwrap()])
-        .args(["--socket", dir.join("no-moord.sock").to_str().unwrap()])
+        .args(["--lock-dir", dir.join("locks").to_str().expect("utf-8")])
+        .args([
+            "--socket",
+            dir.join("no-moord.sock").to_str().expect("utf-8"),
+        ])
         .env_remove("MOOR_KEY_FILE")
         .stdin(Stdio::null())
         .output()
@@ -87,19 +91,23 @@ fn snapshot(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap().flatten() {
+        for e in fs::read_dir(&d).expect("read_dir").flatten() {
             let p = e.path();
-            let t = fs::symlink_metadata(&p).unwrap().file_type();
+            let t = fs::symlink_metadata(&p).expect("lstat").file_type();
             if t.is_symlink() {
                 out.push(format!(
                     "{} -> {:?}",
                     p.display(),
-                    fs::read_link(&p).unwrap()
+                    fs::read_link(&p).expect("readlink")
                 ));
             } else if t.is_dir() {
                 stack.push(p);
             } else {
-                out.push(format!("{} = {:?}", p.display(), fs::read(&p).unwrap()));
+                out.push(format!(
+                    "{} = {:?}",
+                    p.display(),
+                    fs::read(&p).expect("read")
+                ));
             }
         }
     }
