@@ -358,3 +358,126 @@ fn the_plan_runs_the_detach_paths_against_a_dry_run() {
         "{session:?}"
     );
 }
+
+/// A Cleaner on `paths` with `privileged`.
+fn cleaner<'a>(
+    paths: crate::host::HostPaths,
+    privileged: &'a dyn Privileged,
+    events: &'a ScriptedEvents,
+    dir: &std::path::Path,
+    registry: Registry,
+) -> Cleaner<'a> {
+    Cleaner {
+        paths,
+        privileged,
+        events,
+        locks: LockDir::new(dir.join("locks")),
+        registry,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+#[test]
+fn an_unclaimed_nvme_namespace_is_detached_by_its_identity() {
+    use crate::transport::nvmeof::test_support as nv;
+    let env = nv::setup(true);
+    // One namespace on two controllers (native multipath), no record.
+    nv::add_controller(&env.t, 0, 0, &nv::tcp(nv::SUBSYS, "192.0.2.1"));
+    nv::add_controller(&env.t, 1, 0, &nv::tcp(nv::SUBSYS, "192.0.2.2"));
+    nv::add_namespace(&env.t, 0, 0, &nv::ns(1, nv::UUID1), true);
+    nv::add_namespace(&env.t, 1, 0, &nv::ns(1, nv::UUID1), true);
+    let registry = Registry::new(env.locks.path().with_file_name("attachments"));
+    let users = Users::default();
+    let found = leftovers(&env.t.paths(), &registry, Some(&users));
+    assert_eq!(kinds(&found), ["unclaimed_namespace"], "{found:#?}");
+    let Identity::UnclaimedNamespace {
+        device,
+        subsysnqn,
+        uuid,
+        paths,
+        ..
+    } = &found[0].identity
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (device.as_str(), subsysnqn.as_str(), uuid.as_deref()),
+        ("nvme0n1", nv::SUBSYS, Some(nv::UUID1))
+    );
+    assert_eq!(paths.len(), 2);
+    let actions = plan(&found);
+    assert_eq!(actions[0].action, ActionKind::DetachNamespace);
+    let events = ScriptedEvents::new();
+    let c = cleaner(
+        env.t.paths(),
+        &users,
+        &events,
+        env.locks.path(),
+        registry.clone(),
+    );
+    let o = c.preview(&actions[0]);
+    assert_eq!(o.status, "planned", "{o:?}");
+    let ops = o.operations.join("\n");
+    for want in ["block.flush", "nvme.disconnect"] {
+        assert!(ops.contains(want), "{want} not in {ops}");
+    }
+    // A namespace moor recorded is claimed.
+    registry
+        .record(&Attachment {
+            device: "nvme0n1".into(),
+            wwid: format!("uuid.{}", nv::UUID1),
+            sysfs_ino: device_ino(&env.t.paths(), "nvme0n1").unwrap().unwrap(),
+            protocol: "nvmeof".into(),
+            target: nv::SUBSYS.into(),
+            volume_id: None,
+            attached_at: 0,
+        })
+        .unwrap();
+    assert!(leftovers(&env.t.paths(), &registry, Some(&users)).is_empty());
+}
+
+#[test]
+fn an_unclaimed_fc_volume_is_found_by_transport_and_detached_over_every_path() {
+    use crate::transport::fc::test_support as fcx;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tree::new(dir.path().join("root"));
+    fcx::dual_fabric(&t);
+    fcx::add_fc_lun(&t, h("5:0:0:1"), "sdb", "8:16", fcx::RAW_WWID, None);
+    fcx::add_fc_lun(&t, h("6:0:1:1"), "sdc", "8:32", fcx::RAW_WWID, None);
+    let registry = Registry::new(dir.path().join("attachments"));
+    let users = Users::default();
+    let found = leftovers(&t.paths(), &registry, Some(&users));
+    assert_eq!(kinds(&found), ["unclaimed_scsi_volume"], "{found:#?}");
+    let Identity::UnclaimedScsiVolume {
+        protocol,
+        wwid,
+        paths,
+        map,
+    } = &found[0].identity
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (protocol.as_str(), wwid.as_str()),
+        ("fibre_channel", fcx::WWID)
+    );
+    assert!(map.is_none());
+    let mut targets: Vec<&str> = paths.iter().map(|p| p.target.as_str()).collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        [format!("0x{}", fcx::TGT1), format!("0x{}", fcx::TGT2)]
+    );
+    let actions = plan(&found);
+    let events = ScriptedEvents::new();
+    let c = cleaner(t.paths(), &users, &events, dir.path(), registry);
+    let o = c.preview(&actions[0]);
+    assert_eq!(o.status, "planned", "{o:?}");
+    let deletes = o
+        .operations
+        .iter()
+        .filter(|op| op.starts_with("scsi.delete"))
+        .count();
+    assert_eq!(deletes, 2, "{o:?}");
+    assert!(o.operations.iter().all(|op| !op.contains("iscsi")), "{o:?}");
+}
