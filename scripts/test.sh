@@ -28,6 +28,9 @@ bash scripts/s390x.sh all
 step "fuzz: short runs of every target (corpus in fuzz/corpus)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
+step "Debian package: scripts/build-deb.sh --check (release build, lintian; the lab's package_install installs it)"
+bash scripts/build-deb.sh --check
+
 step "lab: real-kernel scenarios in the VM (never skipped: no VM is a failure)"
 cargo build -q --workspace --bins
 bash tests/lab/lab.sh image

@@ -5,6 +5,7 @@ mod dasd_cmd;
 mod doctor_cmd;
 mod filters_cmd;
 mod filters_import;
+mod generate_cmd;
 mod luks_cmd;
 mod metrics_cmd;
 mod transport_cmd;
@@ -90,6 +91,11 @@ enum Command {
     Cleanup(doctor_cmd::CleanupCmd),
     /// The connector's metrics and moord's, in the Prometheus text format.
     Metrics(metrics_cmd::MetricsArgs),
+    /// Print a shell completion script (bash, zsh, fish) on stdout.
+    Completions(generate_cmd::CompletionsArgs),
+    /// Write the man pages (moor.1, one per subcommand) into a directory.
+    #[command(hide = true)]
+    GenerateManpages(generate_cmd::ManpagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -125,14 +131,22 @@ fn main() -> ExitCode {
         }
         Command::Volumes(args) => report(volume_cmd::volumes(args)),
         Command::ConnectorProperties(args) => report(volume_cmd::properties(args)),
-        Command::Doctor(args) => report(doctor_cmd::doctor(args, &cli.socket, cli.key_file.as_ref())),
+        Command::Doctor(args) => {
+            report(doctor_cmd::doctor(args, &cli.socket, cli.key_file.as_ref()))
+        }
         Command::Cleanup(args) => {
             volume_cmd::init_logging();
-            report(doctor_cmd::cleanup(args, &cli.socket, cli.key_file.as_ref()))
+            report(doctor_cmd::cleanup(
+                args,
+                &cli.socket,
+                cli.key_file.as_ref(),
+            ))
         }
         Command::Metrics(args) => {
             report(metrics_cmd::run(args, &cli.socket, cli.key_file.as_ref()))
         }
+        Command::Completions(args) => report(generate_cmd::completions(args)),
+        Command::GenerateManpages(args) => report(generate_cmd::manpages(args)),
     }
 }
 
