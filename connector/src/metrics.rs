@@ -72,7 +72,10 @@ struct Series {
     outcomes: BTreeMap<String, u64>,
     /// Not cumulative; one more than [`BOUNDS`].
     buckets: Vec<u64>,
-    sum_seconds: f64,
+    /// In nanoseconds: an integer survives the JSON round trip exactly, so every
+    /// rendering of the same state is byte-identical.
+    #[serde(default)]
+    sum_nanos: u64,
     #[serde(default)]
     abandoned: u64,
 }
@@ -118,7 +121,9 @@ impl State {
         if let Some(c) = s.buckets.get_mut(b) {
             *c += 1;
         }
-        s.sum_seconds += took.as_secs_f64();
+        s.sum_nanos = s
+            .sum_nanos
+            .saturating_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
     }
 }
 
@@ -246,7 +251,7 @@ impl MetricsDir {
             state.bounds = BOUNDS.to_vec();
             for s in &mut state.series {
                 s.buckets = vec![0; BOUNDS.len() + 1];
-                s.sum_seconds = 0.0;
+                s.sum_nanos = 0;
             }
         }
         for s in &mut state.series {
@@ -460,7 +465,7 @@ fn render(state: &State, in_flight: &[Marker]) -> String {
             &[("protocol", &s.protocol), ("operation", &s.operation)],
             BOUNDS,
             &s.buckets,
-            s.sum_seconds,
+            s.sum_nanos as f64 / 1e9,
         );
     }
     // In flight: every pair seen so far (0 when none runs) and those running now.

@@ -1526,6 +1526,17 @@ fn audit_log_has_one_line_per_request_with_the_documented_fields() {
         "exactly one line per request: {recs_after:#?}"
     );
     assert_eq!(recs.len(), N, "{recs:#?}");
+    // A line is written when its request finishes, just after the response is
+    // sent, so the next request's line can come first: order by request number.
+    let seq = |r: &serde_json::Value| {
+        r["request"]
+            .as_str()
+            .and_then(|s| s.rsplit_once("-r"))
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    let mut recs = recs;
+    recs.sort_by_key(seq);
     let raw_text = fs::read_to_string(&d.audit).expect("audit");
     assert!(
         !raw_text.contains(&secret),
