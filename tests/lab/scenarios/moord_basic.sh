@@ -36,7 +36,7 @@ log "moortest without the key: refused (HMAC required)"
 
 # --- policy: raw exec is not in the packaged policy; an admin grants it
 expect_rc 126 as_caller call exec -- iscsiadm -m discovery -t sendtargets -I default -p "$P"
-grep -q '"op":"exec","outcome":"denied"' "$audit" || fail "no audit record of the policy denial"
+grep -q '"op":"exec","outcome":"forbidden"' "$audit" || fail "no audit record of the policy denial"
 log "exec refused by the packaged policy (typed operations only)"
 printf '\n[[policy]]\nuser = "moortest"\nops = ["exec"]\n' >> /etc/moor/moord.toml
 kill -HUP "$MOORD_PID"
