@@ -522,16 +522,7 @@ mod tests {
     use moor_privhelper::prom::{Sample, check};
 
     fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        samples
-            .iter()
-            .find(|(n, l, _)| {
-                n == name
-                    && l.len() == labels.len()
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.2)
+        moor_privhelper::prom::sample_value(samples, name, labels)
     }
 
     fn prom(d: &MetricsDir) -> Vec<Sample> {

@@ -5,6 +5,7 @@
 //! both moord and the connector write their metrics in ([`prom`]): std and serde
 //! only, for the synchronous connector. With it (the default) it is also the daemon.
 
+pub mod civil;
 pub mod client;
 pub mod ops;
 pub mod prom;

@@ -438,16 +438,7 @@ mod tests {
     use crate::prom::check;
 
     fn value(samples: &[crate::prom::Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-        samples
-            .iter()
-            .find(|(n, l, _)| {
-                n == name
-                    && l.len() == labels.len()
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.2)
+        crate::prom::sample_value(samples, name, labels)
             .unwrap_or_else(|| panic!("no {name} {labels:?}"))
     }
 

@@ -154,6 +154,20 @@ pub fn bucket_index(bounds: &[f64], v: f64) -> usize {
 /// One parsed sample: metric name, labels, value.
 pub type Sample = (String, BTreeMap<String, String>, f64);
 
+/// The value of sample `name` with exactly `labels` among `samples`.
+pub fn sample_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && l.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.2)
+}
+
 /// Reads an exposition text strictly (for tests): every sample belongs to the
 /// family of the last `# TYPE` (histograms: `_bucket`, `_sum`, `_count`), no family
 /// twice, label values correctly escaped, histogram buckets cumulative with a final

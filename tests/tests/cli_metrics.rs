@@ -21,16 +21,7 @@ use serde_json::json;
 fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let samples = moor_privhelper::prom::check(text)
         .unwrap_or_else(|e| panic!("bad exposition: {e}\n{text}"));
-    samples
-        .iter()
-        .find(|(n, l, _)| {
-            n == name
-                && l.len() == labels.len()
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.2)
+    moor_privhelper::prom::sample_value(&samples, name, labels)
 }
 
 struct Scratch {

@@ -3340,16 +3340,7 @@ fn luks_operations_on_images_with_guards_and_no_logged_passphrase() {
 fn prom_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let samples = moor_privhelper::prom::check(text)
         .unwrap_or_else(|e| panic!("bad exposition: {e}\n{text}"));
-    samples
-        .iter()
-        .find(|(n, l, _)| {
-            n == name
-                && l.len() == labels.len()
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.2)
+    moor_privhelper::prom::sample_value(&samples, name, labels)
 }
 
 /// moord's metrics: the `metrics` operation (and `moor metrics`) and the textfile

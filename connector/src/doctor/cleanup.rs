@@ -297,6 +297,24 @@ impl Cleaner<'_> {
         None
     }
 
+    /// The iSCSI connector on this host, through `p`.
+    fn iscsi<'p>(&self, p: &'p dyn Privileged) -> IscsiConnector<'p>
+    where
+        Self: 'p,
+    {
+        IscsiConnector {
+            paths: self.paths.clone(),
+            privileged: p,
+            events: self.events,
+            locks: self.locks.clone(),
+            registry: self.registry.clone(),
+            options: iscsi::Options {
+                timeout: self.timeout,
+                ..iscsi::Options::default()
+            },
+        }
+    }
+
     fn deadline(&self) -> Instant {
         Instant::now() + self.timeout
     }
@@ -360,17 +378,7 @@ impl Cleaner<'_> {
         match protocol {
             "iscsi" => {
                 let props = iscsi_props(paths).map_err(|e| e.to_string())?;
-                let c = IscsiConnector {
-                    paths: self.paths.clone(),
-                    privileged: p,
-                    events: self.events,
-                    locks: self.locks.clone(),
-                    registry: self.registry.clone(),
-                    options: iscsi::Options {
-                        timeout: self.timeout,
-                        ..iscsi::Options::default()
-                    },
-                };
+                let c = self.iscsi(p);
                 let info: iscsi::DeviceInfo = serde_json::from_value(info).map_err(bad)?;
                 let out = c
                     .disconnect(&props, &info, false, true)
@@ -464,17 +472,7 @@ impl Cleaner<'_> {
             "target_lun": 0,
         }))
         .map_err(|e| e.to_string())?;
-        let c = IscsiConnector {
-            paths: self.paths.clone(),
-            privileged: p,
-            events: self.events,
-            locks: self.locks.clone(),
-            registry: self.registry.clone(),
-            options: iscsi::Options {
-                timeout: self.timeout,
-                ..iscsi::Options::default()
-            },
-        };
+        let c = self.iscsi(p);
         let out = c.logout_idle(&props).map_err(|e| e.to_string())?;
         let left = !out.leftovers.is_empty() || !out.kept_sessions.is_empty();
         Ok((json(&out), left))

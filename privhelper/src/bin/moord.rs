@@ -62,31 +62,6 @@ struct Args {
     generate_manpage: Option<PathBuf>,
 }
 
-/// The page's date, YYYY-MM-DD: `SOURCE_DATE_EPOCH` when set (reproducible builds;
-/// scripts/build-deb.sh sets it to the commit's time), else today (UTC). The same
-/// as `moor generate-manpages` (connector/src/bin/moor/generate_cmd.rs).
-fn page_date() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-        });
-    // Howard Hinnant's civil_from_days.
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 /// `--generate-manpage DIR`: moord.8 from these very definitions.
 fn generate_manpage(dir: &std::path::Path) -> anyhow::Result<()> {
     use clap::CommandFactory;
@@ -95,7 +70,7 @@ fn generate_manpage(dir: &std::path::Path) -> anyhow::Result<()> {
     let man = clap_mangen::Man::new(Args::command())
         .section("8")
         .manual("moor manual")
-        .date(page_date());
+        .date(moor_privhelper::civil::page_date());
     let path = dir.join(man.get_filename());
     let mut page = Vec::new();
     man.render(&mut page)?;

@@ -77,7 +77,7 @@ fn write_pages(
     let man = Man::new(cmd.clone())
         .manual("moor manual")
         .source(concat!("moor ", env!("CARGO_PKG_VERSION")))
-        .date(page_date());
+        .date(moor_privhelper::civil::page_date());
     let path = dir.join(man.get_filename());
     let mut page = Vec::new();
     man.render(&mut page)?;
@@ -88,30 +88,6 @@ fn write_pages(
         write_pages(sub, Some(page_name(cmd)), dir, written)?;
     }
     Ok(())
-}
-
-/// The pages' date, YYYY-MM-DD: `SOURCE_DATE_EPOCH` when set (reproducible
-/// builds; scripts/build-deb.sh sets it to the commit's time), else today (UTC).
-fn page_date() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-        });
-    // Howard Hinnant's civil_from_days.
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// SEE ALSO: the parent's page, the subcommands' pages, and moord(8).
