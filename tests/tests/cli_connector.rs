@@ -32,11 +32,7 @@ fn moor(args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .output()
         .expect("run moor");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// A scratch directory: an empty host root, lock and attachment directories.
@@ -192,11 +188,7 @@ fn connect_dry_run_reads_properties_from_stdin() {
             .unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    let r = Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let r = Run::from(out);
     assert_eq!(r.code, Some(0), "{r}");
     assert!(
         op_names(&r.json()).iter().any(|o| o == "iscsi.login"),

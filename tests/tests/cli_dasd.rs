@@ -225,11 +225,7 @@ impl Host {
             .stdin(Stdio::null())
             .output()
             .expect("run moor");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 
     /// Every file and link under the host root, for "nothing changed".

@@ -79,11 +79,7 @@ fn moor(dir: &Path, args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .output()
         .expect("run moor");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// Every file under `dir`, with its content or link target.

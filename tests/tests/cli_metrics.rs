@@ -92,21 +92,13 @@ impl Scratch {
             .stdin(Stdio::null())
             .output()
             .expect("run moor metrics");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 }
 
 fn run(mut c: Command) -> Run {
     let out = c.output().expect("run moor");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 const CONNECT: [(&str, &str); 2] = [("protocol", "iscsi"), ("operation", "connect")];
