@@ -210,17 +210,6 @@ impl fmt::Display for CcwBusId {
     }
 }
 
-// Debug shows the value as the kernel prints it (dry-run plans and logs show
-// operations with Debug), not the raw number.
-macro_rules! debug_via_display {
-    ($($t:ident),*) => {$(
-        impl fmt::Debug for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($t), "({})"), self)
-            }
-        }
-    )*};
-}
 debug_via_display!(Wwpn, FcpLun, CcwBusId);
 
 macro_rules! serde_via_str {

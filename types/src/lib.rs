@@ -12,6 +12,18 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+// Debug shows the value as the kernel prints it (dry-run plans and logs show
+// operations with Debug), not the raw number or bytes.
+macro_rules! debug_via_display {
+    ($($t:ident),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($t), "({})"), self)
+            }
+        }
+    )*};
+}
+
 mod dasd;
 mod fc;
 mod nvme;

@@ -215,7 +215,7 @@ fn fmt_id128(b: &[u8; 16], f: &mut fmt::Formatter<'_>) -> fmt::Result {
 /// A namespace UUID (also used for the NVMe host id): parsed from 32 hex digits,
 /// bare or hyphenated, any case; printed as the kernel's `uuid` attribute shows it
 /// (`%pU`: lower-case, 8-4-4-4-12). The nil UUID is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NvmeUuid([u8; 16]);
 
 impl NvmeUuid {
@@ -251,8 +251,10 @@ impl fmt::Display for NvmeUuid {
 /// A namespace globally unique identifier (NGUID, 16 bytes). Parsed like
 /// [`NvmeUuid`]; `Display` is the kernel's `nguid` attribute form (`%pU`:
 /// lower-case 8-4-4-4-12, e.g. `f0e1d2c3-b4a5-9687-7869-5a4b3c2d1e0f`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Nguid([u8; 16]);
+
+debug_via_display!(NvmeUuid, Nguid);
 
 impl Nguid {
     pub fn as_bytes(&self) -> &[u8; 16] {
@@ -514,6 +516,20 @@ impl<'de> Deserialize<'de> for Nsid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_the_kernel_form() {
+        let u: NvmeUuid = "0B7C1C55-0A1E-4A43-9D37-5C1F0E3A1111".parse().unwrap();
+        assert_eq!(
+            format!("{u:?}"),
+            "NvmeUuid(0b7c1c55-0a1e-4a43-9d37-5c1f0e3a1111)"
+        );
+        let g: Nguid = "f0e1d2c3b4a5968778695a4b3c2d1e0f".parse().unwrap();
+        assert_eq!(
+            format!("{g:?}"),
+            "Nguid(f0e1d2c3-b4a5-9687-7869-5a4b3c2d1e0f)"
+        );
+    }
 
     #[test]
     fn nqn_valid_forms() {
