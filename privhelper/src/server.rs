@@ -399,7 +399,11 @@ impl FrameBuf {
     /// Room for a good read (a whole small request, or a data chunk).
     fn reserve(&mut self) {
         if self.buf.capacity() - self.buf.len() < 16 * 1024 {
-            self.buf.reserve(64 * 1024);
+            // Grow by hand: a realloc would free the old block with its bytes in it.
+            let mut bigger = Vec::with_capacity(self.buf.capacity() + 64 * 1024);
+            bigger.extend_from_slice(&self.buf);
+            self.buf.zeroize();
+            self.buf = bigger;
         }
     }
 
@@ -417,10 +421,14 @@ impl FrameBuf {
             return None;
         }
         let body = self.buf[4..4 + len].to_vec();
-        let rest = zeroize::Zeroizing::new(self.buf[4 + len..].to_vec());
-        // Wipe everything (capacity included), then keep what follows the frame.
-        self.buf.zeroize();
-        self.buf.extend_from_slice(&rest);
+        // Move what follows the frame to the front and wipe everything behind it. The
+        // spare capacity needs no wipe: reads only ever append, so every byte a read
+        // wrote is below len until it is consumed and wiped here.
+        let total = self.buf.len();
+        let rest = total - (4 + len);
+        self.buf.copy_within(4 + len..total, 0);
+        self.buf[rest..total].zeroize();
+        self.buf.truncate(rest);
         Some(protocol::decode_body(body))
     }
 }
@@ -1354,4 +1362,60 @@ fn write_attribute(path: &Path, value: &str) -> std::io::Result<()> {
 /// Convenience for tests and the binary: the caller's view of a JSON value.
 pub fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_frame(body: &[u8]) -> Vec<u8> {
+        let mut f = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+        f.push(protocol::KIND_JSON);
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[test]
+    fn frames_are_cut_in_order_and_consumed_bytes_wiped() {
+        let mut fb = FrameBuf::default();
+        fb.reserve();
+        let (a, b, c) = (
+            json_frame(b"{\"a\":1}"),
+            json_frame(b"{\"b\":22}"),
+            json_frame(b"{\"c\":333}"),
+        );
+        fb.buf.extend_from_slice(&a);
+        fb.buf.extend_from_slice(&b);
+        fb.buf.extend_from_slice(&c[..5]); // a third frame, not complete yet
+        let total = fb.buf.len();
+        for want in [&b"{\"a\":1}"[..], b"{\"b\":22}"] {
+            match fb.next_frame() {
+                Some(Ok(Frame::Json(j))) => assert_eq!(j, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(fb.next_frame().is_none());
+        assert_eq!(fb.buf, &c[..5]);
+        // Everything behind the kept bytes, up to what was ever written, is zero.
+        // SAFETY: these bytes were initialised by the writes above.
+        let behind = unsafe { std::slice::from_raw_parts(fb.buf.as_ptr().add(5), total - 5) };
+        assert!(behind.iter().all(|&x| x == 0));
+        fb.buf.extend_from_slice(&c[5..]);
+        match fb.next_frame() {
+            Some(Ok(Frame::Json(j))) => assert_eq!(j, b"{\"c\":333}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(fb.buf.is_empty());
+    }
+
+    #[test]
+    fn growing_keeps_the_unread_bytes() {
+        let mut fb = FrameBuf::default();
+        fb.reserve();
+        let big = vec![7u8; fb.buf.capacity() - 1000];
+        fb.buf.extend_from_slice(&big);
+        fb.reserve();
+        assert!(fb.buf.capacity() - fb.buf.len() >= 16 * 1024);
+        assert_eq!(fb.buf, big);
+    }
 }
