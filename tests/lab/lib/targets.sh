@@ -29,7 +29,7 @@
 #           iscsi_cleanup
 # nvmet     nvmet_subsys_create NQN [--allow-host HOSTNQN]... [--serial S] [--model M]
 #           nvmet_ns_add NQN NSID SIZE_MB [--uuid U] [--nguid G] · nvmet_ns_resize NQN NSID SIZE_MB
-#           nvmet_ns_remove NQN NSID · nvmet_port_add PORTID ADDR PORT
+#           nvmet_ns_remove NQN NSID · nvmet_port_add PORTID ADDR PORT [tcp|rdma]
 #           nvmet_port_link PORTID NQN · nvmet_port_unlink PORTID NQN · nvmet_teardown
 # NVMe host nvme_ns_dev NQN NSID [TIMEOUT] (-> nvmeXnY) · nvme_cleanup
 # scsi_debug  scsi_debug_load [PARAM=VAL]... · scsi_debug_hosts · scsi_debug_disks
@@ -206,7 +206,7 @@ assert_no_leftovers() { # no extra sd*, iSCSI sessions, dm maps, NVMe controller
   [ -z "$x" ] || bad+=" fc-hosts:[$x]"
   [ -z "$bad" ] || fail "leftovers:$bad"
 }
-assert_no_targets() { # no LIO/nvmet/tcm_fc config, no scsi_debug, no lab loop devices, no FC veths
+assert_no_targets() { # no LIO/nvmet/tcm_fc config, no scsi_debug, no lab loop devices, no FC veths, no Soft-RoCE
   local bad="" x
   x=$(lab__ls "$LIO/iscsi" -type d ! -name discovery_auth)
   [ -z "$x" ] || bad+=" lio-targets:[$x]"
@@ -219,6 +219,9 @@ assert_no_targets() { # no LIO/nvmet/tcm_fc config, no scsi_debug, no lab loop d
   [ ! -d "$LIO/fc" ] || bad+=" tcm_fc:[${x:-fabric dir}]"
   x=$(lab__ls /sys/class/net \( -name "$FC_NET_A*" -o -name "$FC_NET_B*" \))
   [ -z "$x" ] || bad+=" fc-veths:[$x]"
+  [ ! -e "/sys/class/net/$LAB_RDMA_NET" ] || bad+=" rdma-net:[$LAB_RDMA_NET]"
+  x=$(lab__ls /sys/class/infiniband)
+  [ -z "$x" ] || bad+=" rdma-devices:[$x]"
   x=$(losetup -n -O NAME,BACK-FILE 2>/dev/null | awk -v d="$LAB_DATA" 'index($2, d)==1 {print $1}' | paste -sd' ' -)
   [ -z "$x" ] || bad+=" loop:[$x]"
   [ -z "$bad" ] || fail "target leftovers:$bad"
@@ -579,7 +582,20 @@ iscsi_cleanup() { # log out of everything, forget all node and discovery records
 
 # ------------------------------------------------------------------------------ nvmet (NVMe-oF target)
 nvmet__modules() { modprobe -a nvmet nvmet_tcp nvme_tcp nvme_fabrics; }
-
+# RDMA without an RDMA NIC: Soft-RoCE (rdma_rxe) on a dummy interface. The kernel's real
+# nvme-rdma host and nvmet-rdma target then run over it (RDMA CM, verbs, queue pairs; rxe
+# loops packets to its own address back inside the driver). Debian's kernel has no siw.
+LAB_RDMA_NET=labrdma0
+LAB_RDMA_ADDR=10.203.0.1   # the address an NVMe/RDMA port listens on
+nvmet__rdma() {
+  modprobe -a rdma_rxe nvmet_rdma nvme_rdma
+  if [ ! -e "/sys/class/net/$LAB_RDMA_NET" ]; then
+    ip link add "$LAB_RDMA_NET" type dummy
+    ip addr add "$LAB_RDMA_ADDR/24" dev "$LAB_RDMA_NET"
+    ip link set "$LAB_RDMA_NET" up
+  fi
+  rdma link show rxe_lab >/dev/null 2>&1 || rdma link add rxe_lab type rxe netdev "$LAB_RDMA_NET"
+}
 nvmet_subsys_create() { # NQN [--allow-host HOSTNQN]... [--serial S] [--model M]
   local nqn=$1; shift
   local hosts=() serial="" model="" h s
@@ -648,11 +664,12 @@ nvmet_ns_remove() { # NQN NSID
   fi
 }
 
-nvmet_port_add() { # PORTID ADDR PORT : an NVMe/TCP port (ipv6 when ADDR has a ':')
-  local p=$NVMET/ports/$1
+nvmet_port_add() { # PORTID ADDR PORT [tcp|rdma] : an NVMe/TCP (default) or NVMe/RDMA port (ipv6 when ADDR has a ':')
+  local p=$NVMET/ports/$1 tr=${4:-tcp}
   nvmet__modules
+  [ "$tr" != rdma ] || nvmet__rdma
   mkdir "$p"
-  echo tcp > "$p/addr_trtype"
+  echo "$tr" > "$p/addr_trtype"
   case "$2" in *:*) echo ipv6 > "$p/addr_adrfam" ;; *) echo ipv4 > "$p/addr_adrfam" ;; esac
   echo "$2" > "$p/addr_traddr"
   echo "$3" > "$p/addr_trsvcid"
@@ -685,6 +702,8 @@ nvmet_teardown() { # remove every port, subsystem, host and namespace backing
     rm -f "$(sed -n 1p "$st")"
   done
   rm -rf "$LAB_STATE/nvmet"
+  if rdma link show rxe_lab >/dev/null 2>&1; then rdma link delete rxe_lab 2>/dev/null || true; fi
+  [ ! -e "/sys/class/net/$LAB_RDMA_NET" ] || ip link del "$LAB_RDMA_NET" 2>/dev/null || true
   return 0
 }
 
