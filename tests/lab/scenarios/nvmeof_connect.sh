@@ -61,6 +61,15 @@ log "dry run: $(grep -c '"nvme\.' <<<"$plan") typed operations planned, nothing 
 connect "$S/v1.json" "$S/i1.json"
 hostid=$(cat /etc/nvme/hostid)
 assert_eq "nqn.2014-08.org.nvmexpress:uuid:$hostid" "$(cat /etc/nvme/hostnqn)" "host NQN created from the host id"
+# What the control plane is told, as the caller (the initiator name file is root-only:
+# moor asks moord for it).
+cp_out=$(moor_caller connector-properties)
+assert_eq "$(cat /etc/nvme/hostnqn) $hostid Y" \
+  "$(json_get <(echo "$cp_out") nqn) $(json_get <(echo "$cp_out") nvme_hostid) $(cat /sys/module/nvme_core/parameters/multipath)" \
+  "nqn and nvme_hostid in moor connector-properties"
+assert_eq true "$(json_get <(echo "$cp_out") nvme_native_multipath)" "nvme_native_multipath"
+assert_eq "$(sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi)" "$(json_get <(echo "$cp_out") initiator)" \
+  "initiator in moor connector-properties (initiatorname.iscsi mode $(stat -c %a /etc/iscsi/initiatorname.iscsi))"
 assert_eq "644 root" "$(stat -c '%a %U' /etc/nvme/hostnqn)" "mode and owner of /etc/nvme/hostnqn"
 grep -q '"op":"nvme.host_identity".*"outcome":"ok"' "$MOOR_AUDIT" || fail "no audit record of nvme.host_identity"
 dev=$(json_get "$S/i1.json" path)

@@ -130,7 +130,11 @@ fn main() -> ExitCode {
             report(luks_cmd::run(cmd, &cli.socket, cli.key_file.as_ref()))
         }
         Command::Volumes(args) => report(volume_cmd::volumes(args)),
-        Command::ConnectorProperties(args) => report(volume_cmd::properties(args)),
+        Command::ConnectorProperties(args) => report(volume_cmd::properties(
+            args,
+            &cli.socket,
+            cli.key_file.as_ref(),
+        )),
         Command::Doctor(args) => {
             report(doctor_cmd::doctor(args, &cli.socket, cli.key_file.as_ref()))
         }

@@ -654,12 +654,26 @@ pub(crate) fn print_outcome<O: serde::Serialize>(
     })
 }
 
-pub fn properties(args: PropertiesArgs) -> Result<ExitCode> {
+pub fn properties(
+    args: PropertiesArgs,
+    socket: &Path,
+    key_file: Option<&PathBuf>,
+) -> Result<ExitCode> {
+    // moord is asked only for what this user may not read (the initiator name is
+    // root-only on Debian); the client connects on first use.
+    let key = match key_file {
+        Some(p) => {
+            Some(read_key_file(p).with_context(|| format!("reading key file {}", p.display()))?)
+        }
+        None => None,
+    };
+    let daemon = Daemon::new(socket, key).with_reply_timeout(Duration::from_secs(30));
     let p = connector_properties(
         &HostPaths::under(&args.host_root),
         args.ip,
         args.multipath,
         args.enforce_multipath,
+        Some(&daemon),
     )?;
     println!("{}", serde_json::to_string_pretty(&p)?);
     Ok(ExitCode::SUCCESS)
