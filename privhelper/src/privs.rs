@@ -32,6 +32,33 @@ fn threads() -> usize {
         .unwrap_or(0)
 }
 
+/// Raise the hard open-files limit to the kernel's ceiling (`fs.nr_open`) while
+/// moord still holds CAP_SYS_RESOURCE, leaving the soft limit as it is. The tools
+/// moord runs inherit it: multipath raises its own limit to `max_fds` (default: the
+/// ceiling) and, without the capability, failed with "can't set open fds limit"
+/// on stderr, in front of every real error. Returns the new hard limit when it
+/// changed.
+pub fn raise_nofile_hard_limit() -> Result<Option<u64>, PrivError> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let Some(ceiling) = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return Ok(None);
+    };
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|x| PrivError::Caps(format!("getrlimit(RLIMIT_NOFILE): {x}")))?;
+    if hard >= ceiling {
+        return Ok(None);
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, soft, ceiling)
+        .map_err(|x| PrivError::Caps(format!("setrlimit(RLIMIT_NOFILE, hard {ceiling}): {x}")))?;
+    Ok(Some(ceiling))
+}
+
 /// Apply the keep-list. Returns `Ok(false)` (nothing done) when not running as root.
 pub fn confine(keep: &HashSet<Capability>) -> Result<bool, PrivError> {
     if !nix::unistd::geteuid().is_root() {
@@ -58,4 +85,36 @@ pub fn confine(keep: &HashSet<Capability>) -> Result<bool, PrivError> {
     nix::sys::prctl::set_no_new_privs()
         .map_err(|x| PrivError::Caps(format!("no_new_privs: {x}")))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hard_nofile_limit_reaches_the_kernel_ceiling_as_root() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // nothing is tried without root
+        }
+        use nix::sys::resource::{Resource, getrlimit};
+        let ceiling: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let before = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        let (soft, _) = before;
+        if !caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_RESOURCE).unwrap() {
+            // A container without the capability: refused, and nothing changed.
+            if before.1 < ceiling {
+                assert!(raise_nofile_hard_limit().is_err());
+            }
+            assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), before);
+            return;
+        }
+        raise_nofile_hard_limit().unwrap();
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (soft, ceiling));
+        // A second call has nothing left to do.
+        assert_eq!(raise_nofile_hard_limit().unwrap(), None);
+    }
 }

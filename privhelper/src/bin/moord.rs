@@ -249,6 +249,17 @@ fn main() -> anyhow::Result<()> {
     // Files moord creates are never group/world-writable; commands run in `/`.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     std::env::set_current_dir("/").context("chdir /")?;
+    match moor_privhelper::privs::raise_nofile_hard_limit() {
+        Ok(Some(hard)) => {
+            tracing::debug!(
+                hard,
+                "open-files hard limit raised for the tools moord runs"
+            )
+        }
+        Ok(None) => {}
+        // Without CAP_SYS_RESOURCE (some containers) multipath just warns again.
+        Err(e) => tracing::warn!("cannot raise the open-files hard limit: {e}"),
+    }
     let keep = moor_privhelper::privs::parse_caps(&cfg.keep_capabilities)?;
     match moor_privhelper::privs::confine(&keep)? {
         true => {

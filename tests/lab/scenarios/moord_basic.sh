@@ -73,3 +73,10 @@ n=$(wc -l < "$audit")
 [ "$n" -eq 9 ] || fail "expected one record per request (9), got $n"
 log "audit log ($n records); the login and the denial:"
 grep -E -- '--login|"sh"' "$audit" | sed 's/^/    /'
+
+# --- what moord runs may raise its open-files limit: multipath's error is its own
+# (before, "can't set open fds limit" came first: moord has no CAP_SYS_RESOURCE)
+assert_eq "$(cat /proc/sys/fs/nr_open)" "$(awk '/^Max open files/ {print $5}' "/proc/$MOORD_PID/limits")" "moord's hard open-files limit"
+out=$(as_caller call exec -- multipath -f no-such-map 2>&1) && fail "flushing a map that does not exist succeeded: $out"
+! grep -q "open fds limit" <<<"$out" || fail "multipath still cannot raise its fd limit: $out"
+log "multipath under moord: no fd-limit warning; its own error: $(head -n 1 <<<"$out")"
