@@ -96,6 +96,16 @@ assert_no_leftovers
 no_subsystems
 [ ! -e "/dev/disk/by-id/nvme-uuid.$U1" ] || fail "by-id link left"
 log "detached: status clean, no controller, no subsystem, no by-id link, nvme list-subsys empty"
+# A fresh host tells the control plane its NQN before any attach only when asked to
+# create the identity (a query creates nothing by itself).
+mv /etc/nvme/hostnqn "$S/hostnqn.first"; mv /etc/nvme/hostid "$S/hostid.first"
+cp_out=$(moor_caller connector-properties)
+! grep -q '"nqn"' <<<"$cp_out" || fail "connector-properties reported an NQN that does not exist: $cp_out"
+[ ! -e /etc/nvme/hostnqn ] || fail "connector-properties created /etc/nvme/hostnqn unasked"
+cp_out=$(moor_caller connector-properties --create-nvme-identity)
+assert_eq "$(cat /etc/nvme/hostnqn)" "$(json_get <(echo "$cp_out") nqn)" "nqn after --create-nvme-identity"
+assert_eq "nqn.2014-08.org.nvmexpress:uuid:$(cat /etc/nvme/hostid)" "$(cat /etc/nvme/hostnqn)" "the recreated host NQN and id"
+log "moor connector-properties as the caller: initiator (read through moord), nqn, nvme_hostid, native multipath; --create-nvme-identity recreated the identity"
 
 # --- fail-fast controller loss policy
 props "$S/ff.json" "$U1" 1 4420 ', "reconnect_policy": "fail-fast"'

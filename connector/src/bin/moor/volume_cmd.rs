@@ -189,6 +189,12 @@ pub struct PropertiesArgs {
     /// The address the control plane should export volumes to.
     #[arg(long, value_name = "ADDR")]
     ip: Option<String>,
+    /// Create a missing /etc/nvme/hostnqn and hostid first (through moord,
+    /// create-only, from the system UUID, as an attach would), so the control
+    /// plane learns the host NQN before the first NVMe-oF attach. Without it
+    /// nothing on the host changes.
+    #[arg(long)]
+    create_nvme_identity: bool,
     #[arg(long, value_name = "DIR", default_value = "/")]
     host_root: PathBuf,
 }
@@ -668,8 +674,14 @@ pub fn properties(
         None => None,
     };
     let daemon = Daemon::new(socket, key).with_reply_timeout(Duration::from_secs(30));
+    let paths = HostPaths::under(&args.host_root);
+    if args.create_nvme_identity {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        moor_connector::transport::nvmeof::hostid::ensure_identity(&paths, &daemon, deadline)
+            .context("creating the NVMe host identity")?;
+    }
     let p = connector_properties(
-        &HostPaths::under(&args.host_root),
+        &paths,
         args.ip,
         args.multipath,
         args.enforce_multipath,
