@@ -49,6 +49,11 @@ pub struct RaidInfo {
     /// Replicas that could not be attached, and why (the array runs degraded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
+    /// Legs attached (and detached with the volume) but not assembled into the
+    /// array: blank namespaces next to legs with MD metadata, e.g. a replica the
+    /// control plane replaced. moor does not rebuild onto them by itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_in_array: Vec<String>,
 }
 
 /// `/dev/md/<alias>` → `mdN` (udev's link), if it exists.
@@ -204,13 +209,14 @@ impl NvmeofConnector<'_> {
         }
         let mut blocks = Vec::new();
         let mut members = 0;
+        let mut is_member = Vec::new();
         let mut held = Vec::new();
         for (_, info) in legs {
             let b = leg_block(info)?;
-            if udev_property(&self.paths, &b, "ID_FS_TYPE")?.as_deref() == Some("linux_raid_member")
-            {
-                members += 1;
-            }
+            let member = udev_property(&self.paths, &b, "ID_FS_TYPE")?.as_deref()
+                == Some("linux_raid_member");
+            members += usize::from(member);
+            is_member.push(member);
             if let Some(md) = md_holder(&self.paths, &b)? {
                 held.push((b.clone(), md));
             }
@@ -243,6 +249,29 @@ impl NvmeofConnector<'_> {
             }
         }
         let legs_md = md_legs(&infos)?;
+        // Assembling with a leg that has no superblock aborts mdadm: assemble the legs
+        // that carry the array, leave a blank one out and say so.
+        let (assemble_md, not_in_array): (Vec<MdLeg>, Vec<String>) = if members > 0 {
+            let mut keep = Vec::new();
+            let mut out = Vec::new();
+            for ((leg, member), info) in legs_md.iter().zip(&is_member).zip(&infos) {
+                if *member || held.iter().any(|(b, _)| *b == leg.device) {
+                    keep.push(leg.clone());
+                } else {
+                    out.push(info.path.clone());
+                }
+            }
+            (keep, out)
+        } else {
+            (legs_md.clone(), Vec::new())
+        };
+        if !not_in_array.is_empty() {
+            tracing::warn!(
+                legs = ?not_in_array,
+                "replicas without MD metadata next to the array's legs: attached, not assembled \
+                 (add them with mdadm --add once checked)"
+            );
+        }
         let how = match (&ours, held.is_empty()) {
             (Some(md), false) if md_running(md_state(&self.paths, md)?.as_deref()) => "reused",
             (Some(md), false) => {
@@ -260,7 +289,7 @@ impl NvmeofConnector<'_> {
                 self.md_exec(
                     &MdAssemble {
                         name: alias.clone(),
-                        legs: legs_md.clone(),
+                        legs: assemble_md.clone(),
                     },
                     deadline,
                 )?;
@@ -270,7 +299,7 @@ impl NvmeofConnector<'_> {
                 self.md_exec(
                     &MdAssemble {
                         name: alias.clone(),
-                        legs: legs_md.clone(),
+                        legs: assemble_md.clone(),
                     },
                     deadline,
                 )?;
@@ -319,6 +348,7 @@ impl NvmeofConnector<'_> {
                 how: how.into(),
                 legs: infos,
                 missing: missing.to_vec(),
+                not_in_array,
             }),
         })
     }

@@ -147,6 +147,40 @@ fn legs_with_md_metadata_are_assembled_even_degraded() {
 }
 
 #[test]
+fn a_blank_leg_next_to_the_arrays_leg_is_attached_but_not_assembled() {
+    // The control plane replaced a failed replica with a new, blank namespace:
+    // mdadm --assemble would abort on it, and moor does not rebuild by itself.
+    let env = setup(false);
+    let t = env.t.clone();
+    let moord = Scripted::new()
+        .expect("nvme.connect", move |a| {
+            let r = connect_leg(&t, 0)(a);
+            mark_raid_member(&t, "nvme0n1");
+            r
+        })
+        .expect("nvme.connect", connect_leg(&env.t, 1))
+        .expect_args(
+            "md.assemble",
+            json!({"name": "vol1", "legs": [legs_json()[0].clone()]}),
+            makes_md(&env.t, &["nvme0n1"]),
+        );
+    let events = ScriptedEvents::new();
+    let info = connector(&env, &moord, &events, false)
+        .connect(&props(2))
+        .unwrap();
+    let raid = info.raid.unwrap();
+    assert_eq!(raid.how, "assembled");
+    assert_eq!(
+        raid.legs.len(),
+        2,
+        "both legs are the volume's (detach disconnects both)"
+    );
+    assert_eq!(raid.not_in_array, ["/dev/nvme1n1"]);
+    assert!(raid.missing.is_empty());
+    assert!(moord.unused().is_empty());
+}
+
+#[test]
 fn a_new_array_needs_every_leg_and_the_attached_ones_are_undone() {
     let env = setup(false);
     let moord = Scripted::new()
