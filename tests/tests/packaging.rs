@@ -1110,7 +1110,7 @@ fn luks_samples() -> Vec<(&'static str, serde_json::Value, &'static str)> {
             }
         }
     }
-    for dev in ["sdb", "sdaa", "dm-0", "dm-17"] {
+    for dev in ["sdb", "sdaa", "dm-0", "dm-17", "nvme0n1", "nvme12n3"] {
         let target = json!({"device": {"name": dev, "expected_wwid": W}});
         let t = json!({"target": target});
         v.push(("luks.is_luks", t.clone(), "cryptsetup_is_luks"));
@@ -1585,7 +1585,9 @@ fn mutated_plans_are_denied_by_the_shipped_filters() {
         ]),
         // Partitions, other device kinds, path tricks.
         argv(&["cryptsetup", "isLuks", "/dev/sdb1"]),
-        argv(&["cryptsetup", "isLuks", "/dev/nvme0n1"]),
+        // A hidden path of an NVMe multipath head, a namespace's partition.
+        argv(&["cryptsetup", "isLuks", "/dev/nvme0c1n1"]),
+        argv(&["cryptsetup", "isLuks", "/dev/nvme0n1p1"]),
         argv(&["cryptsetup", "isLuks", "/dev/mapper/crypt-x"]),
         argv(&["cryptsetup", "isLuks", "/dev/../dev/sdb"]),
         // luksKillSlot never in batch mode (it would kill a slot with its own

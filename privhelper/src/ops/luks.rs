@@ -16,7 +16,8 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LuksTarget {
-    /// A whole block device (`sdX` or `dm-N`) and the WWID the caller captured;
+    /// A whole block device (`sdX`, `dm-N` or an NVMe namespace `nvmeXnY`) and the
+    /// WWID the caller captured;
     /// moord checks [`Guard::Wwid`] first.
     Device { name: String, expected_wwid: String },
     /// A volume image file: an absolute canonical path. Which files are allowed is
@@ -40,7 +41,7 @@ impl LuksTarget {
                 name,
                 expected_wwid,
             } => {
-                check_device(op, name, DevKind::DiskOrMap)?;
+                check_device(op, name, DevKind::AnyDisk)?;
                 check_wwid(op, expected_wwid)
             }
             LuksTarget::Image { path } => {
@@ -418,8 +419,12 @@ fn crypt_mapping(
     expected_wwid: &str,
 ) -> Result<Guard, OpError> {
     check_mapping(op, "name", name)?;
-    check_device(op, backing, DevKind::DiskOrMap)
-        .map_err(|_| bad(op, format!("backing {backing:?} is not sdX or dm-N")))?;
+    check_device(op, backing, DevKind::AnyDisk).map_err(|_| {
+        bad(
+            op,
+            format!("backing {backing:?} is not sdX, dm-N or nvmeXnY"),
+        )
+    })?;
     check_wwid(op, expected_wwid)?;
     Ok(Guard::CryptMapping {
         name: name.to_string(),
@@ -693,6 +698,23 @@ mod tests {
     }
 
     #[test]
+    fn an_nvme_namespace_is_a_luks_target_guarded_by_its_wwid() {
+        let nvme_wwid = "uuid.0b7c1c55-0a1e-4a43-9d37-5c1f0e3a1111";
+        let e = exec(
+            "luks.open",
+            serde_json::json!({"target": {"device": {"name": "nvme0n1", "expected_wwid": nvme_wwid}},
+                "name": "crypt-v1", "mode": "luks", "passphrase": "s3cret-pass"}),
+        );
+        assert_eq!(e.argv.last().map(String::as_str), Some("crypt-v1"));
+        assert!(e.argv.iter().any(|a| a == "/dev/nvme0n1"), "{:?}", e.argv);
+        assert!(
+            format!("{:?}", e.guard).contains(nvme_wwid),
+            "{:?}",
+            e.guard
+        );
+    }
+
+    #[test]
     fn format_plans_argv_stdin_and_guards() {
         let e = exec(
             "luks.format",
@@ -819,6 +841,11 @@ mod tests {
             ),
             (
                 serde_json::json!({"target": {"device": {"name": "sdb1", "expected_wwid": WWID}}}),
+                "device",
+            ),
+            (
+                // A hidden path of an NVMe multipath head is never a LUKS target.
+                serde_json::json!({"target": {"device": {"name": "nvme0c1n1", "expected_wwid": WWID}}}),
                 "device",
             ),
             (

@@ -50,5 +50,9 @@ impl Transport for FibreChannelEckd {
             options: Options { timeout },
         }
     }
+    fn wwid(_: &Self::Info) -> Option<String> {
+        // moord's LUKS guards check a WWID; a DASD has a uid instead.
+        None
+    }
     transport_common!(DasdError);
 }

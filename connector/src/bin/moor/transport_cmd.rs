@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use moor_connector::attachments::Registry;
+use moor_connector::encryption::{Backing, EncryptedVolume};
 use moor_connector::exec::{DryRun, Privileged};
 use moor_connector::host::HostPaths;
 use moor_connector::host::udev::UdevEvents;
@@ -18,10 +19,11 @@ use moor_connector::lock::LockDir;
 use moor_connector::transport::fc::FcError;
 use moor_connector::transport::nvmeof::NvmeofError;
 use moor_connector::transport::{Extended, fc, nvmeof};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::luks_cmd::{Encryption, EncryptionArgs, device_name, encryptor};
 use crate::volume_cmd::{Common, connection_data, print_outcome, print_plan, read_json, setup};
 
 /// Arguments every command of these transports takes.
@@ -35,6 +37,8 @@ pub struct VolumeArgs {
     /// path and returns the dm-multipath map. Without it one path is enough.
     #[arg(long)]
     multipath: bool,
+    #[command(flatten)]
+    encryption: EncryptionArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -107,6 +111,16 @@ pub trait Transport {
     fn parse(data: &Value) -> Result<Self::Props>;
     /// Whether the connection info asks for host-side encryption.
     fn encrypted(props: &Self::Props) -> bool;
+    /// `volume_id` (a decrypted mapping is named after it).
+    fn volume_id(props: &Self::Props) -> Option<&str>;
+    /// `access_mode` is `ro`.
+    fn read_only(props: &Self::Props) -> bool;
+    /// `device_info.path`.
+    fn path(info: &Self::Info) -> &str;
+    fn set_path(info: &mut Self::Info, path: String);
+    /// The identity moord re-checks before every LUKS step on the device; `None`
+    /// when it has none moord can check there (the host then does not decrypt).
+    fn wwid(info: &Self::Info) -> Option<String>;
     fn connect(c: &Self::Connector<'_>, props: &Self::Props) -> Result<Self::Info, Self::Error>;
     fn disconnect(
         c: &Self::Connector<'_>,
@@ -138,6 +152,18 @@ macro_rules! transport_common {
         }
         fn encrypted(props: &Self::Props) -> bool {
             props.encrypted
+        }
+        fn volume_id(props: &Self::Props) -> Option<&str> {
+            props.volume_id.as_deref()
+        }
+        fn read_only(props: &Self::Props) -> bool {
+            props.access_mode == moor_connector::transport::AccessMode::ReadOnly
+        }
+        fn path(info: &Self::Info) -> &str {
+            &info.path
+        }
+        fn set_path(info: &mut Self::Info, path: String) {
+            info.path = path;
         }
         fn connect(
             c: &Self::Connector<'_>,
@@ -212,7 +238,7 @@ fn props_for<T: Transport>(args: &VolumeArgs) -> Result<T::Props> {
     T::parse(&data)
 }
 
-fn device_info_from<T: Transport>(path: &Path) -> Result<T::Info> {
+fn device_info_from<T: Transport>(path: &Path) -> Result<Attached<T::Info>> {
     serde_json::from_value(read_json(path, "device_info")?).with_context(|| {
         format!(
             "device_info does not have the shape `moor connect {}` prints",
@@ -227,12 +253,21 @@ where
     T: Transport,
 {
     let props = props_for::<T>(&args)?;
-    if T::encrypted(&props) {
-        tracing::warn!(
-            "connection_info says encrypted; moor does not open encrypted {} volumes yet: the device is returned as it is",
-            T::PROTOCOL
-        );
-    }
+    let enc = args.encryption.load(stdin_user(&args))?;
+    let mapping = match &enc {
+        Some(e) => {
+            e.passphrase("attaching an encrypted volume")?;
+            Some(mapping_for::<T>(&props)?)
+        }
+        None => {
+            if T::encrypted(&props) {
+                tracing::warn!(
+                    "connection_info says encrypted but no --encryption was given: the device is returned as it is"
+                );
+            }
+            None
+        }
+    };
     let s = setup(&args.common, socket, key_file)?;
     let events = UdevEvents;
     let c = connector::<T>(&args, &*s.privileged, &events);
@@ -248,8 +283,145 @@ where
         print_plan(dry, stopped.as_deref());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}", serde_json::to_string_pretty(&result?)?);
+    let mut out = Attached {
+        info: result?,
+        encryption: None,
+    };
+    if let (Some(enc), Some(mapping)) = (&enc, mapping)
+        && let Err(e) = open_encrypted::<T>(
+            &args.common,
+            &*s.privileged,
+            &props,
+            enc,
+            &mapping,
+            &mut out,
+        )
+    {
+        // Undo the transport attach: nothing of a failed attach stays.
+        if let Err(undo) = T::disconnect(&c, &props, &out.info, false, false) {
+            return Err(e.context(format!("undoing the attach also failed: {undo}")));
+        }
+        return Err(e.context("the volume was detached again"));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A transport's device_info with the decrypted mapping moor opened on it: the
+/// same `encryption` member iSCSI's device_info has, `path` then being the mapping.
+#[derive(Serialize, Deserialize)]
+struct Attached<I> {
+    #[serde(flatten)]
+    info: I,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encryption: Option<EncryptedVolume>,
+}
+
+fn stdin_user(args: &VolumeArgs) -> Option<&'static str> {
+    (args.properties.as_os_str() == "-").then_some("--properties -")
+}
+
+/// The volume's mapping name (`crypt-<volume_id>`).
+fn mapping_for<T: Transport>(props: &T::Props) -> Result<String> {
+    let id = T::volume_id(props).context(
+        "an encrypted volume needs `volume_id` in its connection properties (the mapping is named after it)",
+    )?;
+    Ok(moor_connector::encryption::mapping_name(id)?)
+}
+
+fn wwid_for_luks<T: Transport>(info: &T::Info) -> Result<String> {
+    T::wwid(info).with_context(|| {
+        format!(
+            "moor decrypts {} volumes only on a device with an identity moord can re-check (a namespace, SCSI disk or multipath map, not a replicated array or a DASD)",
+            T::PROTOCOL
+        )
+    })
+}
+
+/// Opens the decrypted mapping on the attached device and points `path` at it.
+fn open_encrypted<T: Transport>(
+    common: &Common,
+    privileged: &dyn Privileged,
+    props: &T::Props,
+    enc: &Encryption,
+    mapping: &str,
+    out: &mut Attached<T::Info>,
+) -> Result<()> {
+    let paths = HostPaths::under(&common.host_root);
+    let wwid = wwid_for_luks::<T>(&out.info)?;
+    let backing = device_name(&paths, T::path(&out.info))?;
+    let events = UdevEvents;
+    let e = encryptor(paths, privileged, &events, enc.settings.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(common.timeout);
+    let opened = e.open(
+        &enc.props,
+        mapping,
+        &Backing::Device {
+            name: backing.clone(),
+            wwid,
+        },
+        enc.passphrase("attaching an encrypted volume")?,
+        T::read_only(props),
+        deadline,
+    )?;
+    let device_path = T::path(&out.info).to_string();
+    T::set_path(&mut out.info, opened.path);
+    out.encryption = Some(EncryptedVolume {
+        provider: enc
+            .props
+            .provider
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        mapping: opened.mapping,
+        device_path,
+        backing,
+    });
+    Ok(())
+}
+
+/// Closes the volume's decrypted mapping (when open) and gives back the
+/// transport's device_info. The mapping is found from `encryption`, or from the
+/// volume id when `--encryption` names a host-decrypted provider.
+fn close_encrypted<T: Transport>(
+    common: &Common,
+    privileged: &dyn Privileged,
+    props: &T::Props,
+    enc: Option<&Encryption>,
+    attached: Attached<T::Info>,
+) -> Result<T::Info> {
+    let Attached {
+        mut info,
+        encryption,
+    } = attached;
+    let paths = HostPaths::under(&common.host_root);
+    let events = UdevEvents;
+    let e = encryptor(paths.clone(), privileged, &events, Default::default());
+    let deadline = std::time::Instant::now() + Duration::from_secs(common.timeout);
+    let (mapping, backing) = match encryption {
+        Some(ev) => {
+            T::set_path(&mut info, ev.device_path);
+            (ev.mapping, Some(ev.backing))
+        }
+        None if enc.is_some() => (mapping_for::<T>(props)?, None),
+        None => return Ok(info),
+    };
+    let backing = match backing {
+        Some(b) => b,
+        None => match e.find_mapping(&mapping)? {
+            // Whatever it sits on: moord refuses unless it is the volume's device.
+            Some(dm) => paths
+                .list_dir(&paths.sys(&format!("block/{dm}/slaves")))?
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+                .with_context(|| format!("mapping {mapping} ({dm}) sits on no device"))?,
+            None => return Ok(info),
+        },
+    };
+    let wwid = wwid_for_luks::<T>(&info)?;
+    e.close(&mapping, &backing, &wwid, deadline)
+        .with_context(|| format!("closing {mapping}; the volume was not detached"))?;
+    Ok(info)
 }
 
 /// `moor disconnect <protocol>`.
@@ -258,10 +430,18 @@ where
     T: Transport,
 {
     let props = props_for::<T>(&a.args)?;
-    let info = device_info_from::<T>(&a.device_info)?;
+    let attached = device_info_from::<T>(&a.device_info)?;
+    let enc = a.args.encryption.load(stdin_user(&a.args))?;
     let s = setup(&a.args.common, socket, key_file)?;
     let events = UdevEvents;
     let c = connector::<T>(&a.args, &*s.privileged, &events);
+    let info = close_encrypted::<T>(
+        &a.args.common,
+        &*s.privileged,
+        &props,
+        enc.as_ref(),
+        attached,
+    )?;
     let result = T::disconnect(&c, &props, &info, a.force, a.ignore_errors);
     if let Some(dry) = &s.dry {
         result.context("dry run")?;
@@ -283,7 +463,20 @@ where
     T: Transport,
 {
     let props = props_for::<T>(&a.args)?;
-    let info = device_info_from::<T>(&a.device_info)?;
+    let Attached {
+        mut info,
+        encryption,
+    } = device_info_from::<T>(&a.device_info)?;
+    let enc = a.args.encryption.load(stdin_user(&a.args))?;
+    if let Some(ev) = &encryption {
+        T::set_path(&mut info, ev.device_path.clone());
+        if enc.is_none() {
+            anyhow::bail!(
+                "{} is encrypted: pass --encryption and --secret-file to resize its mapping",
+                ev.mapping
+            );
+        }
+    }
     let s = setup(&a.args.common, socket, key_file)?;
     let events = UdevEvents;
     let c = connector::<T>(&a.args, &*s.privileged, &events);
@@ -293,7 +486,30 @@ where
         print_plan(dry, None);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}", serde_json::to_string_pretty(&result?)?);
+    let mut out = serde_json::to_value(result?)?;
+    if let (Some(ev), Some(enc)) = (&encryption, &enc) {
+        let common = &a.args.common;
+        let e = encryptor(
+            HostPaths::under(&common.host_root),
+            &*s.privileged,
+            &events,
+            enc.settings.clone(),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(common.timeout);
+        let size = e.resize(
+            &enc.props,
+            &ev.mapping,
+            &ev.backing,
+            &wwid_for_luks::<T>(&info)?,
+            enc.passphrase("resizing an encrypted volume")?,
+            deadline,
+        )?;
+        // The size the guest sees is the mapping's (the header is not data).
+        out["device_size"] = out["new_size"].clone();
+        out["new_size"] = size.into();
+        out["path"] = format!("/dev/mapper/{}", ev.mapping).into();
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -336,6 +552,10 @@ impl Transport for Nvmeof {
             options: nvmeof::Options { timeout, multipath },
         }
     }
+    fn wwid(info: &Self::Info) -> Option<String> {
+        // A replicated volume's array has no WWID moord could check.
+        info.wwid.clone().filter(|_| info.raid.is_none())
+    }
     transport_common!(NvmeofError);
 }
 
@@ -364,6 +584,9 @@ impl Transport for FibreChannel {
             registry,
             options: fc::Options { timeout, multipath },
         }
+    }
+    fn wwid(info: &Self::Info) -> Option<String> {
+        Some(info.scsi_wwn.clone()).filter(|w| !w.is_empty())
     }
     transport_common!(FcError);
 }
