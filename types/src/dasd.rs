@@ -36,6 +36,11 @@ impl DasdUid {
         &self.0
     }
 
+    /// The storage subsystem id token (`2300`, four lower-case hex digits).
+    pub fn subsystem_id(&self) -> &str {
+        self.0.split('.').nth(2).unwrap_or_default()
+    }
+
     /// The unit address token (`05`, or `xx` for a HyperPAV alias).
     pub fn unit_address(&self) -> &str {
         self.0.split('.').nth(3).unwrap_or_default()
@@ -140,6 +145,9 @@ mod tests {
         let u: DasdUid = "IBM.750000000DXP71.2300.05.00ff".parse().unwrap();
         assert_eq!(u.base(), "IBM.750000000DXP71.2300.05");
         assert_eq!(u.unit_address(), "05");
+        assert_eq!(u.subsystem_id(), "2300");
+        let u: DasdUid = "IBM.75000000092461.E900.8A".parse().unwrap();
+        assert_eq!((u.subsystem_id(), u.unit_address()), ("e900", "8a"));
         let u: DasdUid = "IBM.750000000DXP71.2300.XX".parse().unwrap();
         assert_eq!((u.base(), u.unit_address()), (u.as_str(), "xx"));
         for bad in [

@@ -85,6 +85,24 @@ pub enum DasdError {
         found: String,
     },
     #[error(
+        "{busid} carries uid {uid}, whose {key} is {found}, not {expected}: it is not this volume"
+    )]
+    AddressMismatch {
+        busid: CcwBusId,
+        key: &'static str,
+        expected: String,
+        found: String,
+        uid: String,
+    },
+    #[error(
+        "no online DASD shows {wanted}: only a DASD that is online shows its unit address (in its uid), and moor does not set devices online to look; give device_id, the device's bus id in the I/O configuration"
+    )]
+    NoOnlineMatch { wanted: String },
+    #[error(
+        "several online DASDs show {wanted}: {candidates}; give device_id, or the full uid to tell them apart"
+    )]
+    SeveralMatch { wanted: String, candidates: String },
+    #[error(
         "{busid} (/dev/{device}) is unformatted: set format_if_unformatted to have moor format it (moord must grant dasd.format)"
     )]
     Unformatted { busid: CcwBusId, device: String },
@@ -161,6 +179,48 @@ pub(super) fn volume_lock(busid: CcwBusId) -> String {
     format!("dasd-{busid}")
 }
 
+/// What a lookup searched for, for messages.
+pub(super) fn wanted(props: &DasdProps) -> String {
+    let ssid = props
+        .subsystem_id
+        .map_or_else(|| "?".into(), |s| s.to_string());
+    let ua = props
+        .unit_address
+        .map_or_else(|| "?".into(), |u| u.to_string());
+    match &props.uid {
+        Some(uid) => format!("subsystem id {ssid} and unit address {ua} with uid {uid}"),
+        None => format!("subsystem id {ssid} and unit address {ua}"),
+    }
+}
+
+/// The device's uid against what the connection info asks for (`uid`,
+/// `subsystem_id`, `unit_address`).
+pub(super) fn check_identity(
+    props: &DasdProps,
+    busid: CcwBusId,
+    uid: &DasdUid,
+) -> Result<(), DasdError> {
+    if let Some(expected) = &props.uid
+        && expected != uid
+    {
+        return Err(DasdError::UidMismatch {
+            busid,
+            expected: expected.to_string(),
+            found: uid.to_string(),
+        });
+    }
+    if let Some((key, expected, found)) = props.address_mismatch(uid) {
+        return Err(DasdError::AddressMismatch {
+            busid,
+            key,
+            expected,
+            found,
+            uid: uid.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// What a finished attach found.
 struct Attached {
     device: CcwDevice,
@@ -170,6 +230,47 @@ struct Attached {
 }
 
 impl DasdConnector<'_> {
+    /// The online DASDs a connection info without `device_id` names (see
+    /// [`DasdProps::names`]): PAV aliases are left out, as a base-PAV alias shows
+    /// its base device's unit address.
+    pub(super) fn lookup(&self, props: &DasdProps) -> Result<Vec<(CcwBusId, DasdUid)>, DasdError> {
+        if props.subsystem_id.is_none() || props.unit_address.is_none() {
+            // Otherwise any online DASD would match.
+            return Err(PropsError::MissingBusId.into());
+        }
+        Ok(sysfs::online_dasds(&self.paths)?
+            .into_iter()
+            .filter(|d| !d.alias)
+            .filter_map(|d| Some((d.busid, d.uid?.parse::<DasdUid>().ok()?)))
+            .filter(|(_, uid)| props.names(uid))
+            .collect())
+    }
+
+    /// The bus id of the device `props` names: `device_id`, or the one online
+    /// DASD the lookup finds.
+    pub(super) fn locate(&self, props: &DasdProps) -> Result<CcwBusId, DasdError> {
+        if let Some(busid) = props.busid {
+            return Ok(busid);
+        }
+        let found = self.lookup(props)?;
+        let wanted = wanted(props);
+        match found.as_slice() {
+            [] => Err(DasdError::NoOnlineMatch { wanted }),
+            [(busid, uid)] => {
+                tracing::info!(busid = %busid, uid = %uid, "found by subsystem id and unit address");
+                Ok(*busid)
+            }
+            several => Err(DasdError::SeveralMatch {
+                wanted,
+                candidates: several
+                    .iter()
+                    .map(|(b, u)| format!("{b} (uid {u})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
     pub(super) fn deadline(&self) -> Instant {
         Instant::now() + self.options.timeout
     }
@@ -205,14 +306,15 @@ impl DasdConnector<'_> {
     /// Attach one DASD and return its device_info.
     pub fn connect(&self, props: &DasdProps) -> Result<DeviceInfo, DasdError> {
         let deadline = self.deadline();
-        let busid = props.busid;
+        // A read-only lookup without device_id; the uid is checked again under the lock.
+        let busid = self.locate(props)?;
         let _volume = self
             .locks
             .lock(&volume_lock(busid), Mode::Exclusive, deadline)?;
         // Opened before anything is triggered, so no event is missed.
         let mut watch = self.events.watch()?;
         let mut onlined = false;
-        let result = self.attach(props, &mut *watch, &mut onlined, deadline);
+        let result = self.attach(busid, props, &mut *watch, &mut onlined, deadline);
         let a = match result {
             Ok(a) => a,
             Err(e) if onlined && !self.privileged.dry_run() => {
@@ -265,12 +367,12 @@ impl DasdConnector<'_> {
 
     fn attach(
         &self,
+        busid: CcwBusId,
         props: &DasdProps,
         watch: &mut dyn Watch,
         onlined: &mut bool,
         deadline: Instant,
     ) -> Result<Attached, DasdError> {
-        let busid = props.busid;
         let dry = self.privileged.dry_run();
 
         // 1. Visible: registered by the common I/O layer, a driver bound.
@@ -353,15 +455,8 @@ impl DasdConnector<'_> {
             path: self.paths.sys(&format!("{}/uid", sysfs::ccw_rel(busid))),
             reason: format!("{e}"),
         })?;
-        if let Some(expected) = &props.uid
-            && *expected != uid
-        {
-            return Err(DasdError::UidMismatch {
-                busid,
-                expected: expected.to_string(),
-                found: uid.to_string(),
-            });
-        }
+        // A refusal here is undone like any other (connect sets it offline again).
+        check_identity(props, busid, &uid)?;
 
         // 3. The disk, once udev is done with it.
         let disk = self.wait_disk(busid, watch, deadline)?;

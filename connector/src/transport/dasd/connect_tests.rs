@@ -510,3 +510,258 @@ fn dry_runs_plan_what_they_can() {
     assert_eq!(info.device, "dasdb");
     assert!(env.registry().get("dasdb").is_none());
 }
+
+/// 0.0.c100 (dasdd): a volume of another storage server whose subsystem 2300 also
+/// has a unit address 05.
+fn twin() -> DasdSpec<'static> {
+    DasdSpec {
+        busid: "0.0.c100",
+        schid: "0.0.0030",
+        disk: "dasdd",
+        minor: 12,
+        uid: "IBM.75000000092461.2300.05",
+        volser: "0X0C100",
+        ..volume()
+    }
+}
+
+#[test]
+fn subsystem_id_and_unit_address_are_checked_with_a_bus_id() {
+    // Online already: checked, nothing privileged.
+    let env = setup();
+    online(&env, &volume());
+    let moord = Scripted::new();
+    let info = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(
+            json!({"device_id": BUSID, "subsystem_id": "2300", "ua": "05"}),
+        ))
+        .unwrap();
+    assert_eq!((info.busid.as_str(), info.uid.as_str()), (BUSID, UID));
+    assert!(moord.calls().is_empty());
+
+    // Offline: checked once online, and it stays online.
+    let env = setup();
+    add_dasd(&env.t, &volume());
+    let moord = Scripted::new().expect("dasd.online", online_brings_up(&env.t, volume(), true));
+    let info = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(
+            json!({"device_id": BUSID, "subsystem_id": "2300", "unit_address": "05"}),
+        ))
+        .unwrap();
+    assert_eq!(ops(&moord), ["dasd.online"]);
+    assert_eq!(info.device, "dasdb");
+}
+
+#[test]
+fn another_unit_address_is_refused_before_anything_changes() {
+    let env = setup();
+    online(&env, &volume());
+    let before = env.t.snapshot();
+    let moord = Scripted::new();
+    for (v, needle) in [
+        (
+            json!({"device_id": BUSID, "unit_address": "06"}),
+            format!(
+                "0.0.b100 carries uid {UID}, whose unit_address is 05, not 06: it is not this volume"
+            ),
+        ),
+        (
+            json!({"device_id": BUSID, "subsystem_id": "2301", "ua": "05"}),
+            format!("0.0.b100 carries uid {UID}, whose subsystem_id is 2300, not 2301"),
+        ),
+    ] {
+        let err = connector(&env, &moord, &ScriptedEvents::new())
+            .connect(&props(v.clone()))
+            .unwrap_err();
+        assert!(
+            matches!(err, DasdError::AddressMismatch { .. }),
+            "{v}: {err}"
+        );
+        assert!(err.to_string().contains(&needle), "{v}: {err}");
+    }
+    assert!(moord.calls().is_empty());
+    assert_eq!(env.t.snapshot(), before);
+    assert!(env.registry().get("dasdb").is_none());
+}
+
+#[test]
+fn another_unit_address_behind_an_offline_device_is_set_offline_again() {
+    let env = setup();
+    add_dasd(&env.t, &volume());
+    // The IPL DASD stays online: only what this attach set online goes offline.
+    let before = env.t.snapshot();
+    let moord = Scripted::new()
+        .expect("dasd.online", online_brings_up(&env.t, volume(), true))
+        .expect_args(
+            "dasd.safe_offline",
+            json!({"busid": BUSID, "expected_uid": UID}),
+            safe_offline_removes(&env.t, volume()),
+        );
+    let err = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(
+            json!({"device_id": BUSID, "subsystem_id": "2300", "ua": "06"}),
+        ))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, DasdError::Undone { .. }), "{msg}");
+    assert!(
+        msg.contains("whose unit_address is 05, not 06")
+            && msg.ends_with("0.0.b100 was set offline again"),
+        "{msg}"
+    );
+    assert_eq!(ops(&moord), ["dasd.online", "dasd.safe_offline"]);
+    assert!(moord.unused().is_empty());
+    assert_eq!(env.t.snapshot(), before, "the host is as it was");
+}
+
+#[test]
+fn without_a_bus_id_the_one_online_dasd_with_that_address_is_attached() {
+    let env = setup();
+    online(&env, &volume());
+    // A base-PAV alias shows its base device's unit address: never a candidate.
+    let base_pav = DasdSpec {
+        uid: UID,
+        ..alias()
+    };
+    online(&env, &base_pav);
+    let moord = Scripted::new();
+    let info = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(
+            json!({"subsystem_id": "2300", "unit_address": "05"}),
+        ))
+        .unwrap();
+    assert!(moord.calls().is_empty());
+    assert_eq!(
+        (info.busid.as_str(), info.uid.as_str(), info.device.as_str()),
+        (BUSID, UID, "dasdb")
+    );
+    assert_eq!(info.path, "/dev/disk/by-path/ccw-0.0.b100");
+    // The IPL DASD (subsystem 1500, unit address 20) is found the same way.
+    let info = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(json!({"subsystem_id": "1500", "ua": "20"})))
+        .unwrap();
+    assert_eq!(info.busid, "0.0.0150");
+}
+
+#[test]
+fn an_offline_dasd_is_never_found_and_never_set_online_to_look() {
+    let env = setup();
+    add_dasd(&env.t, &volume());
+    let before = env.t.snapshot();
+    let moord = Scripted::new();
+    let err = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(
+            json!({"subsystem_id": "2300", "unit_address": "05"}),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, DasdError::NoOnlineMatch { .. }), "{err}");
+    assert!(
+        err.to_string().contains(
+            "no online DASD shows subsystem id 2300 and unit address 05: only a DASD that is online shows its unit address"
+        ) && err.to_string().contains("give device_id"),
+        "{err}"
+    );
+    assert!(moord.calls().is_empty());
+    assert_eq!(env.t.snapshot(), before);
+    // Once online (by someone else), the same lookup finds it.
+    kernel_online(&env.t, &volume());
+    udev_online(&env.t, &volume());
+    let info = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(
+            json!({"subsystem_id": "2300", "unit_address": "05"}),
+        ))
+        .unwrap();
+    assert_eq!(info.busid, BUSID);
+}
+
+#[test]
+fn no_online_dasd_with_that_address_is_refused() {
+    let env = setup();
+    online(&env, &volume());
+    let before = env.t.snapshot();
+    let moord = Scripted::new();
+    for v in [
+        json!({"subsystem_id": "2300", "unit_address": "06"}),
+        json!({"subsystem_id": "2301", "unit_address": "05"}),
+        // Same address, another storage server's serial.
+        json!({"subsystem_id": "2300", "unit_address": "05", "uid": "IBM.75000000092461.2300.05"}),
+    ] {
+        let err = connector(&env, &moord, &ScriptedEvents::new())
+            .connect(&props(v.clone()))
+            .unwrap_err();
+        assert!(matches!(err, DasdError::NoOnlineMatch { .. }), "{v}: {err}");
+    }
+    assert!(moord.calls().is_empty());
+    assert_eq!(env.t.snapshot(), before);
+}
+
+#[test]
+fn two_storage_servers_with_the_same_address_are_ambiguous() {
+    let env = setup();
+    online(&env, &volume());
+    unignore(&env.t, "0.0.c100");
+    online(&env, &twin());
+    let before = env.t.snapshot();
+    let moord = Scripted::new();
+    let err = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(
+            json!({"subsystem_id": "2300", "unit_address": "05"}),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, DasdError::SeveralMatch { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "several online DASDs show subsystem id 2300 and unit address 05: 0.0.b100 (uid {UID}), 0.0.c100 (uid IBM.75000000092461.2300.05); give device_id, or the full uid"
+        )),
+        "{err}"
+    );
+    assert!(moord.calls().is_empty());
+    assert_eq!(env.t.snapshot(), before);
+    // The full uid tells them apart.
+    let info = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(json!({"subsystem_id": "2300", "unit_address": "05",
+                               "uid": "IBM.75000000092461.2300.05"})))
+        .unwrap();
+    assert_eq!(
+        (info.busid.as_str(), info.device.as_str()),
+        ("0.0.c100", "dasdd")
+    );
+}
+
+#[test]
+fn a_lookup_then_a_uid_that_differs_only_in_the_vduit_is_refused() {
+    // The lookup matches vendor, serial, subsystem id and unit address; the full
+    // uid check after it names both values.
+    let env = setup();
+    online(&env, &volume());
+    let moord = Scripted::new();
+    let err = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&props(json!({"subsystem_id": "2300", "unit_address": "05",
+                               "uid": format!("{UID}.00ff")})))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("0.0.b100 carries uid {UID}, not {UID}.00ff")),
+        "{err}"
+    );
+    assert!(moord.calls().is_empty());
+}
+
+#[test]
+fn a_lookup_without_an_address_is_refused() {
+    // Fields are public: a DasdProps built by hand without bus id or address must
+    // not match whatever DASD is online.
+    let env = setup();
+    online(&env, &volume());
+    let mut p = props(json!({"subsystem_id": "2300", "unit_address": "05"}));
+    p.unit_address = None;
+    let moord = Scripted::new();
+    let err = connector(&env, &moord, &ScriptedEvents::new())
+        .connect(&p)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("missing connection property device_id"),
+        "{err}"
+    );
+}

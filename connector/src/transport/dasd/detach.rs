@@ -16,7 +16,7 @@
 use moor_privhelper::ops::{DasdOffline, DasdSafeOffline};
 use serde::{Deserialize, Serialize};
 
-use super::connect::{DasdConnector, DasdError, DeviceInfo, volume_lock};
+use super::connect::{DasdConnector, DasdError, DeviceInfo, check_identity, volume_lock};
 use super::props::DasdProps;
 use super::sysfs;
 use crate::exec::PrivError;
@@ -52,16 +52,18 @@ impl DetachOutcome {
     }
 }
 
-/// The identity recorded in `info`, checked against the connection info.
-fn recorded(props: &DasdProps, info: &DeviceInfo) -> Result<DasdUid, DasdError> {
+/// The identity recorded in `info` (bus id, uid), checked against the connection
+/// info. Without `device_id` in it, the bus id is the one `info` records.
+fn recorded(props: &DasdProps, info: &DeviceInfo) -> Result<(CcwBusId, DasdUid), DasdError> {
     let busid: CcwBusId = info
         .busid
         .parse()
         .map_err(|e| DasdError::BadDeviceInfo(format!("busid {:?} is invalid: {e}", info.busid)))?;
-    if busid != props.busid {
+    if let Some(asked) = props.busid
+        && busid != asked
+    {
         return Err(DasdError::BadDeviceInfo(format!(
-            "device_info is for {busid}, the connection info for {}",
-            props.busid
+            "device_info is for {busid}, the connection info for {asked}"
         )));
     }
     if info.uid.is_empty() {
@@ -78,6 +80,11 @@ fn recorded(props: &DasdProps, info: &DeviceInfo) -> Result<DasdUid, DasdError> 
             "device_info records uid {uid}, the connection info names {expected}"
         )));
     }
+    if let Some((key, expected, found)) = props.address_mismatch(&uid) {
+        return Err(DasdError::BadDeviceInfo(format!(
+            "device_info records uid {uid}, whose {key} is {found}, the connection info names {expected}"
+        )));
+    }
     let disk_ok = |d: &str| d.starts_with("dasd") && crate::types::is_block_device_name(d);
     if !info.device.is_empty() && !disk_ok(&info.device) {
         return Err(DasdError::BadDeviceInfo(format!(
@@ -85,7 +92,7 @@ fn recorded(props: &DasdProps, info: &DeviceInfo) -> Result<DasdUid, DasdError> 
             info.device
         )));
     }
-    Ok(uid)
+    Ok((busid, uid))
 }
 
 impl DasdConnector<'_> {
@@ -101,8 +108,7 @@ impl DasdConnector<'_> {
         ignore_errors: bool,
     ) -> Result<DetachOutcome, DasdError> {
         let deadline = self.deadline();
-        let busid = props.busid;
-        let uid = recorded(props, info)?;
+        let (busid, uid) = recorded(props, info)?;
         let _volume = self
             .locks
             .lock(&volume_lock(busid), Mode::Exclusive, deadline)?;
@@ -231,8 +237,7 @@ impl DasdConnector<'_> {
 
     /// The online DASD of `props`/`info`, its uid checked; its disk.
     fn attached_disk(&self, props: &DasdProps, info: &DeviceInfo) -> Result<String, DasdError> {
-        let busid = props.busid;
-        let uid = recorded(props, info)?;
+        let (busid, uid) = recorded(props, info)?;
         let device = sysfs::ccw_device(&self.paths, busid)?
             .filter(|d| d.online)
             .ok_or_else(|| DasdError::NotAttached(format!("{busid} is not online")))?;
@@ -255,35 +260,52 @@ impl DasdConnector<'_> {
     /// and changes nothing.
     pub fn extend(&self, props: &DasdProps, info: &DeviceInfo) -> Result<Extended, DasdError> {
         let deadline = self.deadline();
+        let (busid, _) = recorded(props, info)?;
         let _volume = self
             .locks
-            .lock(&volume_lock(props.busid), Mode::Exclusive, deadline)?;
+            .lock(&volume_lock(busid), Mode::Exclusive, deadline)?;
         let disk = self.attached_disk(props, info)?;
         let size = block_size_bytes(&self.paths, &disk)?.unwrap_or(0);
-        tracing::warn!(busid = %props.busid, device = %disk, size, "DASDs do not change size while online: reporting the current size");
+        tracing::warn!(busid = %busid, device = %disk, size, "DASDs do not change size while online: reporting the current size");
         Ok(Extended {
             new_size: size,
-            path: sysfs::by_path(props.busid),
+            path: sysfs::by_path(busid),
             paths: vec![(format!("/dev/{disk}"), size)],
         })
     }
 
     /// The volume's by-path link, if it exists now and points at the DASD's disk.
-    /// With a `uid` in the connection info, a device carrying another uid is an
-    /// error, never a path.
+    /// With a `uid`, `subsystem_id` or `unit_address` in the connection info, a
+    /// device carrying another uid is an error, never a path. Without `device_id`,
+    /// the one online DASD they name (none: no path).
     pub fn volume_paths(&self, props: &DasdProps) -> Result<Vec<String>, DasdError> {
-        let busid = props.busid;
+        let busid = match self.locate(props) {
+            Ok(busid) => busid,
+            Err(DasdError::NoOnlineMatch { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
         let Some(device) = sysfs::ccw_device(&self.paths, busid)?.filter(|d| d.online) else {
             return Ok(Vec::new());
         };
-        if let (Some(expected), Some(found)) = (&props.uid, &device.uid)
-            && expected.as_str() != found
-        {
-            return Err(DasdError::UidMismatch {
-                busid,
-                expected: expected.to_string(),
-                found: found.clone(),
-            });
+        if let Some(found) = &device.uid {
+            match (found.parse::<DasdUid>(), &props.uid) {
+                (Ok(uid), _) => check_identity(props, busid, &uid)?,
+                (Err(_), Some(expected)) => {
+                    return Err(DasdError::UidMismatch {
+                        busid,
+                        expected: expected.to_string(),
+                        found: found.clone(),
+                    });
+                }
+                (Err(e), None) if props.subsystem_id.is_some() || props.unit_address.is_some() => {
+                    return Err(crate::host::HostError::Invalid {
+                        path: self.paths.sys(&format!("{}/uid", sysfs::ccw_rel(busid))),
+                        reason: e.to_string(),
+                    }
+                    .into());
+                }
+                (Err(_), None) => {}
+            }
         }
         let Some(disk) = device.disk else {
             return Ok(Vec::new());

@@ -305,3 +305,48 @@ fn dry_run_detach_plans_the_safe_offline() {
     assert_eq!(env.t.snapshot(), before);
     assert!(env.registry().get("dasdb").is_some());
 }
+
+#[test]
+fn without_a_bus_id_detach_extend_and_paths_use_the_address() {
+    let env = setup();
+    let info = attached(&env);
+    let by_address = props(json!({"subsystem_id": "2300", "unit_address": "05"}));
+    let (none, events) = (Scripted::new(), ScriptedEvents::new());
+    let c = connector(&env, &none, &events);
+    assert_eq!(
+        c.volume_paths(&by_address).unwrap(),
+        ["/dev/disk/by-path/ccw-0.0.b100"]
+    );
+    assert_eq!(
+        c.extend(&by_address, &info).unwrap().new_size,
+        MOD9_SECTORS * 512
+    );
+    // device_info recording another unit address is not this volume.
+    let other = props(json!({"subsystem_id": "2300", "unit_address": "06"}));
+    let err = c.extend(&other, &info).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "device_info records uid {UID}, whose unit_address is 05, the connection info names 06"
+        )),
+        "{err}"
+    );
+    assert!(c.volume_paths(&other).unwrap().is_empty());
+    // With a bus id, a device carrying another address is an error, never a path.
+    let err = c
+        .volume_paths(&props(json!({"device_id": BUSID, "ua": "06"})))
+        .unwrap_err();
+    assert!(matches!(err, DasdError::AddressMismatch { .. }), "{err}");
+    let moord = Scripted::new().expect_args(
+        "dasd.safe_offline",
+        json!({"busid": BUSID, "expected_uid": UID}),
+        safe_offline_removes(&env.t, volume()),
+    );
+    let out = connector(&env, &moord, &ScriptedEvents::new())
+        .disconnect(&by_address, &info, false, false)
+        .unwrap();
+    assert_eq!((out.status.as_str(), out.busid.as_str()), ("clean", BUSID));
+    // Offline now: the address names no device, so no path.
+    let c = connector(&env, &none, &events);
+    assert!(c.volume_paths(&by_address).unwrap().is_empty());
+    assert!(none.calls().is_empty());
+}

@@ -12,6 +12,6 @@ pub mod sysfs;
 
 pub use connect::{DasdConnector, DasdError, DeviceInfo, Options};
 pub use detach::DetachOutcome;
-pub use props::{DasdProps, PropsError};
+pub use props::{DasdProps, PropsError, SubsystemId, UnitAddress};
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -18,8 +18,13 @@ fn bus_id_in_every_spelling_and_the_wrapped_form() {
         json!({"driver_volume_type": "fibre_channel_eckd", "data": {"device_id": "0.0.b100"}}),
     ] {
         let p = parse(v.clone()).unwrap_or_else(|e| panic!("{v}: {e}"));
-        assert_eq!(p.busid.to_string(), "0.0.b100", "{v}");
+        assert_eq!(
+            p.busid.map(|b| b.to_string()).as_deref(),
+            Some("0.0.b100"),
+            "{v}"
+        );
         assert_eq!(p.uid, None);
+        assert_eq!((p.subsystem_id, p.unit_address), (None, None));
         assert!(!p.format_if_unformatted && !p.partition_after_format);
         assert_eq!(p.access_mode, AccessMode::ReadWrite);
     }
@@ -34,7 +39,7 @@ fn uid_flags_and_generic_keys() {
         "enforce_multipath": true, "device_path": null,
     }))
     .unwrap();
-    assert_eq!(p.busid.to_string(), "0.1.c0fe");
+    assert_eq!(p.busid.map(|b| b.to_string()).as_deref(), Some("0.1.c0fe"));
     assert_eq!(p.uid.unwrap().as_str(), UID);
     assert!(p.format_if_unformatted && p.partition_after_format);
     assert_eq!(p.access_mode, AccessMode::ReadOnly);
@@ -106,8 +111,65 @@ fn bad_input_names_the_key() {
             "control_unit is not supported",
         ),
         (
-            json!({"device_id": "0.0.b100", "unit_address": "05"}),
-            "unit_address is not supported",
+            json!({"device_id": "0.0.b100", "cu": "2300"}),
+            "cu is not supported",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "unit_address": "5"}),
+            "unit_address: \"5\" is not a unit address (2 hex digits",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "ua": "005"}),
+            "ua: \"005\" is not a unit address",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "ua": "xx"}),
+            "ua: \"xx\" is not a unit address",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "ua": "0x"}),
+            "ua: \"0x\" is not a unit address",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "unit_address": 5}),
+            "unit_address must be a string (2 hex digits",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "subsystem_id": "230"}),
+            "subsystem_id: \"230\" is not a storage subsystem id (4 hex digits",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "subsystem_id": "0x2300"}),
+            "is not a storage subsystem id",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "subsystem_id": "+230"}),
+            "is not a storage subsystem id",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "subsystem_id": 2300}),
+            "subsystem_id must be a string (4 hex digits",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "unit_address": "05", "ua": "06"}),
+            "unit_address (05) and ua (06) name different devices",
+        ),
+        (
+            json!({"unit_address": "05"}),
+            "unit_address needs subsystem_id without device_id",
+        ),
+        (
+            json!({"subsystem_id": "2300"}),
+            "subsystem_id needs unit_address without device_id",
+        ),
+        (json!({"uid": UID}), "missing connection property device_id"),
+        (
+            json!({"subsystem_id": "2300", "unit_address": "05", "uid": "IBM.750000000DXP71.2301.05"}),
+            "subsystem_id (2300) and uid (IBM.750000000DXP71.2301.05) name different devices",
+        ),
+        (
+            json!({"device_id": "0.0.b100", "unit_address": "06", "uid": UID}),
+            "unit_address (06) and uid (IBM.750000000DXP71.2300.05) name different devices",
         ),
     ] {
         let msg = err(v.clone());
@@ -119,5 +181,79 @@ fn bad_input_names_the_key() {
 fn a_top_level_bus_id_wins_over_data() {
     // A flat dict that happens to carry a `data` key is read as the dict itself.
     let p = parse(json!({"device_id": "0.0.b100", "data": {"device_id": "0.0.b200"}})).unwrap();
-    assert_eq!(p.busid.to_string(), "0.0.b100");
+    let q = parse(json!({"subsystem_id": "2300", "ua": "05", "data": {"device_id": "0.0.b200"}}))
+        .unwrap();
+    assert_eq!(q.busid, None);
+    assert_eq!(p.busid.map(|b| b.to_string()).as_deref(), Some("0.0.b100"));
+}
+
+#[test]
+fn subsystem_id_and_unit_address_in_every_spelling() {
+    for v in [
+        json!({"device_id": "0.0.b100", "subsystem_id": "2300", "unit_address": "05"}),
+        json!({"device_id": "0.0.b100", "subsystem_id": "2300", "ua": "05"}),
+        json!({"subsystem_id": "2300", "unit_address": "05", "ua": "05"}),
+        json!({"subsystem_id": "2300", "unit_address": "05", "uid": UID}),
+        json!({"driver_volume_type": "fibre_channel_eckd",
+               "data": {"subsystem_id": "2300", "ua": "05"}}),
+    ] {
+        let p = parse(v.clone()).unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert_eq!(
+            p.subsystem_id.map(|s| s.to_string()).as_deref(),
+            Some("2300"),
+            "{v}"
+        );
+        assert_eq!(
+            p.unit_address.map(|u| u.to_string()).as_deref(),
+            Some("05"),
+            "{v}"
+        );
+    }
+    // Hex in either case, printed as the kernel prints the uid.
+    let p = parse(json!({"subsystem_id": "E9Ab", "ua": "8A"})).unwrap();
+    assert_eq!(p.busid, None);
+    assert_eq!(
+        (
+            p.subsystem_id.unwrap().to_string(),
+            p.unit_address.unwrap().to_string()
+        ),
+        ("e9ab".to_string(), "8a".to_string())
+    );
+    // Checks alone, with a bus id.
+    let p = parse(json!({"device_id": "b100", "ua": "00"})).unwrap();
+    assert_eq!(
+        (p.subsystem_id, p.unit_address.map(|u| u.to_string())),
+        (None, Some("00".into()))
+    );
+}
+
+#[test]
+fn what_a_uid_carries_is_compared_with_the_address() {
+    let uid: DasdUid = UID.parse().unwrap();
+    let p = parse(json!({"subsystem_id": "2300", "unit_address": "05"})).unwrap();
+    assert_eq!(p.address_mismatch(&uid), None);
+    assert!(p.names(&uid));
+    let other: DasdUid = "IBM.750000000DXP71.2300.06".parse().unwrap();
+    assert_eq!(
+        p.address_mismatch(&other),
+        Some(("unit_address", "05".into(), "06".into()))
+    );
+    assert!(!p.names(&other));
+    let other: DasdUid = "IBM.750000000DXP71.2301.05".parse().unwrap();
+    assert_eq!(
+        p.address_mismatch(&other),
+        Some(("subsystem_id", "2300".into(), "2301".into()))
+    );
+    // Another storage server with the same subsystem id and unit address.
+    let twin: DasdUid = "IBM.75000000092461.2300.05".parse().unwrap();
+    assert!(p.names(&twin));
+    let p = parse(json!({"subsystem_id": "2300", "unit_address": "05", "uid": UID})).unwrap();
+    assert!(p.names(&uid) && !p.names(&twin));
+    // The virtual device unit id is left to the uid check after the lookup.
+    let minidisk: DasdUid = format!("{UID}.00ff").parse().unwrap();
+    assert!(p.names(&minidisk));
+    // With a bus id and no address there is nothing to look up by.
+    let p = parse(json!({"device_id": "0.0.b100"})).unwrap();
+    assert_eq!(p.address_mismatch(&uid), None);
+    assert!(!p.names(&uid));
 }

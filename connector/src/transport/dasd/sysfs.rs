@@ -136,6 +136,38 @@ pub fn ccw_device(paths: &HostPaths, busid: CcwBusId) -> Result<Option<CcwDevice
     }))
 }
 
+/// Every DASD that is online now, driven by dasd-eckd and showing a uid, sorted by
+/// bus id. Offline devices are skipped: their uid is empty, and reading it is all
+/// this does (it never sets a device online).
+pub fn online_dasds(paths: &HostPaths) -> Result<Vec<CcwDevice>, HostError> {
+    let mut out = Vec::new();
+    let names = paths
+        .list_dir(&paths.sys("bus/ccw/devices"))?
+        .unwrap_or_default();
+    for name in names {
+        let Ok(busid) = name.parse::<CcwBusId>() else {
+            continue;
+        };
+        // Only the canonical name is the device itself (`b100` would parse too).
+        if busid.to_string() != name {
+            continue;
+        }
+        // Most registered devices are offline: skip them before reading the rest.
+        if attr(paths, busid, "online")?.as_deref() != Some("1") {
+            continue;
+        }
+        if let Some(d) = ccw_device(paths, busid)?
+            && d.online
+            && d.driver.as_deref() == Some(ECKD_DRIVER)
+            && d.uid.is_some()
+        {
+            out.push(d);
+        }
+    }
+    out.sort_by_key(|d| d.busid);
+    Ok(out)
+}
+
 /// One range of `/proc/cio_ignore`: subchannel set `ssid`, device numbers
 /// `from..=to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
