@@ -34,6 +34,7 @@ use crate::lock::{LockDir, LockError, Mode};
 use crate::transport::scsi_disks::{DiskDetach, DiskError, ScsiHost};
 use crate::transport::{Extended, Leftover, detach_status, detach_summary};
 use crate::types::{CcwBusId, FcpLun};
+use zfcp::UnitId;
 
 /// How long undoing a failed attach may take, even past the attach's deadline.
 const CLEANUP_TIME: Duration = Duration::from_secs(30);
@@ -100,6 +101,12 @@ pub enum FcError {
     Incomplete(Box<DetachOutcome>),
     #[error("multipath: {0}")]
     Multipath(String),
+    /// An attach failed and some of what it had done could not be undone.
+    #[error("{error}; not undone: {}", .left.join("; "))]
+    NotUndone {
+        error: Box<FcError>,
+        left: Vec<String>,
+    },
     /// A dry run cannot go past a step whose effect later steps need.
     #[error("dry run stops here: {0}")]
     DryRun(String),
@@ -179,6 +186,14 @@ impl FcPath {
     }
 }
 
+/// What an attach did that a failure must undo: the disks it scanned in and the
+/// zFCP units it added (never those that were there before).
+#[derive(Debug, Default)]
+struct Undo {
+    disks: Vec<ScsiDevice>,
+    units: Vec<UnitId>,
+}
+
 fn volume_lock(props: &FcProps) -> String {
     let t = props.targets[0];
     format!("fc-volume-{}-lun-{}", t.wwpn, t.lun)
@@ -250,8 +265,24 @@ impl FcConnector<'_> {
         let mut out = Vec::new();
         let mut blocked = Vec::new();
         for hba in &hbas {
+            // zfcp gave up on the adapter or port: no LUN comes through it until
+            // an operator acts, so waiting for one would only use up the deadline.
+            let adapter = zfcp::adapter(&self.paths, hba)?;
+            if let Some(a) = adapter.as_ref().filter(|a| a.failed) {
+                tracing::warn!(host = hba.host, busid = %a.busid, "zfcp adapter failed: path not used");
+                blocked.push(format!("zfcp adapter {} failed", a.busid));
+                continue;
+            }
             let rports = sysfs::remote_ports(&self.paths, hba.host)?;
             for t in props.targets_for(hba.port_name) {
+                if let Some(a) = &adapter
+                    && zfcp::port_failed(&self.paths, a.busid, t.wwpn)?
+                {
+                    let port = t.wwpn.sysfs_form();
+                    tracing::warn!(busid = %a.busid, %port, "zfcp port failed: path not used");
+                    blocked.push(format!("zfcp port {} {port} failed", a.busid));
+                    continue;
+                }
                 // A remote port that lost its link (Blocked) or is gone (Not
                 // Present) cannot carry a scan.
                 if let Some(r) = rports.iter().find(|r| r.port_name == t.wwpn)
@@ -278,7 +309,7 @@ impl FcConnector<'_> {
                 .collect();
             let mut hbas = hbas.join(", ");
             if !blocked.is_empty() {
-                hbas.push_str(&format!("; not online: {}", blocked.join(", ")));
+                hbas.push_str(&format!("; not usable: {}", blocked.join(", ")));
             }
             return Err(FcError::NoTargetPort {
                 targets: targets.join(", "),
@@ -301,12 +332,14 @@ impl FcConnector<'_> {
     }
 
     /// `unit_add` (unless zfcp has the unit already), then the unit must not be
-    /// `failed` (zfcp could not open the LUN: no such LUN, access denied).
+    /// `failed` (zfcp could not open the LUN: no such LUN, access denied). A unit
+    /// this adds goes into `added`: only those may a failed attach remove.
     fn add_unit(
         &self,
         p: &FcPath,
         busid: CcwBusId,
         fcp_lun: FcpLun,
+        added: &mut Vec<UnitId>,
         deadline: Instant,
     ) -> Result<(), FcError> {
         let wwpn = p.target.wwpn;
@@ -320,6 +353,7 @@ impl FcConnector<'_> {
                 },
                 deadline,
             )?;
+            added.push((busid, wwpn, fcp_lun));
         }
         if self.privileged.dry_run() {
             return Ok(());
@@ -402,6 +436,10 @@ impl FcConnector<'_> {
             let Some(a) = zfcp::adapter(&self.paths, &hba)? else {
                 continue;
             };
+            // A failed adapter opens no port (find_paths logs and skips it).
+            if a.failed {
+                continue;
+            }
             let mut missing = Vec::new();
             for t in props.targets_for(hba.port_name) {
                 if !zfcp::port_known(&self.paths, a.busid, t.wwpn)? {
@@ -427,9 +465,15 @@ impl FcConnector<'_> {
             let what = format!("zfcp {} to open port(s) {missing:?}", a.busid);
             let r = wait_for(&mut *watch, until, &what, || {
                 for w in &missing {
-                    if !zfcp::port_known(&self.paths, a.busid, *w)?
-                        || sysfs::target_ids(&self.paths, hba.host, *w)?.is_none()
-                    {
+                    if !zfcp::port_known(&self.paths, a.busid, *w)? {
+                        return Ok(None);
+                    }
+                    // A port zfcp could not open gets no remote port: not waited
+                    // for (find_paths says why the path is not used).
+                    if zfcp::port_failed(&self.paths, a.busid, *w)? {
+                        continue;
+                    }
+                    if sysfs::target_ids(&self.paths, hba.host, *w)?.is_none() {
                         return Ok(None);
                     }
                 }
@@ -448,7 +492,7 @@ impl FcConnector<'_> {
     fn attach_path(
         &self,
         p: &FcPath,
-        created: &mut Vec<ScsiDevice>,
+        undo: &mut Undo,
         deadline: Instant,
     ) -> Result<ScsiDevice, FcError> {
         if let Some(name) = scsi_block_name(&self.paths, p.hctl)? {
@@ -457,7 +501,9 @@ impl FcConnector<'_> {
         let mut watch = self.events.watch()?;
         match self.unit_needed(p)? {
             // zfcp opens the unit and scans its LUN itself.
-            Some((busid, fcp_lun)) => self.add_unit(p, busid, fcp_lun, deadline)?,
+            Some((busid, fcp_lun)) => {
+                self.add_unit(p, busid, fcp_lun, &mut undo.units, deadline)?
+            }
             None => self.scsi_host().scan_lun(p.hctl, deadline)?,
         }
         if self.privileged.dry_run() {
@@ -467,7 +513,7 @@ impl FcConnector<'_> {
             )));
         }
         let d = wait_for_scsi_disk(&self.paths, &mut *watch, p.hctl, deadline)?;
-        created.push(d.clone());
+        undo.disks.push(d.clone());
         Ok(d)
     }
 
@@ -501,12 +547,21 @@ impl FcConnector<'_> {
             }
             other => other?,
         };
-        let mut created = Vec::new();
-        let r = self.attach(props, &paths, multipath, &mut created, deadline);
-        if r.is_err() && !self.privileged.dry_run() {
-            self.abandon(&created);
+        let mut undo = Undo::default();
+        match self.attach(props, &paths, multipath, &mut undo, deadline) {
+            Err(error) if !self.privileged.dry_run() => {
+                let left = self.abandon(&undo);
+                if left.is_empty() {
+                    Err(error)
+                } else {
+                    Err(FcError::NotUndone {
+                        error: Box::new(error),
+                        left,
+                    })
+                }
+            }
+            r => r,
         }
-        r
     }
 
     fn attach(
@@ -514,7 +569,7 @@ impl FcConnector<'_> {
         props: &FcProps,
         paths: &[FcPath],
         multipath: bool,
-        created: &mut Vec<ScsiDevice>,
+        undo: &mut Undo,
         deadline: Instant,
     ) -> Result<DeviceInfo, FcError> {
         let mut found: Vec<(&FcPath, ScsiDevice)> = Vec::new();
@@ -533,7 +588,7 @@ impl FcConnector<'_> {
                 (true, false) => deadline.min(Instant::now() + PATH_TRY),
                 (false, _) => deadline.min(Instant::now() + PATH_GRACE),
             };
-            match self.attach_path(p, created, dl) {
+            match self.attach_path(p, undo, dl) {
                 Ok(d) => found.push((p, d)),
                 // A dry run's stop, or another volume's device at the LUN: not a
                 // path failure.
@@ -614,10 +669,12 @@ impl FcConnector<'_> {
         }
     }
 
-    /// Deletes the disks a failed attach scanned in (moord checks each WWID).
-    fn abandon(&self, created: &[ScsiDevice]) {
+    /// Undoes a failed attach: deletes the disks it scanned in (moord checks each
+    /// WWID), then removes the zFCP units it added. Returns what is left.
+    fn abandon(&self, undo: &Undo) -> Vec<String> {
         let dl = Instant::now() + CLEANUP_TIME;
-        for d in created {
+        let mut left = Vec::new();
+        for d in &undo.disks {
             let Some(w) = d.wwid.clone() else { continue };
             let del = ScsiDelete {
                 device: d.name.clone(),
@@ -625,9 +682,70 @@ impl FcConnector<'_> {
             };
             match run(self.privileged, &del, dl) {
                 Ok(()) => tracing::info!(device = %d.name, "removed (attach failed)"),
-                Err(e) => tracing::warn!(device = %d.name, "not removed: {e}"),
+                Err(e) => {
+                    tracing::warn!(device = %d.name, "not removed: {e}");
+                    left.push(format!("/dev/{}: {e}", d.name));
+                }
             }
         }
+        for &id in &undo.units {
+            let what = format!("zfcp unit {}", zfcp::unit_name(id));
+            match self.remove_unit(id, dl) {
+                Ok(()) => tracing::info!(unit = %what, "removed (attach failed)"),
+                Err(e) => {
+                    tracing::warn!(unit = %what, "not removed: {e}");
+                    left.push(format!("{what}: {e}"));
+                }
+            }
+        }
+        left
+    }
+
+    /// `unit_remove` of a unit with no SCSI device left. A device that is still
+    /// there (a disk that came after its wait, one not deleted) keeps the unit:
+    /// moord's guard would refuse, and removing the unit would pull the device.
+    fn remove_unit(&self, id: UnitId, deadline: Instant) -> Result<(), FcError> {
+        let (busid, wwpn, fcp_lun) = id;
+        if zfcp::unit(&self.paths, busid, wwpn, fcp_lun)?.is_none() {
+            return Ok(());
+        }
+        let devs = zfcp::unit_devices(&self.paths, id)?;
+        if !devs.is_empty() {
+            let devs: Vec<String> = devs.iter().map(Hctl::to_string).collect();
+            return Err(FcError::Volume(format!(
+                "SCSI device {} of the unit is still there",
+                devs.join(", ")
+            )));
+        }
+        run(
+            self.privileged,
+            &ZfcpUnitRemove {
+                busid,
+                wwpn,
+                fcp_lun,
+            },
+            deadline,
+        )?;
+        Ok(())
+    }
+
+    /// The zFCP units the connection info names: on each zFCP adapter it may use
+    /// (`initiator_target_map`), each of its target ports and the FCP LUN there.
+    /// Whatever state the adapter is in: a unit outlives its adapter's link.
+    fn named_units(&self, props: &FcProps) -> Result<Vec<UnitId>, FcError> {
+        let mut out = Vec::new();
+        for hba in sysfs::fc_hosts(&self.paths)? {
+            let Some(a) = zfcp::adapter(&self.paths, &hba)? else {
+                continue;
+            };
+            for t in props.targets_for(hba.port_name) {
+                let id = (a.busid, t.wwpn, FcpLun::from_linux(t.lun));
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The WWID recorded at attach (required: no "empty means don't care") and the
@@ -706,11 +824,36 @@ impl FcConnector<'_> {
         // are gone.
         let mut units = Vec::new();
         for d in &ours {
-            if let Some((busid, wwpn, lun)) = zfcp::device_unit(&self.paths, d.hctl)?
+            if let Some(id @ (busid, wwpn, lun)) = zfcp::device_unit(&self.paths, d.hctl)?
                 && zfcp::unit(&self.paths, busid, wwpn, lun)?.is_some()
-                && !units.contains(&(busid, wwpn, lun))
+                && !units.contains(&id)
             {
-                units.push((busid, wwpn, lun));
+                units.push(id);
+            }
+        }
+        // Units the connection info names whose disk is gone already (deleted,
+        // or never there: a failed unit) are found in zfcp's sysfs, not through
+        // disks. One that still has a SCSI device that is not the volume's disk
+        // is not touched.
+        for id @ (busid, wwpn, lun) in self.named_units(props)? {
+            if units.contains(&id) || zfcp::unit(&self.paths, busid, wwpn, lun)?.is_none() {
+                continue;
+            }
+            let others: Vec<String> = zfcp::unit_devices(&self.paths, id)?
+                .into_iter()
+                .filter(|h| !ours.iter().any(|d| d.hctl == *h))
+                .map(|h| h.to_string())
+                .collect();
+            if others.is_empty() {
+                units.push(id);
+            } else {
+                dd.leftovers.push(Leftover {
+                    what: format!("zfcp unit {}", zfcp::unit_name(id)),
+                    reason: format!(
+                        "has SCSI device {} that is not the volume's disk: not touched",
+                        others.join(", ")
+                    ),
+                });
             }
         }
         self.scsi_host()
@@ -723,7 +866,7 @@ impl FcConnector<'_> {
             };
             if let Err(e) = run(self.privileged, &op, deadline) {
                 dd.leftovers.push(Leftover {
-                    what: format!("zfcp unit {busid} {} {fcp_lun}", wwpn.sysfs_form()),
+                    what: format!("zfcp unit {}", zfcp::unit_name((busid, wwpn, fcp_lun))),
                     reason: e.to_string(),
                 });
             }

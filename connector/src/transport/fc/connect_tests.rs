@@ -543,6 +543,74 @@ fn ds8k_volume() -> FcProps {
 const DS8K_HCTL: &str = "0:0:0:1074413600";
 const DS8K_FCP: &str = "0x4020400a00000000";
 
+/// The DS8000 volume's hctl on adapter 0.0.1940 (host1).
+const DS8K_HCTL_B: &str = "1:0:0:1074413600";
+
+/// An s390x host with both zFCP adapters (host0 and host1, not NPIV), each with
+/// the DS8000 port opened.
+fn zfcp_two_adapters() -> Env {
+    let env = zfcp_setup(false);
+    add_zfcp_adapter(&env.t, ZFCP_B, 1, "c05076ffe5005612", false);
+    for (busid, host) in [(ZFCP_A, 0), (ZFCP_B, 1)] {
+        add_zfcp_port(&env.t, busid, DS8K);
+        add_rport(&env.t, host, (0, 0), DS8K, Some(0));
+    }
+    env
+}
+
+/// `<adapter>/0x<wwpn>/<fcp lun>` of the DS8000 port, relative to the tree.
+fn unit_rel(busid: &str, fcp_lun: &str) -> String {
+    format!("sys/bus/ccw/drivers/zfcp/{busid}/0x{DS8K}/{fcp_lun}")
+}
+
+/// The arguments of `zfcp.unit_add`/`unit_remove` for the volume's LUN on `busid`.
+fn unit_args(busid: &str) -> Value {
+    json!({"busid": busid, "wwpn": DS8K, "fcp_lun": DS8K_FCP})
+}
+
+/// `zfcp.unit_add`: zfcp opens the unit and scans the LUN: disk `name` at `at`
+/// with the zfcp identity attributes, carrying `raw`.
+fn unit_add_scans(
+    t: &Tree,
+    busid: &'static str,
+    at: &'static str,
+    name: &'static str,
+    raw: &'static str,
+) -> impl FnMut(&Value) -> Result<Value, PrivError> + Send + 'static {
+    let t = t.clone();
+    move |_| {
+        add_zfcp_unit(&t, busid, DS8K, DS8K_FCP, false);
+        add_fc_lun(&t, hctl(at), name, "8:0", raw, None);
+        set_zfcp_ids(&t, hctl(at), busid, DS8K, DS8K_FCP);
+        Ok(json!({}))
+    }
+}
+
+/// `zfcp.unit_add` that opens the unit but the LUN's disk never comes.
+fn unit_add_only(
+    t: &Tree,
+    busid: &'static str,
+) -> impl FnMut(&Value) -> Result<Value, PrivError> + Send + 'static {
+    let t = t.clone();
+    move |_| {
+        add_zfcp_unit(&t, busid, DS8K, DS8K_FCP, false);
+        Ok(json!({}))
+    }
+}
+
+/// `zfcp.unit_remove` as moord's guard and the driver do it.
+fn unit_remove(t: &Tree) -> impl FnMut(&Value) -> Result<Value, PrivError> + Send + 'static {
+    let t = t.clone();
+    move |args| {
+        zfcp_unit_remove(&t, args).map_err(|message| PrivError::Refused {
+            op: "zfcp.unit_remove",
+            code: "guard".into(),
+            message,
+        })?;
+        Ok(json!({}))
+    }
+}
+
 /// `zfcp.port_rescan`: zfcp opens the DS8000 port (its directory, the remote port).
 fn port_scan_opens(t: &Tree) -> impl FnMut(&Value) -> Result<Value, PrivError> + Send + 'static {
     let t = t.clone();
@@ -635,15 +703,21 @@ fn zfcp_failed_unit_and_offline_adapter() {
     add_zfcp_port(&env.t, ZFCP_A, DS8K);
     add_rport(&env.t, 0, (0, 0), DS8K, Some(0));
     let t = env.t.clone();
-    let moord = Scripted::new().expect("zfcp.unit_add", move |_| {
-        add_zfcp_unit(&t, ZFCP_A, DS8K, DS8K_FCP, true);
-        Ok(json!({}))
-    });
+    let moord = Scripted::new()
+        .expect("zfcp.unit_add", move |_| {
+            add_zfcp_unit(&t, ZFCP_A, DS8K, DS8K_FCP, true);
+            Ok(json!({}))
+        })
+        // The failed unit this attach added goes again.
+        .expect_args("zfcp.unit_remove", unit_args(ZFCP_A), unit_remove(&env.t));
     let events = ScriptedEvents::new();
     let e = connector(&env, &moord, &events, false)
         .connect(&ds8k_volume())
         .unwrap_err();
+    assert!(matches!(e, FcError::AllPathsFailed(_)), "{e}");
     assert!(e.to_string().contains("unit failed"), "{e}");
+    assert_eq!(ops(&moord), ["zfcp.unit_add", "zfcp.unit_remove"]);
+    assert!(!env.t.exists(&unit_rel(ZFCP_A, DS8K_FCP)));
     // An adapter set offline is not used.
     crate::host::fixture::write(
         &env.t
@@ -654,4 +728,285 @@ fn zfcp_failed_unit_and_offline_adapter() {
         .connect(&ds8k_volume())
         .unwrap_err();
     assert!(matches!(e, FcError::NoHba(_)), "{e}");
+}
+
+#[test]
+fn zfcp_failed_attach_removes_only_the_units_it_added() {
+    let env = zfcp_two_adapters();
+    // Adapter B has the unit already (configured by someone else); A has none.
+    add_zfcp_unit(&env.t, ZFCP_B, DS8K, DS8K_FCP, false);
+    // The array does not present the LUN: neither path gets its disk.
+    let moord = Scripted::new()
+        .expect("multipath.status", ok)
+        .expect_args(
+            "zfcp.unit_add",
+            unit_args(ZFCP_A),
+            unit_add_only(&env.t, ZFCP_A),
+        )
+        .expect_args("zfcp.unit_remove", unit_args(ZFCP_A), unit_remove(&env.t));
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &moord, &events, true)
+        .connect(&ds8k_volume())
+        .unwrap_err();
+    assert!(matches!(e, FcError::AllPathsFailed(_)), "{e}");
+    assert_eq!(
+        ops(&moord),
+        ["multipath.status", "zfcp.unit_add", "zfcp.unit_remove"]
+    );
+    assert!(!env.t.exists(&unit_rel(ZFCP_A, DS8K_FCP)));
+    assert!(env.t.exists(&unit_rel(ZFCP_B, DS8K_FCP)));
+}
+
+#[test]
+fn zfcp_paths_disagreeing_undo_disks_then_units() {
+    let env = zfcp_two_adapters();
+    let moord = Scripted::new()
+        .expect("multipath.status", ok)
+        .expect_args(
+            "zfcp.unit_add",
+            unit_args(ZFCP_A),
+            unit_add_scans(&env.t, ZFCP_A, DS8K_HCTL, "sda", RAW_WWID),
+        )
+        .expect_args(
+            "zfcp.unit_add",
+            unit_args(ZFCP_B),
+            unit_add_scans(
+                &env.t,
+                ZFCP_B,
+                DS8K_HCTL_B,
+                "sdb",
+                "naa.60002ac0000000000000000000099999",
+            ),
+        )
+        .expect_args(
+            "scsi.delete",
+            json!({"device": "sda"}),
+            deletes(&env.t, DS8K_HCTL),
+        )
+        .expect_args(
+            "scsi.delete",
+            json!({"device": "sdb"}),
+            deletes(&env.t, DS8K_HCTL_B),
+        )
+        // Only once no SCSI device of the unit is left (the handler checks).
+        .expect_args("zfcp.unit_remove", unit_args(ZFCP_A), unit_remove(&env.t))
+        .expect_args("zfcp.unit_remove", unit_args(ZFCP_B), unit_remove(&env.t));
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &moord, &events, true)
+        .connect(&ds8k_volume())
+        .unwrap_err();
+    assert!(
+        matches!(&e, FcError::Volume(m) if m.contains("do not agree")),
+        "{e}"
+    );
+    assert!(moord.unused().is_empty(), "{:?}", moord.unused());
+    for busid in [ZFCP_A, ZFCP_B] {
+        assert!(!env.t.exists(&unit_rel(busid, DS8K_FCP)), "{busid}");
+    }
+    assert!(!env.t.exists("sys/block/sda") && !env.t.exists("sys/block/sdb"));
+}
+
+#[test]
+fn zfcp_failed_attach_reports_the_units_it_could_not_remove() {
+    let env = zfcp_setup(false);
+    add_zfcp_port(&env.t, ZFCP_A, DS8K);
+    add_rport(&env.t, 0, (0, 0), DS8K, Some(0));
+    // The unit's SCSI device comes, but sd never gives it a disk: removing the
+    // unit would pull the device, so it is left and reported, and moord is not asked.
+    let t = env.t.clone();
+    let moord = Scripted::new().expect_args("zfcp.unit_add", unit_args(ZFCP_A), move |_| {
+        add_zfcp_unit(&t, ZFCP_A, DS8K, DS8K_FCP, false);
+        add_fc_scsi_device(&t, hctl(DS8K_HCTL));
+        set_zfcp_ids(&t, hctl(DS8K_HCTL), ZFCP_A, DS8K, DS8K_FCP);
+        Ok(json!({}))
+    });
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &moord, &events, false)
+        .connect(&ds8k_volume())
+        .unwrap_err();
+    let FcError::NotUndone { error, left } = &e else {
+        panic!("{e}")
+    };
+    assert!(matches!(**error, FcError::AllPathsFailed(_)), "{error}");
+    assert_eq!(
+        left,
+        &[format!(
+            "zfcp unit {ZFCP_A} 0x{DS8K} {DS8K_FCP}: SCSI device {DS8K_HCTL} of the unit is still there"
+        )]
+    );
+    assert_eq!(ops(&moord), ["zfcp.unit_add"]);
+    assert!(env.t.exists(&unit_rel(ZFCP_A, DS8K_FCP)));
+
+    // moord refuses the unit_remove: reported too, the unit left.
+    env.t.remove_lun(hctl(DS8K_HCTL));
+    env.t.remove(&unit_rel(ZFCP_A, DS8K_FCP));
+    let moord = Scripted::new()
+        .expect("zfcp.unit_add", unit_add_only(&env.t, ZFCP_A))
+        .expect("zfcp.unit_remove", |_| {
+            Err(PrivError::Refused {
+                op: "zfcp.unit_remove",
+                code: "policy".into(),
+                message: "not allowed".into(),
+            })
+        });
+    let e = connector(&env, &moord, &events, false)
+        .connect(&ds8k_volume())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "; not undone: zfcp unit {ZFCP_A} 0x{DS8K} {DS8K_FCP}: zfcp.unit_remove: moord refused (policy): not allowed"
+        )),
+        "{e}"
+    );
+    assert_eq!(ops(&moord), ["zfcp.unit_add", "zfcp.unit_remove"]);
+    assert!(env.t.exists(&unit_rel(ZFCP_A, DS8K_FCP)));
+}
+
+/// What `moor connect` printed for the DS8000 volume on adapter A.
+fn ds8k_info() -> DeviceInfo {
+    DeviceInfo {
+        kind: "block".into(),
+        path: "/dev/sda".into(),
+        scsi_wwn: WWID.into(),
+        multipath_id: None,
+        devices: vec![format!("sda {DS8K_HCTL}")],
+    }
+}
+
+#[test]
+fn zfcp_detach_removes_named_units_whose_disk_is_gone() {
+    let env = zfcp_two_adapters();
+    // A's disk was deleted already; B's unit failed (zfcp could not open the LUN)
+    // and never had one. Another LUN's unit on the same port is not the volume's.
+    add_zfcp_unit(&env.t, ZFCP_A, DS8K, DS8K_FCP, false);
+    add_zfcp_unit(&env.t, ZFCP_B, DS8K, DS8K_FCP, true);
+    add_zfcp_unit(&env.t, ZFCP_A, DS8K, "0x4021400a00000000", false);
+    let moord = Scripted::new()
+        .expect_args("zfcp.unit_remove", unit_args(ZFCP_A), unit_remove(&env.t))
+        .expect_args("zfcp.unit_remove", unit_args(ZFCP_B), unit_remove(&env.t));
+    let events = ScriptedEvents::new();
+    let out = connector(&env, &moord, &events, false)
+        .disconnect(&ds8k_volume(), &ds8k_info(), false, false)
+        .unwrap();
+    assert_eq!(out.status, "clean");
+    assert!(out.removed.is_empty());
+    assert_eq!(ops(&moord), ["zfcp.unit_remove", "zfcp.unit_remove"]);
+    assert!(!env.t.exists(&unit_rel(ZFCP_A, DS8K_FCP)));
+    assert!(!env.t.exists(&unit_rel(ZFCP_B, DS8K_FCP)));
+    assert!(env.t.exists(&unit_rel(ZFCP_A, "0x4021400a00000000")));
+
+    // Only the adapters the initiator_target_map names.
+    add_zfcp_unit(&env.t, ZFCP_A, DS8K, DS8K_FCP, false);
+    add_zfcp_unit(&env.t, ZFCP_B, DS8K, DS8K_FCP, false);
+    let p = props(json!({"target_wwn": DS8K, "target_lun": 0x400a_4020_u64,
+        "initiator_target_map": {"c05076ffe5005612": [DS8K]}}));
+    let moord =
+        Scripted::new().expect_args("zfcp.unit_remove", unit_args(ZFCP_B), unit_remove(&env.t));
+    connector(&env, &moord, &events, false)
+        .disconnect(&p, &ds8k_info(), false, false)
+        .unwrap();
+    assert_eq!(ops(&moord), ["zfcp.unit_remove"]);
+    assert!(env.t.exists(&unit_rel(ZFCP_A, DS8K_FCP)));
+}
+
+#[test]
+fn zfcp_detach_leaves_a_named_unit_carrying_another_volume() {
+    let env = zfcp_setup(false);
+    add_zfcp_port(&env.t, ZFCP_A, DS8K);
+    add_rport(&env.t, 0, (0, 0), DS8K, Some(0));
+    // The array mapped another volume at the LUN since: its disk sits on the unit.
+    add_zfcp_unit(&env.t, ZFCP_A, DS8K, DS8K_FCP, false);
+    add_fc_lun(
+        &env.t,
+        hctl(DS8K_HCTL),
+        "sda",
+        "8:0",
+        "naa.60002ac0000000000000000000099999",
+        None,
+    );
+    set_zfcp_ids(&env.t, hctl(DS8K_HCTL), ZFCP_A, DS8K, DS8K_FCP);
+    let moord = Scripted::new();
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &moord, &events, false)
+        .disconnect(&ds8k_volume(), &ds8k_info(), false, false)
+        .unwrap_err();
+    let FcError::Incomplete(out) = e else {
+        panic!("{e}")
+    };
+    let what: Vec<&str> = out.leftovers.iter().map(|l| l.what.as_str()).collect();
+    assert_eq!(
+        what,
+        [
+            "/dev/sda",
+            &format!("zfcp unit {ZFCP_A} 0x{DS8K} {DS8K_FCP}")
+        ]
+    );
+    assert!(
+        out.leftovers[1].reason.contains(DS8K_HCTL),
+        "{:?}",
+        out.leftovers
+    );
+    assert!(moord.calls().is_empty(), "{:?}", moord.calls());
+    assert!(env.t.exists(&unit_rel(ZFCP_A, DS8K_FCP)));
+    assert!(env.t.exists("sys/block/sda"));
+}
+
+#[test]
+fn zfcp_a_failed_port_is_skipped_for_the_next_path() {
+    let env = zfcp_two_adapters();
+    // zfcp gave up on the port behind adapter A: the path through B is used,
+    // nothing is added through A.
+    fail_zfcp_port(&env.t, ZFCP_A, DS8K);
+    let moord = Scripted::new().expect_args(
+        "zfcp.unit_add",
+        unit_args(ZFCP_B),
+        unit_add_scans(&env.t, ZFCP_B, DS8K_HCTL_B, "sdb", RAW_WWID),
+    );
+    let events = ScriptedEvents::new();
+    let info = connector(&env, &moord, &events, false)
+        .connect(&ds8k_volume())
+        .unwrap();
+    assert_eq!(info.devices, [format!("sdb {DS8K_HCTL_B}")]);
+    assert_eq!(ops(&moord), ["zfcp.unit_add"]);
+    assert!(!env.t.exists(&unit_rel(ZFCP_A, DS8K_FCP)));
+}
+
+#[test]
+fn zfcp_failed_adapters_and_ports_are_not_waited_on() {
+    let env = zfcp_setup(false);
+    let adapter_failed = format!("sys/bus/ccw/drivers/zfcp/{ZFCP_A}/failed");
+    // A failed adapter: no port scan, no unit, and the error says why.
+    fail_zfcp_adapter(&env.t, ZFCP_A);
+    let moord = Scripted::new();
+    let events = ScriptedEvents::new();
+    let e = connector(&env, &moord, &events, false)
+        .connect(&ds8k_volume())
+        .unwrap_err();
+    assert!(
+        matches!(&e, FcError::NoTargetPort { hbas, .. } if hbas.contains("not usable: zfcp adapter 0.0.1900 failed")),
+        "{e}"
+    );
+    assert!(moord.calls().is_empty(), "{:?}", moord.calls());
+
+    // The adapter recovered; the port scan finds the port, but zfcp cannot open
+    // it (no remote port comes): the port is not waited for (the event stays
+    // unused) and the path is not used.
+    crate::host::fixture::write(&env.t.path(&adapter_failed), "0\n");
+    let t = env.t.clone();
+    let moord = Scripted::new().expect("zfcp.port_rescan", move |_| {
+        add_zfcp_port(&t, ZFCP_A, DS8K);
+        fail_zfcp_port(&t, ZFCP_A, DS8K);
+        Ok(json!({}))
+    });
+    let events = ScriptedEvents::new().then(|| {});
+    let e = connector(&env, &moord, &events, false)
+        .connect(&ds8k_volume())
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not usable: zfcp port 0.0.1900 0x500507630b1b41c3 failed"),
+        "{e}"
+    );
+    assert_eq!(events.steps_run(), 0);
+    assert_eq!(ops(&moord), ["zfcp.port_rescan"]);
 }

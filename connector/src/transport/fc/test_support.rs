@@ -119,6 +119,19 @@ pub(crate) fn add_fc_lun(
     raw_wwid: &str,
     by_path: Option<&str>,
 ) {
+    add_fc_scsi_device(t, hctl);
+    t.add_block(hctl, name, devnum);
+    t.set_wwid(hctl, raw_wwid);
+    let mut links = by_id_links(raw_wwid);
+    if let Some(p) = by_path {
+        links.push(format!("by-path/{p}"));
+    }
+    t.udev_add(name, devnum, &links);
+}
+
+/// The SCSI device `hctl` under its remote port's target, without a block device
+/// (sd has not bound it yet, or it went away).
+pub(crate) fn add_fc_scsi_device(t: &Tree, hctl: Hctl) {
     let target = resolved(
         t,
         &format!(
@@ -133,13 +146,6 @@ pub(crate) fn add_fc_lun(
         .join(hctl.to_string());
     write(&sd.join("state"), "running\n");
     symlink(&t.path(&format!("sys/bus/scsi/devices/{hctl}")), &sd);
-    t.add_block(hctl, name, devnum);
-    t.set_wwid(hctl, raw_wwid);
-    let mut links = by_id_links(raw_wwid);
-    if let Some(p) = by_path {
-        links.push(format!("by-path/{p}"));
-    }
-    t.udev_add(name, devnum, &links);
 }
 
 /// A two-HBA host, both ports online, each seeing both array ports as SCSI
@@ -182,7 +188,9 @@ pub(crate) fn add_zfcp_adapter(t: &Tree, busid: &str, host: u32, wwpn: &str, npi
     let dev = t.path(&format!("sys/devices/{parent}"));
     write(&dev.join("online"), "1\n");
     write(&dev.join("failed"), "0\n");
+    write(&dev.join("in_recovery"), "0\n");
     write(&dev.join("port_rescan"), "");
+    write(&dev.join("port_remove"), "");
     write(&dev.join("cutype"), "1731/03\n");
     symlink(&t.path(&format!("sys/bus/ccw/drivers/zfcp/{busid}")), &dev);
     symlink(&t.path(&format!("sys/bus/ccw/devices/{busid}")), &dev);
@@ -192,6 +200,7 @@ pub(crate) fn add_zfcp_adapter(t: &Tree, busid: &str, host: u32, wwpn: &str, npi
 pub(crate) fn add_zfcp_port(t: &Tree, busid: &str, wwpn: &str) {
     let dir = t.path(&format!("sys/bus/ccw/drivers/zfcp/{busid}/0x{wwpn}"));
     write(&dir.join("failed"), "0\n");
+    write(&dir.join("in_recovery"), "0\n");
     write(&dir.join("unit_add"), "");
     write(&dir.join("unit_remove"), "");
 }
@@ -202,7 +211,54 @@ pub(crate) fn add_zfcp_unit(t: &Tree, busid: &str, wwpn: &str, fcp_lun: &str, fa
         "sys/bus/ccw/drivers/zfcp/{busid}/0x{wwpn}/{fcp_lun}"
     ));
     write(&dir.join("failed"), if failed { "1\n" } else { "0\n" });
+    write(&dir.join("in_recovery"), "0\n");
     write(&dir.join("access_denied"), "0\n");
+}
+
+/// zfcp's error recovery gives up on adapter `busid` (`failed` 1, as after a
+/// channel path loss it could not recover from).
+pub(crate) fn fail_zfcp_adapter(t: &Tree, busid: &str) {
+    write(
+        &t.path(&format!("sys/bus/ccw/drivers/zfcp/{busid}/failed")),
+        "1\n",
+    );
+}
+
+/// zfcp's error recovery gives up on remote port `wwpn` of `busid` (`failed` 1:
+/// the port could not be opened, e.g. not zoned or logged out for good).
+pub(crate) fn fail_zfcp_port(t: &Tree, busid: &str, wwpn: &str) {
+    write(
+        &t.path(&format!("sys/bus/ccw/drivers/zfcp/{busid}/0x{wwpn}/failed")),
+        "1\n",
+    );
+}
+
+/// `unit_remove` as the zfcp driver and moord's guard (`ZfcpUnitUnused`) do it:
+/// refused while a SCSI device of the unit is left, else the unit directory goes.
+pub(crate) fn zfcp_unit_remove(t: &Tree, args: &serde_json::Value) -> Result<(), String> {
+    let field = |k: &str| args[k].as_str().unwrap_or_default().to_owned();
+    let (busid, wwpn, lun) = (field("busid"), field("wwpn"), field("fcp_lun"));
+    let devices = t.path("sys/bus/scsi/devices");
+    for e in fs::read_dir(&devices).into_iter().flatten().flatten() {
+        let attr = |a: &str| {
+            fs::read_to_string(e.path().join(a))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        if attr("hba_id") == busid && attr("wwpn") == format!("0x{wwpn}") && attr("fcp_lun") == lun
+        {
+            return Err(format!(
+                "{}: is a SCSI device of the unit",
+                e.file_name().to_string_lossy()
+            ));
+        }
+    }
+    let unit = format!("sys/bus/ccw/drivers/zfcp/{busid}/0x{wwpn}/{lun}");
+    if !t.exists(&unit) {
+        return Err(format!("{unit}: no such unit"));
+    }
+    t.remove(&unit);
+    Ok(())
 }
 
 /// The zfcp identity attributes of SCSI device `hctl` (what zfcp adds to every

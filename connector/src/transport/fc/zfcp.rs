@@ -19,6 +19,10 @@
 //! LUN scan, where the LUNs of an opened port appear by themselves (and a targeted
 //! SCSI scan works as on any FC HBA). Detach removes the SCSI devices, then the
 //! unit (`unit_remove`).
+//!
+//! `failed` (adapter, port, unit) is 1 once zfcp's error recovery gave up on the
+//! object: nothing behind it will come back without an operator, so a path
+//! through it is skipped rather than waited on.
 
 use std::path::PathBuf;
 
@@ -28,6 +32,15 @@ use crate::host::scsi::Hctl;
 use crate::host::{HostError, HostPaths};
 use crate::types::{CcwBusId, FcpLun, Wwpn};
 
+/// A zFCP unit: adapter, remote port and FCP LUN (what `unit_add` and
+/// `unit_remove` take).
+pub type UnitId = (CcwBusId, Wwpn, FcpLun);
+
+/// `0.0.1900 0x500507630b1b41c3 0x4020400a00000000`, for messages.
+pub fn unit_name((busid, wwpn, lun): UnitId) -> String {
+    format!("{busid} {} {lun}", wwpn.sysfs_form())
+}
+
 /// A zFCP adapter (the CCW device behind an FC host).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adapter {
@@ -36,6 +49,8 @@ pub struct Adapter {
     pub online: bool,
     /// The fc_host is an NPIV virtual port (`port_type` `NPIV VPORT`).
     pub npiv: bool,
+    /// `failed` is not 0: zfcp's recovery of the adapter gave up.
+    pub failed: bool,
 }
 
 /// The zFCP adapter of `hba`, when it is one (its device path runs through a CCW
@@ -57,11 +72,21 @@ pub fn adapter(paths: &HostPaths, hba: &FcHost) -> Result<Option<Adapter>, HostE
     let npiv = paths
         .read_attr(&paths.sys(&format!("class/fc_host/host{}/port_type", hba.host)))?
         .is_some_and(|t| t.trim() == "NPIV VPORT");
+    let failed = failed(paths, &dir)?;
     Ok(Some(Adapter {
         busid,
         online,
         npiv,
+        failed,
     }))
+}
+
+/// `<dir>/failed` says 1 (absent: not failed; zfcp always has it, so absent means
+/// no such object, which callers check on their own).
+fn failed(paths: &HostPaths, dir: &std::path::Path) -> Result<bool, HostError> {
+    Ok(paths
+        .read_attr(&dir.join("failed"))?
+        .is_some_and(|f| f.trim() != "0"))
 }
 
 fn adapter_dir(paths: &HostPaths, busid: CcwBusId) -> PathBuf {
@@ -81,6 +106,12 @@ pub fn unit_dir(paths: &HostPaths, busid: CcwBusId, wwpn: Wwpn, lun: FcpLun) -> 
 /// zFCP knows remote port `wwpn` on `busid`.
 pub fn port_known(paths: &HostPaths, busid: CcwBusId, wwpn: Wwpn) -> Result<bool, HostError> {
     Ok(paths.list_dir(&port_dir(paths, busid, wwpn))?.is_some())
+}
+
+/// zfcp's recovery of remote port `wwpn` on `busid` gave up (`failed` is 1): the
+/// port is known but cannot carry I/O (a port zfcp does not know is not failed).
+pub fn port_failed(paths: &HostPaths, busid: CcwBusId, wwpn: Wwpn) -> Result<bool, HostError> {
+    failed(paths, &port_dir(paths, busid, wwpn))
 }
 
 /// The state of a unit added with `unit_add`: `None` when there is no such unit.
@@ -116,10 +147,7 @@ pub fn auto_lun_scan(paths: &HostPaths, adapter: &Adapter) -> Result<bool, HostE
 
 /// The FCP LUN a zfcp SCSI device carries (`fcp_lun`), and its adapter and port:
 /// what `unit_remove` must not pull from under a disk.
-pub fn device_unit(
-    paths: &HostPaths,
-    hctl: Hctl,
-) -> Result<Option<(CcwBusId, Wwpn, FcpLun)>, HostError> {
+pub fn device_unit(paths: &HostPaths, hctl: Hctl) -> Result<Option<UnitId>, HostError> {
     let dir = paths.sys(&format!("bus/scsi/devices/{hctl}"));
     let attr = |a: &str| -> Result<Option<String>, HostError> {
         Ok(paths.read_attr(&dir.join(a))?.map(|v| v.trim().to_owned()))
@@ -132,6 +160,23 @@ pub fn device_unit(
         (Ok(b), Ok(w), Ok(l)) => Some((b, w, l)),
         _ => None,
     })
+}
+
+/// The SCSI devices of unit `id` (any state, with or without a block device):
+/// what moord's `unit_remove` guard refuses on.
+pub fn unit_devices(paths: &HostPaths, id: UnitId) -> Result<Vec<Hctl>, HostError> {
+    let mut out = Vec::new();
+    for name in paths
+        .list_dir(&paths.sys("bus/scsi/devices"))?
+        .unwrap_or_default()
+    {
+        if let Ok(hctl) = name.parse::<Hctl>()
+            && device_unit(paths, hctl)? == Some(id)
+        {
+            out.push(hctl);
+        }
+    }
+    Ok(out)
 }
 
 /// The by-path names udev has used for a zfcp disk over the years: systemd's

@@ -84,3 +84,52 @@ fn a_disks_unit() {
     // The kernel's mapping: FCP LUN 0x4000400000000000 is Linux LUN 0x40004000.
     assert_eq!(l.to_linux(), Lun(1_073_758_208));
 }
+
+#[test]
+fn failed_adapters_and_ports() {
+    let (_d, t) = tree();
+    add_zfcp_adapter(&t, ZFCP_A, 0, "c05076ffe5005611", false);
+    add_zfcp_port(&t, ZFCP_A, DS8K);
+    let p = t.paths();
+    let hba = &fc_hosts(&p).unwrap()[0];
+    let busid: CcwBusId = ZFCP_A.parse().unwrap();
+    let w: Wwpn = DS8K.parse().unwrap();
+    assert!(!adapter(&p, hba).unwrap().unwrap().failed);
+    assert!(!port_failed(&p, busid, w).unwrap());
+    // A port zfcp does not know is not a failed one.
+    assert!(!port_failed(&p, busid, "5005076300000001".parse().unwrap()).unwrap());
+    fail_zfcp_port(&t, ZFCP_A, DS8K);
+    assert!(port_failed(&p, busid, w).unwrap());
+    assert!(!adapter(&p, hba).unwrap().unwrap().failed);
+    fail_zfcp_adapter(&t, ZFCP_A);
+    assert!(adapter(&p, hba).unwrap().unwrap().failed);
+}
+
+#[test]
+fn the_scsi_devices_of_a_unit() {
+    let (_d, t) = tree();
+    add_zfcp_adapter(&t, ZFCP_A, 0, "c05076ffe5005611", false);
+    add_zfcp_port(&t, ZFCP_A, DS8K);
+    add_rport(&t, 0, (0, 0), DS8K, Some(0));
+    let p = t.paths();
+    let id: UnitId = (
+        ZFCP_A.parse().unwrap(),
+        DS8K.parse().unwrap(),
+        "0x4000400000000000".parse().unwrap(),
+    );
+    assert_eq!(
+        unit_name(id),
+        "0.0.1900 0x500507630b1b41c3 0x4000400000000000"
+    );
+    assert!(unit_devices(&p, id).unwrap().is_empty());
+    // A device of another LUN of the port is not the unit's.
+    let other: Hctl = "0:0:0:1073758209".parse().unwrap();
+    add_fc_lun(&t, other, "sdb", "8:16", RAW_WWID, None);
+    set_zfcp_ids(&t, other, ZFCP_A, DS8K, "0x4001400000000000");
+    assert!(unit_devices(&p, id).unwrap().is_empty());
+    // Its own, with or without a block device.
+    let h: Hctl = "0:0:0:1073758208".parse().unwrap();
+    add_fc_scsi_device(&t, h);
+    set_zfcp_ids(&t, h, ZFCP_A, DS8K, "0x4000400000000000");
+    assert_eq!(unit_devices(&p, id).unwrap(), [h]);
+}
