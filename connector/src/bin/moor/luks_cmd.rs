@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use moor_connector::encryption::{
-    Backing, EncryptionProps, Encryptor, LuksSettings, Passphrase, SecretKind,
+    Backing, EncryptedVolume, EncryptionProps, Encryptor, LuksSettings, Passphrase, SecretKind,
 };
 use moor_connector::exec::Privileged;
 use moor_connector::host::HostPaths;
@@ -176,6 +176,121 @@ pub fn encryptor<'a>(
         events,
         settings,
     }
+}
+
+/// The host side of an encrypted volume, whatever transport attached it: the
+/// steps `moor connect|disconnect|extend` run around the transport's own.
+pub struct HostCrypt<'a> {
+    pub paths: HostPaths,
+    pub privileged: &'a dyn Privileged,
+    /// One deadline per step.
+    pub timeout: Duration,
+}
+
+impl HostCrypt<'_> {
+    fn encryptor<'e>(&'e self, events: &'e UdevEvents, settings: LuksSettings) -> Encryptor<'e> {
+        encryptor(self.paths.clone(), self.privileged, events, settings)
+    }
+
+    /// Opens `mapping` on the attached device at `device_path`, whose identity
+    /// moord re-checks (`wwid`), formatting a blank volume on first use. Returns
+    /// the mapping's path and the record for device_info's `encryption`.
+    pub fn open(
+        &self,
+        enc: &Encryption,
+        mapping: &str,
+        device_path: &str,
+        wwid: String,
+        read_only: bool,
+    ) -> Result<(String, EncryptedVolume)> {
+        let backing = device_name(&self.paths, device_path)?;
+        let events = UdevEvents;
+        let opened = self.encryptor(&events, enc.settings.clone()).open(
+            &enc.props,
+            mapping,
+            &Backing::Device {
+                name: backing.clone(),
+                wwid,
+            },
+            enc.passphrase("attaching an encrypted volume")?,
+            read_only,
+            Instant::now() + self.timeout,
+        )?;
+        let record = EncryptedVolume {
+            provider: enc
+                .props
+                .provider
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
+            mapping: opened.mapping,
+            device_path: device_path.to_string(),
+            backing,
+        };
+        Ok((opened.path, record))
+    }
+
+    /// Closes a volume's mapping before its detach: the one device_info records,
+    /// else the one named `by_name` (when `--encryption` names a host-decrypted
+    /// provider), whatever it sits on (moord refuses unless it is the volume's
+    /// device, `wwid`). Nothing to do when neither exists.
+    pub fn close(
+        &self,
+        recorded: Option<&EncryptedVolume>,
+        by_name: Option<String>,
+        wwid: impl FnOnce() -> Result<String>,
+    ) -> Result<()> {
+        let events = UdevEvents;
+        let e = self.encryptor(&events, LuksSettings::default());
+        let (mapping, backing) = match (recorded, by_name) {
+            (Some(ev), _) => (ev.mapping.clone(), ev.backing.clone()),
+            (None, Some(mapping)) => match e.find_mapping(&mapping)? {
+                Some(dm) => {
+                    let backing = self
+                        .paths
+                        .list_dir(&self.paths.sys(&format!("block/{dm}/slaves")))?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .next()
+                        .with_context(|| format!("mapping {mapping} ({dm}) sits on no device"))?;
+                    (mapping, backing)
+                }
+                None => return Ok(()),
+            },
+            (None, None) => return Ok(()),
+        };
+        e.close(&mapping, &backing, &wwid()?, Instant::now() + self.timeout)
+            .with_context(|| format!("closing {mapping}; the volume was not detached"))?;
+        Ok(())
+    }
+
+    /// Grows the volume's mapping after the transport's extend: its new size.
+    pub fn resize(&self, enc: &Encryption, ev: &EncryptedVolume, wwid: &str) -> Result<u64> {
+        let events = UdevEvents;
+        Ok(self.encryptor(&events, enc.settings.clone()).resize(
+            &enc.props,
+            &ev.mapping,
+            &ev.backing,
+            wwid,
+            enc.passphrase("resizing an encrypted volume")?,
+            Instant::now() + self.timeout,
+        )?)
+    }
+}
+
+/// The decrypted mapping's name for a volume (`crypt-<volume_id>`).
+pub fn mapping_for_volume(volume_id: Option<&str>) -> Result<String> {
+    let id = volume_id.context(
+        "an encrypted volume needs `volume_id` in its connection properties (the mapping is named after it)",
+    )?;
+    Ok(moor_connector::encryption::mapping_name(id)?)
+}
+
+/// An extend's JSON output for an encrypted volume: the size the guest sees is
+/// the mapping's (the header is not data); the device's goes to `device_size`.
+pub fn encrypted_extend_output(out: &mut serde_json::Value, mapping: &str, size: u64) {
+    out["device_size"] = out["new_size"].clone();
+    out["new_size"] = size.into();
+    out["path"] = format!("/dev/mapper/{mapping}").into();
 }
 
 // ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use moor_connector::attachments::Registry;
-use moor_connector::encryption::{Backing, EncryptedVolume};
+use moor_connector::encryption::EncryptedVolume;
 use moor_connector::exec::{DryRun, Privileged};
 use moor_connector::host::HostPaths;
 use moor_connector::host::udev::UdevEvents;
@@ -23,7 +23,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::luks_cmd::{Encryption, EncryptionArgs, device_name, encryptor};
+use crate::luks_cmd::{
+    Encryption, EncryptionArgs, HostCrypt, encrypted_extend_output, mapping_for_volume,
+};
 use crate::volume_cmd::{Common, connection_data, print_outcome, print_plan, read_json, setup};
 
 /// Arguments every command of these transports takes.
@@ -323,10 +325,7 @@ fn stdin_user(args: &VolumeArgs) -> Option<&'static str> {
 
 /// The volume's mapping name (`crypt-<volume_id>`).
 fn mapping_for<T: Transport>(props: &T::Props) -> Result<String> {
-    let id = T::volume_id(props).context(
-        "an encrypted volume needs `volume_id` in its connection properties (the mapping is named after it)",
-    )?;
-    Ok(moor_connector::encryption::mapping_name(id)?)
+    mapping_for_volume(T::volume_id(props))
 }
 
 fn wwid_for_luks<T: Transport>(info: &T::Info) -> Result<String> {
@@ -338,6 +337,14 @@ fn wwid_for_luks<T: Transport>(info: &T::Info) -> Result<String> {
     })
 }
 
+fn host_crypt<'a>(common: &Common, privileged: &'a dyn Privileged) -> HostCrypt<'a> {
+    HostCrypt {
+        paths: HostPaths::under(&common.host_root),
+        privileged,
+        timeout: Duration::from_secs(common.timeout),
+    }
+}
+
 /// Opens the decrypted mapping on the attached device and points `path` at it.
 fn open_encrypted<T: Transport>(
     common: &Common,
@@ -347,41 +354,20 @@ fn open_encrypted<T: Transport>(
     mapping: &str,
     out: &mut Attached<T::Info>,
 ) -> Result<()> {
-    let paths = HostPaths::under(&common.host_root);
-    let wwid = wwid_for_luks::<T>(&out.info)?;
-    let backing = device_name(&paths, T::path(&out.info))?;
-    let events = UdevEvents;
-    let e = encryptor(paths, privileged, &events, enc.settings.clone());
-    let deadline = std::time::Instant::now() + Duration::from_secs(common.timeout);
-    let opened = e.open(
-        &enc.props,
+    let (path, record) = host_crypt(common, privileged).open(
+        enc,
         mapping,
-        &Backing::Device {
-            name: backing.clone(),
-            wwid,
-        },
-        enc.passphrase("attaching an encrypted volume")?,
+        T::path(&out.info),
+        wwid_for_luks::<T>(&out.info)?,
         T::read_only(props),
-        deadline,
     )?;
-    let device_path = T::path(&out.info).to_string();
-    T::set_path(&mut out.info, opened.path);
-    out.encryption = Some(EncryptedVolume {
-        provider: enc
-            .props
-            .provider
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default(),
-        mapping: opened.mapping,
-        device_path,
-        backing,
-    });
+    T::set_path(&mut out.info, path);
+    out.encryption = Some(record);
     Ok(())
 }
 
 /// Closes the volume's decrypted mapping (when open) and gives back the
-/// transport's device_info. The mapping is found from `encryption`, or from the
-/// volume id when `--encryption` names a host-decrypted provider.
+/// transport's device_info.
 fn close_encrypted<T: Transport>(
     common: &Common,
     privileged: &dyn Privileged,
@@ -393,34 +379,15 @@ fn close_encrypted<T: Transport>(
         mut info,
         encryption,
     } = attached;
-    let paths = HostPaths::under(&common.host_root);
-    let events = UdevEvents;
-    let e = encryptor(paths.clone(), privileged, &events, Default::default());
-    let deadline = std::time::Instant::now() + Duration::from_secs(common.timeout);
-    let (mapping, backing) = match encryption {
-        Some(ev) => {
-            T::set_path(&mut info, ev.device_path);
-            (ev.mapping, Some(ev.backing))
-        }
-        None if enc.is_some() => (mapping_for::<T>(props)?, None),
-        None => return Ok(info),
+    let by_name = match (&encryption, enc) {
+        (None, Some(_)) => Some(mapping_for::<T>(props)?),
+        _ => None,
     };
-    let backing = match backing {
-        Some(b) => b,
-        None => match e.find_mapping(&mapping)? {
-            // Whatever it sits on: moord refuses unless it is the volume's device.
-            Some(dm) => paths
-                .list_dir(&paths.sys(&format!("block/{dm}/slaves")))?
-                .unwrap_or_default()
-                .into_iter()
-                .next()
-                .with_context(|| format!("mapping {mapping} ({dm}) sits on no device"))?,
-            None => return Ok(info),
-        },
-    };
-    let wwid = wwid_for_luks::<T>(&info)?;
-    e.close(&mapping, &backing, &wwid, deadline)
-        .with_context(|| format!("closing {mapping}; the volume was not detached"))?;
+    if let Some(ev) = &encryption {
+        T::set_path(&mut info, ev.device_path.clone());
+    }
+    host_crypt(common, privileged)
+        .close(encryption.as_ref(), by_name, || wwid_for_luks::<T>(&info))?;
     Ok(info)
 }
 
@@ -488,26 +455,12 @@ where
     }
     let mut out = serde_json::to_value(result?)?;
     if let (Some(ev), Some(enc)) = (&encryption, &enc) {
-        let common = &a.args.common;
-        let e = encryptor(
-            HostPaths::under(&common.host_root),
-            &*s.privileged,
-            &events,
-            enc.settings.clone(),
-        );
-        let deadline = std::time::Instant::now() + Duration::from_secs(common.timeout);
-        let size = e.resize(
-            &enc.props,
-            &ev.mapping,
-            &ev.backing,
+        let size = host_crypt(&a.args.common, &*s.privileged).resize(
+            enc,
+            ev,
             &wwid_for_luks::<T>(&info)?,
-            enc.passphrase("resizing an encrypted volume")?,
-            deadline,
         )?;
-        // The size the guest sees is the mapping's (the header is not data).
-        out["device_size"] = out["new_size"].clone();
-        out["new_size"] = size.into();
-        out["path"] = format!("/dev/mapper/{}", ev.mapping).into();
+        encrypted_extend_output(&mut out, &ev.mapping, size);
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)

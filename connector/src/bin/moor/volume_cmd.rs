@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use moor_connector::attachments::Registry;
-use moor_connector::encryption::{Backing, EncryptedVolume};
 use moor_connector::exec::{Daemon, DryRun, Privileged};
 use moor_connector::host::HostPaths;
 use moor_connector::host::udev::UdevEvents;
@@ -23,7 +22,9 @@ use moor_connector::types::IfaceName;
 use moor_privhelper::client::read_key_file;
 
 use crate::dasd_cmd::FibreChannelEckd;
-use crate::luks_cmd::{Encryption, EncryptionArgs, device_name, encryptor};
+use crate::luks_cmd::{
+    Encryption, EncryptionArgs, HostCrypt, encrypted_extend_output, mapping_for_volume,
+};
 use crate::metrics_cmd::Recording;
 use crate::transport_cmd::{
     self, DetachArgs, ExtendArgs, FibreChannel, Nvmeof, Transport, VolumeArgs,
@@ -396,11 +397,7 @@ fn stdin_user(args: &IscsiArgs) -> Option<&'static str> {
 
 /// The volume's mapping name (`crypt-<volume_id>`).
 fn mapping_for(props: &IscsiProps) -> Result<String> {
-    let id = props
-        .volume_id
-        .as_deref()
-        .context("an encrypted volume needs `volume_id` in its connection properties (the mapping is named after it)")?;
-    Ok(moor_connector::encryption::mapping_name(id)?)
+    mapping_for_volume(props.volume_id.as_deref())
 }
 
 impl ConnectCommand {
@@ -503,6 +500,14 @@ fn connect_volume(
     Ok(ExitCode::SUCCESS)
 }
 
+fn host_crypt<'a>(c: &IscsiConnector<'a>) -> HostCrypt<'a> {
+    HostCrypt {
+        paths: c.paths.clone(),
+        privileged: c.privileged,
+        timeout: c.options.timeout,
+    }
+}
+
 /// Opens the decrypted mapping on the attached device and points `info.path` at it.
 fn open_encrypted(
     c: &IscsiConnector,
@@ -511,35 +516,15 @@ fn open_encrypted(
     mapping: &str,
     info: &mut DeviceInfo,
 ) -> Result<()> {
-    let backing = device_name(&c.paths, &info.path)?;
-    let e = encryptor(
-        c.paths.clone(),
-        c.privileged,
-        &UdevEvents,
-        enc.settings.clone(),
-    );
-    let deadline = std::time::Instant::now() + c.options.timeout;
-    let opened = e.open(
-        &enc.props,
+    let (path, record) = host_crypt(c).open(
+        enc,
         mapping,
-        &Backing::Device {
-            name: backing.clone(),
-            wwid: info.scsi_wwn.clone(),
-        },
-        enc.passphrase("attaching an encrypted volume")?,
+        &info.path,
+        info.scsi_wwn.clone(),
         props.access_mode == AccessMode::ReadOnly,
-        deadline,
     )?;
-    info.encryption = Some(EncryptedVolume {
-        provider: enc
-            .props
-            .provider
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default(),
-        mapping: opened.mapping,
-        device_path: std::mem::replace(&mut info.path, opened.path),
-        backing,
-    });
+    info.path = path;
+    info.encryption = Some(record);
     Ok(())
 }
 
@@ -552,37 +537,15 @@ fn close_encrypted(
     enc: Option<&Encryption>,
     mut info: DeviceInfo,
 ) -> Result<DeviceInfo> {
-    let e = encryptor(
-        c.paths.clone(),
-        c.privileged,
-        &UdevEvents,
-        Default::default(),
-    );
-    let deadline = std::time::Instant::now() + c.options.timeout;
-    let (mapping, backing) = match info.encryption.take() {
-        Some(ev) => {
-            info.path = ev.device_path;
-            (ev.mapping, Some(ev.backing))
-        }
-        None if enc.is_some() => (mapping_for(props)?, None),
-        None => return Ok(info),
+    let recorded = info.encryption.take();
+    let by_name = match (&recorded, enc) {
+        (None, Some(_)) => Some(mapping_for(props)?),
+        _ => None,
     };
-    let backing = match backing {
-        Some(b) => b,
-        None => match e.find_mapping(&mapping)? {
-            // Whatever it sits on: moord refuses unless it is the volume's device.
-            Some(dm) => c
-                .paths
-                .list_dir(&c.paths.sys(&format!("block/{dm}/slaves")))?
-                .unwrap_or_default()
-                .into_iter()
-                .next()
-                .with_context(|| format!("mapping {mapping} ({dm}) sits on no device"))?,
-            None => return Ok(info),
-        },
-    };
-    e.close(&mapping, &backing, &info.scsi_wwn, deadline)
-        .with_context(|| format!("closing {mapping}; the volume was not detached"))?;
+    if let Some(ev) = &recorded {
+        info.path = ev.device_path.clone();
+    }
+    host_crypt(c).close(recorded.as_ref(), by_name, || Ok(info.scsi_wwn.clone()))?;
     Ok(info)
 }
 
@@ -743,20 +706,8 @@ fn extend_volume(
     let extended = result?;
     let mut out = serde_json::to_value(&extended)?;
     if let (Some(ev), Some(enc)) = (&encrypted, &enc) {
-        let e = encryptor(c.paths.clone(), c.privileged, &events, enc.settings.clone());
-        let deadline = std::time::Instant::now() + c.options.timeout;
-        let size = e.resize(
-            &enc.props,
-            &ev.mapping,
-            &ev.backing,
-            &info.scsi_wwn,
-            enc.passphrase("resizing an encrypted volume")?,
-            deadline,
-        )?;
-        // The size the guest sees is the mapping's (the header is not data).
-        out["device_size"] = out["new_size"].clone();
-        out["new_size"] = size.into();
-        out["path"] = format!("/dev/mapper/{}", ev.mapping).into();
+        let size = host_crypt(&c).resize(enc, ev, &info.scsi_wwn)?;
+        encrypted_extend_output(&mut out, &ev.mapping, size);
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
