@@ -395,10 +395,20 @@ class Watcher:
     def run(self):
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
+        # Run first when an exec event arrives: a short-lived command (blockdev takes
+        # well under a millisecond) must not exit before its argv is read. A real-time
+        # class preempts the normal tasks on the CPU at once (a plain nice -10 missed
+        # 1 of 417 moord commands in a CI run with 16 concurrent attaches); the kernel's
+        # RT throttling keeps the select-driven loop from starving anything.
         try:
-            os.setpriority(os.PRIO_PROCESS, 0, -10)   # woken first when an event arrives
-        except OSError:
-            pass
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+            self.st["scheduler"] = "SCHED_FIFO 10"
+        except (OSError, AttributeError):
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, -10)
+                self.st["scheduler"] = "nice -10"
+            except OSError:
+                self.st["scheduler"] = "default"
         try:
             self.connector_open()
             self.mode = "proc connector + %gs sweep" % self.interval
@@ -764,9 +774,9 @@ def check(args):
         + (" (+%d planted: %d found)" % (len(planted), len(planted) - report["planted_missing"])
            if planted else ""))
     lost_s = ", ".join("%s %d" % kv for kv in sorted(lost.items()))
-    detail = ("secretwatch: mode %s; execs by program: %s; moord ran %d; unreadable (exited "
+    detail = ("secretwatch: mode %s (%s); execs by program: %s; moord ran %d; unreadable (exited "
               "first) %d%s; overruns %d; %d log copies; watcher CPU %ss in %ss; searched: %s" % (
-                  mode, prog, stats.get("moord_children", 0), stats.get("exec_unreadable", 0),
+                  mode, stats.get("scheduler", "?"), prog, stats.get("moord_children", 0), stats.get("exec_unreadable", 0),
                   " (parents: %s)" % lost_s if lost_s else "",
                   stats.get("overruns", 0), stats.get("logs_copied", 0),
                   stats.get("cpu_seconds", "?"), stats.get("wall_seconds", "?"), ", ".join(sources)))
