@@ -381,45 +381,6 @@ fn an_alias_is_refused() {
 }
 
 #[test]
-fn another_uid_is_refused_before_anything_changes() {
-    let env = setup();
-    online(&env, &volume());
-    let before = env.t.snapshot();
-    let moord = Scripted::new();
-    let err = connector(&env, &moord, &ScriptedEvents::new())
-        .connect(&props(json!({"device_id": BUSID, "uid": OTHER_UID})))
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains(&format!("0.0.b100 carries uid {UID}, not {OTHER_UID}")),
-        "{err}"
-    );
-    assert!(moord.calls().is_empty());
-    assert_eq!(env.t.snapshot(), before);
-    assert!(env.registry().get("dasdb").is_none());
-}
-
-#[test]
-fn another_uid_behind_an_offline_device_is_set_offline_again() {
-    let env = setup();
-    add_dasd(&env.t, &volume());
-    let before = env.t.snapshot();
-    let moord = Scripted::new()
-        .expect("dasd.online", online_brings_up(&env.t, volume(), true))
-        // Guarded by the uid the device shows, not the one asked for.
-        .expect_args(
-            "dasd.safe_offline",
-            json!({"busid": BUSID, "expected_uid": UID}),
-            safe_offline_removes(&env.t, volume()),
-        );
-    let err = connector(&env, &moord, &ScriptedEvents::new())
-        .connect(&props(json!({"device_id": BUSID, "uid": OTHER_UID})))
-        .unwrap_err();
-    assert!(err.to_string().contains("not this volume"), "{err}");
-    assert_eq!(env.t.snapshot(), before);
-}
-
-#[test]
 fn a_failing_online_is_reported_and_nothing_to_undo() {
     let env = setup();
     add_dasd(&env.t, &volume());
@@ -553,12 +514,16 @@ fn subsystem_id_and_unit_address_are_checked_with_a_bus_id() {
 }
 
 #[test]
-fn another_unit_address_is_refused_before_anything_changes() {
+fn another_volume_is_refused_before_anything_changes() {
     let env = setup();
     online(&env, &volume());
     let before = env.t.snapshot();
     let moord = Scripted::new();
     for (v, needle) in [
+        (
+            json!({"device_id": BUSID, "uid": OTHER_UID}),
+            format!("0.0.b100 carries uid {UID}, not {OTHER_UID}"),
+        ),
         (
             json!({"device_id": BUSID, "unit_address": "06"}),
             format!(
@@ -574,7 +539,10 @@ fn another_unit_address_is_refused_before_anything_changes() {
             .connect(&props(v.clone()))
             .unwrap_err();
         assert!(
-            matches!(err, DasdError::AddressMismatch { .. }),
+            matches!(
+                err,
+                DasdError::AddressMismatch { .. } | DasdError::UidMismatch { .. }
+            ),
             "{v}: {err}"
         );
         assert!(err.to_string().contains(&needle), "{v}: {err}");
@@ -585,33 +553,43 @@ fn another_unit_address_is_refused_before_anything_changes() {
 }
 
 #[test]
-fn another_unit_address_behind_an_offline_device_is_set_offline_again() {
-    let env = setup();
-    add_dasd(&env.t, &volume());
-    // The IPL DASD stays online: only what this attach set online goes offline.
-    let before = env.t.snapshot();
-    let moord = Scripted::new()
-        .expect("dasd.online", online_brings_up(&env.t, volume(), true))
-        .expect_args(
-            "dasd.safe_offline",
-            json!({"busid": BUSID, "expected_uid": UID}),
-            safe_offline_removes(&env.t, volume()),
-        );
-    let err = connector(&env, &moord, &ScriptedEvents::new())
-        .connect(&props(
+fn another_volume_behind_an_offline_device_is_set_offline_again() {
+    for (v, needle) in [
+        (
+            json!({"device_id": BUSID, "uid": OTHER_UID}),
+            format!("0.0.b100 carries uid {UID}, not {OTHER_UID}"),
+        ),
+        (
             json!({"device_id": BUSID, "subsystem_id": "2300", "ua": "06"}),
-        ))
-        .unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, DasdError::Undone { .. }), "{msg}");
-    assert!(
-        msg.contains("whose unit_address is 05, not 06")
-            && msg.ends_with("0.0.b100 was set offline again"),
-        "{msg}"
-    );
-    assert_eq!(ops(&moord), ["dasd.online", "dasd.safe_offline"]);
-    assert!(moord.unused().is_empty());
-    assert_eq!(env.t.snapshot(), before, "the host is as it was");
+            "whose unit_address is 05, not 06".to_string(),
+        ),
+    ] {
+        let env = setup();
+        add_dasd(&env.t, &volume());
+        // The IPL DASD stays online: only what this attach set online goes offline.
+        let before = env.t.snapshot();
+        let moord = Scripted::new()
+            .expect("dasd.online", online_brings_up(&env.t, volume(), true))
+            // Guarded by the uid the device shows, not the one asked for.
+            .expect_args(
+                "dasd.safe_offline",
+                json!({"busid": BUSID, "expected_uid": UID}),
+                safe_offline_removes(&env.t, volume()),
+            );
+        let err = connector(&env, &moord, &ScriptedEvents::new())
+            .connect(&props(v.clone()))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, DasdError::Undone { .. }), "{v}: {msg}");
+        assert!(
+            msg.contains(&needle) && msg.ends_with("0.0.b100 was set offline again"),
+            "{v}: {msg}"
+        );
+        assert_eq!(ops(&moord), ["dasd.online", "dasd.safe_offline"], "{v}");
+        assert!(moord.unused().is_empty(), "{v}");
+        assert_eq!(env.t.snapshot(), before, "{v}: the host is as it was");
+        assert!(env.registry().get("dasdb").is_none(), "{v}");
+    }
 }
 
 #[test]
