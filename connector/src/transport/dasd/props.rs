@@ -42,56 +42,46 @@ use crate::json::{Obj, get};
 use crate::transport::{AccessMode, KeyError, VolumeKeys};
 use crate::types::{CcwBusId, DasdUid, json_type_name};
 
-/// A DASD's unit address: two hex digits, as the uid prints it (`05`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UnitAddress(u8);
+/// A fixed-width hex field of the DASD uid, parsed exactly as the uid prints it.
+macro_rules! uid_hex_field {
+    ($(#[$doc:meta])* $name:ident($int:ty), $digits:literal, $what:literal, $example:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name($int);
 
-impl std::str::FromStr for UnitAddress {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        // Exactly two digits: `xx` (a HyperPAV alias) names no volume.
-        if s.len() == 2 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            u8::from_str_radix(s, 16)
-                .map(UnitAddress)
-                .map_err(|e| e.to_string())
-        } else {
-            Err(format!(
-                "{s:?} is not a unit address (2 hex digits, e.g. \"05\")"
-            ))
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                if s.len() == $digits && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    <$int>::from_str_radix(s, 16)
+                        .map($name)
+                        .map_err(|e| e.to_string())
+                } else {
+                    Err(format!(
+                        concat!("{:?} is not a ", $what, " (", $digits, " hex digits, e.g. \"", $example, "\")"),
+                        s
+                    ))
+                }
+            }
         }
-    }
-}
 
-impl std::fmt::Display for UnitAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:02x}", self.0)
-    }
-}
-
-/// A storage subsystem id: four hex digits, as the uid prints it (`2300`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SubsystemId(u16);
-
-impl std::str::FromStr for SubsystemId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            u16::from_str_radix(s, 16)
-                .map(SubsystemId)
-                .map_err(|e| e.to_string())
-        } else {
-            Err(format!(
-                "{s:?} is not a storage subsystem id (4 hex digits, e.g. \"2300\")"
-            ))
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:0width$x}", self.0, width = $digits)
+            }
         }
-    }
+    };
 }
 
-impl std::fmt::Display for SubsystemId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:04x}", self.0)
-    }
-}
+uid_hex_field!(
+    /// A DASD's unit address, as the uid prints it (`05`). Exactly two digits:
+    /// `xx` (a HyperPAV alias) names no volume.
+    UnitAddress(u8), 2, "unit address", "05"
+);
+uid_hex_field!(
+    /// A storage subsystem id, as the uid prints it (`2300`).
+    SubsystemId(u16), 4, "storage subsystem id", "2300"
+);
 
 /// Why DASD connection properties were refused; every variant names the key.
 #[derive(Debug, thiserror::Error)]
