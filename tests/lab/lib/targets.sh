@@ -31,7 +31,7 @@
 #           nvmet_ns_add NQN NSID SIZE_MB [--uuid U] [--nguid G] · nvmet_ns_resize NQN NSID SIZE_MB
 #           nvmet_ns_remove NQN NSID · nvmet_port_add PORTID ADDR PORT [tcp|rdma]
 #           nvmet_port_link PORTID NQN · nvmet_port_unlink PORTID NQN · nvmet_teardown
-# NVMe host nvme_ns_dev NQN NSID [TIMEOUT] (-> nvmeXnY) · nvme_cleanup
+# NVMe host nvme_ns_dev NQN NSID [TIMEOUT] (-> nvmeXnY) · nvme_ctrls_of NQN (-> nvmeN...) · nvme_cleanup
 # scsi_debug  scsi_debug_load [PARAM=VAL]... · scsi_debug_hosts · scsi_debug_disks
 #           scsi_debug_unload
 # FC (FCoE) fc_fabric_up [N=2] (veths fcA<i>/fcB<i> + FCoE ctlrs, VN2VN, not enabled) · fc_target_create
@@ -190,7 +190,7 @@ lab__ls() { # DIR [find tests...] : names of DIR's entries on one line; empty (n
   [ -d "$d" ] || return 0
   find "$d" -mindepth 1 -maxdepth 1 "$@" -printf '%f\n' 2>/dev/null | sort | paste -sd' ' - || true
 }
-assert_no_leftovers() { # no extra sd*, iSCSI sessions, dm maps, NVMe controllers, FCoE controllers/fc_hosts
+assert_no_leftovers() { # no extra sd*, iSCSI sessions, dm maps, NVMe controllers/subsystems, FCoE controllers/fc_hosts
   local bad="" x
   x=$(comm -13 "$LAB_STATE/baseline.sd" <(lab__sd_now) | paste -sd' ' -)
   [ -z "$x" ] || bad+=" sd-disks:[$x]"
@@ -200,6 +200,8 @@ assert_no_leftovers() { # no extra sd*, iSCSI sessions, dm maps, NVMe controller
   [ -z "$x" ] || bad+=" dm-maps:[$x]"
   x=$(lab__ls /sys/class/nvme)
   [ -z "$x" ] || bad+=" nvme-controllers:[$x]"
+  x=$(lab__ls /sys/class/nvme-subsystem)   # what `nvme list-subsys` lists
+  [ -z "$x" ] || bad+=" nvme-subsystems:[$x]"
   x=$(lab__ls "$FCOE_BUS/devices")
   [ -z "$x" ] || bad+=" fcoe-ctlrs:[$x]"
   x=$(lab__ls /sys/class/fc_host)
@@ -723,6 +725,13 @@ nvme_ns_dev() { # NQN NSID [TIMEOUT=30] -> nvmeXnY (the namespace's block device
   done
 }
 nvme_cleanup() { nvme disconnect-all >/dev/null 2>&1 || true; settle 10; return 0; }
+nvme_ctrls_of() { # NQN -> the host's controllers of that subsystem (nvmeN), one per line
+  local c
+  for c in /sys/class/nvme/nvme*; do
+    [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$1" ] && echo "${c##*/}"
+  done
+  return 0
+}
 
 # ------------------------------------------------------------------------------ scsi_debug
 scsi_debug_hosts() { # hostN of every scsi_debug host

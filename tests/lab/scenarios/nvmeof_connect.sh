@@ -28,15 +28,7 @@ connect() { # PROPS OUT [moor args] : device_info to OUT, stderr to $S/connect.e
   moor_caller connect nvmeof --properties "$1" "${@:3}" > "$2" 2>"$S/connect.err" || { cat "$S/connect.err" >&2; return 1; }
 }
 disconnect() { moor_caller disconnect nvmeof --properties "$1" --device-info "$2" "${@:3}"; }
-ctrls_of() { # NQN -> the host's controllers of that subsystem
-  local c
-  for c in /sys/class/nvme/nvme*; do
-    [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$1" ] && echo "${c##*/}"
-  done
-  return 0
-}
-no_subsystems() { # nothing in sysfs and nothing `nvme list-subsys` knows of
-  [ -z "$(lab__ls /sys/class/nvme-subsystem)" ] || fail "subsystems left: $(lab__ls /sys/class/nvme-subsystem)"
+no_subsystems() { # nothing `nvme list-subsys` knows of (sysfs: assert_no_leftovers)
   ! nvme list-subsys 2>/dev/null | grep -q "$NQN" || fail "nvme list-subsys still lists $NQN"
 }
 
@@ -53,7 +45,7 @@ done
 props "$S/v1.json" "$U1" 1 4420
 plan=$(moor_caller connect nvmeof --properties "$S/v1.json" --dry-run)
 grep -q '"nvme.connect' <<<"$plan" || fail "dry run plans no connect: $plan"
-[ -z "$(ctrls_of "$NQN")" ] || fail "the dry run connected"
+[ -z "$(nvme_ctrls_of "$NQN")" ] || fail "the dry run connected"
 [ ! -e /etc/nvme/hostnqn ] || fail "the dry run created /etc/nvme/hostnqn"
 log "dry run: $(grep -c '"nvme\.' <<<"$plan") typed operations planned, nothing changed"
 
@@ -76,7 +68,7 @@ dev=$(json_get "$S/i1.json" path)
 [ -b "$dev" ] || fail "connect returned $dev, not a block device"
 b=${dev#/dev/}
 assert_eq "$U1" "$(cat "/sys/block/$b/uuid")" "uuid of $dev"
-assert_eq "$(cat /etc/nvme/hostnqn)" "$(cat "/sys/class/nvme/$(ctrls_of "$NQN")/hostnqn")" "the controller's host NQN"
+assert_eq "$(cat /etc/nvme/hostnqn)" "$(cat "/sys/class/nvme/$(nvme_ctrls_of "$NQN")/hostnqn")" "the controller's host NQN"
 io_roundtrip "$dev" 4
 log "attached $dev (uuid $U1) as uid $(id -u moortest); host identity created (hostid $hostid); 4 MiB I/O ok"
 paths=$(moor_caller paths nvmeof --properties "$S/v1.json")
@@ -110,7 +102,7 @@ log "moor connector-properties as the caller: initiator (read through moord), nq
 # --- fail-fast controller loss policy
 props "$S/ff.json" "$U1" 1 4420 ', "reconnect_policy": "fail-fast"'
 connect "$S/ff.json" "$S/iff.json"
-c=$(ctrls_of "$NQN")
+c=$(nvme_ctrls_of "$NQN")
 assert_eq "5 600" "$(cat "/sys/class/nvme/$c/fast_io_fail_tmo") $(cat "/sys/class/nvme/$c/ctrl_loss_tmo")" "fast_io_fail_tmo and ctrl_loss_tmo of $c"
 out=$(disconnect "$S/ff.json" "$S/iff.json") || fail "disconnect: $out"
 assert_no_leftovers
@@ -134,7 +126,7 @@ sleep 0.5
 nvmet_port_unlink 2 "$NQN"
 wait "$io" || fail "I/O failed when port 4421 went away"
 cmp -n $((32 << 20)) "$S/pattern" "$dev" || fail "data differs after the port removal"
-states=$(for c in $(ctrls_of "$NQN"); do printf '%s=%s ' "$c" "$(cat "/sys/class/nvme/$c/state")"; done)
+states=$(for c in $(nvme_ctrls_of "$NQN"); do printf '%s=%s ' "$c" "$(cat "/sys/class/nvme/$c/state")"; done)
 log "multipath head $dev over 2 controllers; port 4421 removed during 192 MiB of writes: I/O completed, data intact ($states)"
 out=$(disconnect "$S/mp.json" "$S/imp.json") || fail "disconnect: $out"
 grep -q '"status": "clean"' <<<"$out" || fail "disconnect outcome: $out"
@@ -149,7 +141,7 @@ nvmet_ns_add "$NQN" 2 32 --uuid "$U2"
 props "$S/n2.json" "$U2" 2 4420
 connect "$S/v1.json" "$S/i1.json"
 connect "$S/n2.json" "$S/i2.json"
-assert_eq 1 "$(ctrls_of "$NQN" | wc -l)" "controllers for two namespaces"
+assert_eq 1 "$(nvme_ctrls_of "$NQN" | wc -l)" "controllers for two namespaces"
 grep -q '"op":"nvme.ns_rescan".*"outcome":"ok"' "$MOOR_AUDIT" || fail "the second attach did not rescan the live controller"
 d1=$(json_get "$S/i1.json" path); d2=$(json_get "$S/i2.json" path)
 assert_eq "$U2" "$(cat "/sys/block/${d2#/dev/}/uuid")" "uuid of $d2"
@@ -170,7 +162,7 @@ connect "$S/n2.json" "$S/i2.json"
 d2=$(json_get "$S/i2.json" path)
 nvmet_ns_remove "$NQN" 2
 nvmet_ns_add "$NQN" 2 32 --uuid "$U3"
-c=$(ctrls_of "$NQN")
+c=$(nvme_ctrls_of "$NQN")
 echo 1 > "/sys/class/nvme/$c/rescan_controller"   # what an AEN would do
 wait_until 20 grep -qx "$U3" /sys/class/nvme/"$c"/nvme*n*/uuid 2>/dev/null || fail "the new namespace did not show"
 settle
@@ -179,7 +171,7 @@ out=$(disconnect "$S/n2.json" "$S/i2.json" 2>"$S/detach.err") && rc=0 || rc=$?
 assert_eq 3 "$rc" "exit code of a detach that leaves something"
 grep -q '"status": "leftovers"' <<<"$out" || fail "outcome: $out"
 grep -q "identity changed since attach" <<<"$out" || fail "the changed namespace is not named: $out"
-[ -n "$(ctrls_of "$NQN")" ] || fail "the controller of the changed namespace was disconnected"
+[ -n "$(nvme_ctrls_of "$NQN")" ] || fail "the controller of the changed namespace was disconnected"
 if connect "$S/n2.json" "$S/i2b.json"; then fail "attached a namespace whose uuid changed at the same nsid"; fi
 grep -q "is not this volume" "$S/connect.err" || fail "attach error: $(cat "$S/connect.err")"
 assert_eq "$flushes" "$(grep -c '"op":"block.flush"' "$MOOR_AUDIT")" "block.flush records (the other volume's namespace must not be flushed)"

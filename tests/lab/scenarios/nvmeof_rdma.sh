@@ -21,16 +21,8 @@ connect() { # PROPS OUT [moor args] : device_info to OUT, stderr to $S/connect.e
   moor_caller connect nvmeof --properties "$1" "${@:3}" > "$2" 2>"$S/connect.err" || { cat "$S/connect.err" >&2; return 1; }
 }
 disconnect() { moor_caller disconnect nvmeof --properties "$1" --device-info "$2" "${@:3}"; }
-ctrls_of() { # NQN -> the host's controllers of that subsystem
-  local c
-  for c in /sys/class/nvme/nvme*; do
-    [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$1" ] && echo "${c##*/}"
-  done
-  return 0
-}
-nothing_left() {
+nothing_left() { # assert_no_leftovers, and nothing `nvme list-subsys` knows of
   assert_no_leftovers
-  [ -z "$(lab__ls /sys/class/nvme-subsystem)" ] || fail "subsystems left: $(lab__ls /sys/class/nvme-subsystem)"
   ! nvme list-subsys 2>/dev/null | grep -q "$NQN" || fail "nvme list-subsys still lists $NQN"
 }
 
@@ -47,11 +39,11 @@ printf '{"driver_volume_type": "nvmeof", "data": {"target_nqn": "%s", "vol_uuid"
   "$NQN" "$U1" "$LAB_RDMA_ADDR" > "$S/r1.json"
 plan=$(moor_caller connect nvmeof --properties "$S/r1.json" --dry-run)
 grep -q '"nvme.connect .*transport: Rdma' <<<"$plan" || fail "dry run plans no RDMA connect: $plan"
-[ -z "$(ctrls_of "$NQN")" ] || fail "the dry run connected"
+[ -z "$(nvme_ctrls_of "$NQN")" ] || fail "the dry run connected"
 connect "$S/r1.json" "$S/i1.json"
 dev=$(json_get "$S/i1.json" path); b=${dev#/dev/}
 [ -b "$dev" ] || fail "connect returned $dev, not a block device"
-c=$(ctrls_of "$NQN")
+c=$(nvme_ctrls_of "$NQN")
 assert_eq rdma "$(cat "/sys/class/nvme/$c/transport")" "transport of $c"
 assert_eq "$U1" "$(cat "/sys/block/$b/uuid")" "uuid of $dev"
 grep -q '"op":"nvme.connect".*"rdma"' "$MOOR_AUDIT" || fail "no audit record of an RDMA nvme.connect"
@@ -75,7 +67,7 @@ printf '{"driver_volume_type": "nvmeof", "data": {"nqn": "%s", "transport_type":
   "$NQN" "$LAB_RDMA_ADDR" "${G1//-/}" > "$S/r2.json"
 connect "$S/r2.json" "$S/i2.json"
 dev=$(json_get "$S/i2.json" path)
-assert_eq rdma "$(cat "/sys/class/nvme/$(ctrls_of "$NQN")/transport")" "transport of the legacy-shape controller"
+assert_eq rdma "$(cat "/sys/class/nvme/$(nvme_ctrls_of "$NQN")/transport")" "transport of the legacy-shape controller"
 io_roundtrip "$dev" 1
 out=$(disconnect "$S/r2.json" "$S/i2.json") || fail "disconnect: $out"
 grep -q '"status": "clean"' <<<"$out" || fail "disconnect outcome: $out"
@@ -91,7 +83,7 @@ printf '{"driver_volume_type": "nvmeof", "data": {"target_nqn": "%s", "vol_uuid"
 connect "$S/r3.json" "$S/i3.json" --multipath
 dev=$(json_get "$S/i3.json" path); b=${dev#/dev/}
 assert_eq true "$(json_get "$S/i3.json" multipath)" "multipath in device_info"
-assert_eq "rdma tcp" "$(for c in $(ctrls_of "$NQN"); do cat "/sys/class/nvme/$c/transport"; done | sort | xargs)" "transports of the controllers"
+assert_eq "rdma tcp" "$(for c in $(nvme_ctrls_of "$NQN"); do cat "/sys/class/nvme/$c/transport"; done | sort | xargs)" "transports of the controllers"
 assert_eq 2 "$(lab__ls /sys/block -name "${b%n*}c*n${b##*n}" | wc -w)" "paths under $dev"
 head -c $((32 << 20)) /dev/urandom > "$S/p3"
 ( for _ in 1 2 3 4; do dd if="$S/p3" of="$dev" bs=1M oflag=direct conv=fsync status=none || exit 1; done ) &
@@ -100,7 +92,7 @@ sleep 0.5
 nvmet_port_unlink 1 "$NQN"
 wait "$io" || fail "I/O failed when the RDMA port went away"
 cmp -n $((32 << 20)) "$S/p3" "$dev" || fail "data differs after the RDMA port removal"
-states=$(for c in $(ctrls_of "$NQN"); do printf '%s(%s)=%s ' "$c" "$(cat "/sys/class/nvme/$c/transport")" "$(cat "/sys/class/nvme/$c/state")"; done)
+states=$(for c in $(nvme_ctrls_of "$NQN"); do printf '%s(%s)=%s ' "$c" "$(cat "/sys/class/nvme/$c/transport")" "$(cat "/sys/class/nvme/$c/state")"; done)
 log "multipath head $dev over RDMA + TCP; RDMA port removed during 128 MiB of writes: I/O completed, data intact ($states)"
 out=$(disconnect "$S/r3.json" "$S/i3.json") || fail "disconnect: $out"
 grep -q '"status": "clean"' <<<"$out" || fail "disconnect outcome: $out"
