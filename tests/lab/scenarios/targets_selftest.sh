@@ -49,6 +49,7 @@ multipathd resize map "$wwid" >/dev/null
 wait_size "$dm" $((128 << 20)) 10
 log "LUN grown to 128 MiB: paths and multipath map follow"
 multipath -f "$wwid"
+multipath -w "$wwid" >/dev/null   # multipathd whitelisted it in /etc/multipath/wwids: leave nothing
 iscsiadm -m node -T "$IQN" --logout >/dev/null
 wait_gone "/sys/block/$a" 20; wait_gone "/sys/block/$b" 20
 iscsi_cleanup
