@@ -56,6 +56,16 @@ fn connect_leg(
     }
 }
 
+/// [`connect_leg`] 0, whose namespace carries MD metadata (a leg of the array).
+fn connect_member_leg(t: &Tree) -> impl FnMut(&Value) -> Result<Value, PrivError> + Send + 'static {
+    let t = t.clone();
+    move |a: &Value| {
+        let r = connect_leg(&t, 0)(a);
+        mark_raid_member(&t, "nvme0n1");
+        r
+    }
+}
+
 fn fails(_: &Value) -> Result<Value, PrivError> {
     Ok(exec_reply(1, "", "could not connect: Connection refused\n"))
 }
@@ -118,13 +128,8 @@ fn new_legs_make_a_new_array() {
 #[test]
 fn legs_with_md_metadata_are_assembled_even_degraded() {
     let env = setup(false);
-    let t = env.t.clone();
     let moord = Scripted::new()
-        .expect("nvme.connect", move |a| {
-            let r = connect_leg(&t, 0)(a);
-            mark_raid_member(&t, "nvme0n1");
-            r
-        })
+        .expect("nvme.connect", connect_member_leg(&env.t))
         .expect("nvme.connect", fails)
         .expect_args(
             "md.assemble",
@@ -151,13 +156,8 @@ fn a_blank_leg_next_to_the_arrays_leg_is_attached_but_not_assembled() {
     // The control plane replaced a failed replica with a new, blank namespace:
     // mdadm --assemble would abort on it, and moor does not rebuild by itself.
     let env = setup(false);
-    let t = env.t.clone();
     let moord = Scripted::new()
-        .expect("nvme.connect", move |a| {
-            let r = connect_leg(&t, 0)(a);
-            mark_raid_member(&t, "nvme0n1");
-            r
-        })
+        .expect("nvme.connect", connect_member_leg(&env.t))
         .expect("nvme.connect", connect_leg(&env.t, 1))
         .expect_args(
             "md.assemble",
